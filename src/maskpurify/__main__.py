@@ -1,0 +1,5 @@
+import sys
+
+from maskpurify.cli import main
+
+sys.exit(main())

@@ -1,0 +1,117 @@
+"""Safe file I/O: atomic writes, no silent overwrites, validated image reads."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from maskpurify.errors import UserError
+
+#: Images with more pixels than this are refused (decompression-bomb guard); 8k x 8k.
+MAX_IMAGE_PIXELS = 8192 * 8192
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; on success it is fsynced and renamed over ``path``.
+
+    An interrupted write never leaves a truncated file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def ensure_writable(path: str | Path, overwrite: bool) -> Path:
+    """Refuse to replace an existing user file unless ``overwrite`` is set."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise UserError(f"{path}: already exists; pass --overwrite to replace it")
+    return path
+
+
+def encode_image(array: np.ndarray, suffix: str = ".png", quality: int = 95) -> bytes:
+    """Encode an HxW or HxWx3 uint8 array in the format named by ``suffix``."""
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+           ".webp": "WEBP"}.get(suffix.lower())
+    if fmt is None:
+        raise UserError(f"unsupported image format '{suffix}' (use one of {', '.join(IMAGE_SUFFIXES)})")
+    buffer = io.BytesIO()
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def save_image(path: str | Path, array: np.ndarray) -> None:
+    """Atomically write an image; the format follows the file suffix."""
+    atomic_write_bytes(path, encode_image(array, Path(path).suffix))
+
+
+def read_image(path: str | Path, mode: str = "RGB", max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Read an image as uint8 (``mode`` 'RGB' -> HxWx3, 'L' -> HxW, None -> as stored).
+
+    Raises UserError for a missing, unreadable, truncated or oversized file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise UserError(f"{path}: image too large ({width}x{height} pixels; limit {max_pixels} pixels)")
+            img.load()
+            if mode is not None and img.mode != mode:
+                img = img.convert(mode)
+            array = np.asarray(img)
+    except UserError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable or truncated image ({exc})") from None
+    if array.dtype != np.uint8:
+        raise UserError(f"{path}: expected an 8-bit image, found {array.dtype}")
+    return array

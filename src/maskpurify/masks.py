@@ -1,0 +1,170 @@
+"""The RGB-mask contract: one place where masks are loaded, validated, resized and split into regions.
+
+A mask is a single-channel uint8 label map with the image's height and width. Labels come from a declared
+:class:`LabelSet`; the *attention* region is a subset of those labels (for eyes: sclera + iris + pupil), the
+rest is *background*. Masks are checked once, at the boundary, and trusted inside the package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from maskpurify.errors import UserError
+from maskpurify.fileio import read_image
+
+SKIN, SCLERA, IRIS, PUPIL = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """Names of the labels 0..n-1 and which of them form the attention region."""
+
+    names: tuple[str, ...] = ("skin", "sclera", "iris", "pupil")
+    attention: tuple[int, ...] = (SCLERA, IRIS, PUPIL)
+    #: Optional colour palette (label -> RGB) for colour-coded mask files.
+    palette: tuple[tuple[int, int, int], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.names:
+            raise UserError("label set: at least one label name is required")
+        bad = [a for a in self.attention if not 0 <= a < len(self.names)]
+        if bad:
+            raise UserError(f"label set: attention labels {bad} are not in 0..{len(self.names) - 1}")
+        if self.palette is not None and len(self.palette) != len(self.names):
+            raise UserError(f"label set: palette has {len(self.palette)} colours for {len(self.names)} labels")
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.names)
+
+
+EYE_LABELS = LabelSet()
+#: Default palette for writing colour previews of eye masks (skin, sclera, iris, pupil).
+EYE_PALETTE: tuple[tuple[int, int, int], ...] = ((0, 0, 0), (230, 230, 230), (40, 160, 220), (220, 40, 60))
+#: A binary mask: 0 background, 1 attention.
+BINARY_LABELS = LabelSet(names=("background", "attention"), attention=(1,))
+
+
+def validate_mask(mask: np.ndarray, image_shape: Sequence[int] | None = None, labels: LabelSet = EYE_LABELS,
+                  source: str = "mask", require_attention: bool = True) -> np.ndarray:
+    """Check a label map against the contract and return it as a contiguous uint8 array.
+
+    Raises UserError naming ``source`` for: more than one channel, non-integer dtype, size mismatch,
+    labels outside the declared set (listed), or an empty attention region.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[:, :, 0]
+    if mask.ndim != 2:
+        raise UserError(f"{source}: mask must be a single-channel label map, got shape {tuple(mask.shape)}"
+                        + (" (a 3-channel mask needs a palette)" if mask.ndim == 3 else ""))
+    if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == bool):
+        raise UserError(f"{source}: mask must hold integer labels, got dtype {mask.dtype}")
+    if image_shape is not None and tuple(mask.shape) != tuple(image_shape[:2]):
+        raise UserError(f"{source}: mask size {mask.shape[1]}x{mask.shape[0]} does not match image size "
+                        f"{image_shape[1]}x{image_shape[0]}")
+    present = np.unique(mask)
+    unknown = [int(v) for v in present if not 0 <= v < labels.num_labels]
+    if unknown:
+        raise UserError(f"{source}: unknown mask labels {unknown} (allowed: 0..{labels.num_labels - 1} = "
+                        f"{', '.join(labels.names)})")
+    if require_attention and not np.isin(present, labels.attention).any():
+        names = ", ".join(labels.names[a] for a in labels.attention)
+        raise UserError(f"{source}: empty attention region (no pixel labelled {names})")
+    return np.ascontiguousarray(mask, dtype=np.uint8)
+
+
+def labels_from_colours(rgb: np.ndarray, palette: Sequence[Sequence[int]], source: str = "mask") -> np.ndarray:
+    """Map a colour-coded HxWx3 mask to labels through an explicit palette; unknown colours are an error."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise UserError(f"{source}: a colour-coded mask must be HxWx3, got shape {tuple(rgb.shape)}")
+    packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    keys = np.array([(r << 16) | (g << 8) | b for r, g, b in palette], dtype=np.int32)
+    order = np.argsort(keys)
+    pos = np.searchsorted(keys[order], packed).clip(0, len(keys) - 1)
+    found = keys[order][pos] == packed
+    if not found.all():
+        ys, xs = np.nonzero(~found)
+        colours = sorted({tuple(int(c) for c in rgb[y, x, :3]) for y, x in zip(ys[:1000], xs[:1000])})[:5]
+        raise UserError(f"{source}: mask colours {colours} are not in the palette")
+    return order[pos].astype(np.uint8)
+
+
+def load_mask(path: str | Path, image_shape: Sequence[int] | None = None, labels: LabelSet = EYE_LABELS,
+              binary: bool = False) -> np.ndarray:
+    """Read and validate a mask file.
+
+    - single-channel PNG: integer labels (``binary=True``: any non-zero value is attention, label 1);
+    - 3-channel PNG: decoded through ``labels.palette``; without a palette it is refused unless all three
+      channels are equal (a grey label map saved as RGB).
+    """
+    path = Path(path)
+    array = read_image(path, mode=None)
+    if array.ndim == 3:
+        if labels.palette is not None:
+            array = labels_from_colours(array, labels.palette, source=str(path))
+        elif (array[..., 0] == array[..., 1]).all() and (array[..., 0] == array[..., 2]).all():
+            array = array[..., 0]
+        else:
+            raise UserError(f"{path}: 3-channel colour mask; save a single-channel label map or declare a palette")
+    if binary:
+        array = (array > 0).astype(np.uint8)
+        labels = BINARY_LABELS
+    return validate_mask(array, image_shape, labels, source=str(path))
+
+
+def attention_region(mask: np.ndarray, labels: LabelSet = EYE_LABELS) -> np.ndarray:
+    """Boolean map of the attention region (True) vs background (False)."""
+    return np.isin(mask, labels.attention)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a label map to (height, width) by nearest neighbour: labels are never blended."""
+    height, width = size
+    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def erode_region(region: np.ndarray, pixels: int) -> np.ndarray:
+    """Shrink a boolean region by ``pixels`` so style statistics do not bleed across its boundary."""
+    if pixels <= 0:
+        return region
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
+    return cv2.erode(region.astype(np.uint8), kernel).astype(bool)
+
+
+def colourise(mask: np.ndarray, palette: Sequence[Sequence[int]] = EYE_PALETTE) -> np.ndarray:
+    """An RGB picture of a label map, for previews."""
+    lut = np.zeros((256, 3), np.uint8)
+    lut[: len(palette)] = np.asarray(palette, np.uint8)
+    return lut[mask]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45,
+            palette: Sequence[Sequence[int]] = EYE_PALETTE) -> np.ndarray:
+    """Blend a colourised mask over an RGB (or grey) image; background label 0 stays untouched."""
+    rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+    colour = colourise(mask, palette).astype(np.float32)
+    blend = np.where(mask[..., None] > 0, (1 - alpha) * rgb + alpha * colour, rgb)
+    return blend.round().astype(np.uint8)
+
+
+def region_centroid(mask: np.ndarray, label_ids: Sequence[int] | int) -> tuple[float, float] | None:
+    """(x, y) centroid of the pixels carrying any of ``label_ids``, or None when there are none."""
+    ys, xs = np.nonzero(np.isin(mask, np.atleast_1d(label_ids)))
+    if len(xs) == 0:
+        return None
+    return float(xs.mean()), float(ys.mean())
+
+
+def label_set_from_mapping(data: Mapping[str, object]) -> LabelSet:
+    """Build a LabelSet from a config mapping {names: [...], attention: [...], palette: [[r,g,b], ...]}."""
+    names = tuple(str(n) for n in data.get("names", EYE_LABELS.names))  # type: ignore[union-attr]
+    attention = tuple(int(a) for a in data.get("attention", EYE_LABELS.attention))  # type: ignore[union-attr]
+    palette = data.get("palette")
+    return LabelSet(names, attention, tuple(tuple(int(c) for c in p) for p in palette) if palette else None)  # type: ignore[union-attr]
