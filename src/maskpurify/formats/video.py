@@ -1,0 +1,141 @@
+"""Video I/O through OpenCV: streamed reading (never a whole video in memory) and atomic mp4 writing.
+
+OpenCV reports a failed decode and the end of a file the same way (``read()`` returns False), so a truncated
+or corrupt video is detected by comparing the decoded frame count with the count the container declares.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from maskpurify.errors import UserError
+
+
+class VideoInfo(NamedTuple):
+    fps: float
+    width: int
+    height: int
+    frame_count: int  # as declared by the container; 0 when it declares none
+
+
+def _open(path: str | Path) -> cv2.VideoCapture:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such video file")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise UserError(f"{path}: unreadable video (OpenCV cannot open it; corrupt file or unsupported codec)")
+    return capture
+
+
+def video_info(path: str | Path) -> VideoInfo:
+    """(fps, width, height, frame_count) of a video, without decoding it."""
+    capture = _open(path)
+    try:
+        info = VideoInfo(float(capture.get(cv2.CAP_PROP_FPS)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                         int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                         max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))))
+    finally:
+        capture.release()
+    if info.width <= 0 or info.height <= 0:
+        raise UserError(f"{path}: unreadable video (no frame size in the file header)")
+    return info
+
+
+def iter_frames(path: str | Path, every: int = 1, limit: int | None = None) -> Iterator[np.ndarray]:
+    """Stream the frames of a video as HxWx3 uint8 RGB arrays, one at a time.
+
+    every: yield frames 0, every, 2*every, ... (skipped frames are grabbed, not decoded). limit: stop after
+    this many *source* frames. Raises UserError when the file cannot be opened or ends before the frame count
+    its container declares (a truncated or corrupt video).
+    """
+    if every < 1:
+        raise UserError(f"{path}: frame step must be >= 1, got {every}")
+    capture = _open(path)
+    try:
+        declared = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        expected = declared if limit is None else min(declared, limit)  # 0: the container declares no count
+        index = 0
+        while limit is None or index < limit:
+            if index % every == 0:
+                ok, frame = capture.read()
+            else:
+                ok, frame = capture.grab(), None
+            if not ok:
+                break
+            if frame is not None:
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            index += 1
+    finally:
+        capture.release()
+    if expected and index < expected:
+        raise UserError(f"{path}: truncated or corrupt video: decoded {index} of {expected} frames")
+
+
+class VideoWriter:
+    """Write RGB frames to an mp4 (codec 'mp4v') that appears under its final name only when complete.
+
+    Frames go to a temporary file beside ``path``; leaving the ``with`` block normally renames it over
+    ``path``, an exception deletes it. ``size`` is (width, height); when None the first frame sets it.
+    """
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int] | None = None) -> None:
+        if fps <= 0:
+            raise UserError(f"{path}: video frame rate must be positive, got {fps}")
+        self.path = Path(path)
+        self.fps = fps
+        self.size = size
+        self._tmp: Path | None = None
+        self._writer: cv2.VideoWriter | None = None
+        self.frames_written = 0
+
+    def __enter__(self) -> VideoWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp.mp4", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        return self
+
+    def _start(self, width: int, height: int) -> cv2.VideoWriter:
+        assert self._tmp is not None, "VideoWriter must be used as a context manager"
+        writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+        if not writer.isOpened():
+            raise UserError(f"{self.path}: OpenCV cannot write an mp4v video here")
+        return writer
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one HxWx3 uint8 RGB frame of the writer's size."""
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"video frames must be HxWx3 uint8 RGB, got {frame.shape} {frame.dtype}")
+        height, width = frame.shape[:2]
+        if self.size is None:
+            self.size = (width, height)
+        if (width, height) != tuple(self.size):
+            raise ValueError(f"frame size {width}x{height} differs from the video size {self.size[0]}x{self.size[1]}")
+        if self._writer is None:
+            self._writer = self._start(width, height)
+        self._writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
+        self.frames_written += 1
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._writer is not None:
+            self._writer.release()
+        assert self._tmp is not None
+        if exc_type is None and self.frames_written > 0:
+            os.replace(self._tmp, self.path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)
+            if exc_type is None:
+                raise UserError(f"{self.path}: no frames were written; refusing to create an empty video")
