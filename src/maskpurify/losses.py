@@ -1,0 +1,224 @@
+"""The purifier's losses: region-masked style (Gram), content, total variation and the region-level task loss.
+
+Every function returns a scalar and knows nothing about training loops. Regions are given as
+(N,1,H,W) float maps at image resolution (1 = attention: sclera, iris, pupil) and are resized to each
+feature map here, so callers never deal with feature resolutions.
+
+Resizing rule: area averaging (adaptive average pooling), kept *fractional*, not thresholded: a feature
+cell straddling the boundary counts in proportion to its overlap. This stays meaningful on the 4x7
+maps of deep layers, where thresholding would flip whole cells in or out. Optional erosion (in image
+pixels, before resizing) trims a band along the boundary so style statistics do not bleed across it
+(Gatys et al. 2017, "Controlling perceptual factors in neural style transfer").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maskpurify.errors import UserError
+from maskpurify.nets.encoders import FeatureEncoder
+
+_EPS = 1e-6
+
+
+def region_weights(region: torch.Tensor, size: tuple[int, int], erode: int = 0) -> torch.Tensor:
+    """Region (N,1,H,W) in [0,1] -> fractional weights (N,1,h,w) at a feature map's size.
+
+    ``erode`` > 0 first shrinks the region by that many image pixels (a max-pool of the complement),
+    then the map is area-resized (adaptive average pool; it upsamples by repetition when h > H).
+    """
+    if erode > 0:
+        region = 1.0 - F.max_pool2d(1.0 - region, 2 * erode + 1, stride=1, padding=erode)
+    if tuple(region.shape[-2:]) == tuple(size):
+        return region
+    return F.adaptive_avg_pool2d(region, size)
+
+
+def masked_gram(features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Gram matrix of ``features`` (N,C,h,w) over the pixels weighted by ``weights`` (N,1,h,w) -> (N,C,C).
+
+    Normalised by (sum of weights) * C, so regions of different size are comparable and all-ones
+    weights give the usual Gram / (C*h*w). An empty region gives an all-zero Gram (no NaN); callers
+    drop such samples with :func:`region_present`.
+    """
+    n, c = features.shape[:2]
+    flat = features.flatten(2)
+    weighted = flat * weights.flatten(2)
+    area = weights.flatten(1).sum(1).clamp_min(_EPS)
+    return torch.bmm(weighted, flat.transpose(1, 2)) / (area * c).view(n, 1, 1)
+
+
+def region_present(weights: torch.Tensor) -> torch.Tensor:
+    """(N,) float: 1 where the region has any weight, 0 where it is empty."""
+    return (weights.flatten(1).sum(1) > _EPS).to(weights.dtype)
+
+
+def _mean_over_present(per_sample: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Mean over samples whose region exists; 0 (still in the graph) when none does."""
+    return (per_sample * present).sum() / present.sum().clamp_min(1.0)
+
+
+def style_loss_region(out_feats: Sequence[torch.Tensor], style_feats: Sequence[torch.Tensor],
+                      out_region: torch.Tensor, style_region: torch.Tensor, layers: Sequence[int],
+                      erode: int = 0) -> torch.Tensor:
+    """Mean over ``layers`` of the MSE between each output's region Gram and the style batch's region Gram.
+
+    Unpaired by design: the style batch holds *other* (synthetic) images, so the target is one Gram per
+    layer pooled over the whole style batch's region (every style pixel of the region counts once,
+    i.e. the area-weighted mean of the per-image Grams): a low-variance estimate of the synthetic
+    domain's region style, not of any one image. Output samples with an empty region are skipped.
+    """
+    losses = []
+    for index in layers:
+        out_f, sty_f = out_feats[index], style_feats[index]
+        w_out = region_weights(out_region, out_f.shape[-2:], erode)
+        w_sty = region_weights(style_region, sty_f.shape[-2:], erode)
+        with torch.no_grad():
+            area = w_sty.flatten(1).sum(1)
+            target = (masked_gram(sty_f, w_sty) * area.view(-1, 1, 1)).sum(0) / area.sum().clamp_min(_EPS)
+        gram = masked_gram(out_f, w_out)
+        per_sample = (gram - target).square().mean((1, 2))
+        losses.append(_mean_over_present(per_sample, region_present(w_out)))
+    return torch.stack(losses).mean()
+
+
+def content_loss(out_feats: Sequence[torch.Tensor], in_feats: Sequence[torch.Tensor], layers: Sequence[int],
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Feature reconstruction (mean over ``layers`` of a squared error) of the output against the input.
+
+    ``weights`` None: plain MSE over the full image. Otherwise a region map (N,1,H,W) at image
+    resolution, area-resized to each layer; the error is averaged inside the region (normalised by its
+    area per sample) so a small iris weighs as much as a large one. Empty regions are skipped.
+    """
+    losses = []
+    for index in layers:
+        out_f, in_f = out_feats[index], in_feats[index].detach()
+        error = (out_f - in_f).square().mean(1, keepdim=True)
+        if weights is None:
+            losses.append(error.mean())
+            continue
+        w = region_weights(weights, out_f.shape[-2:])
+        per_sample = (error * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(_EPS)
+        losses.append(_mean_over_present(per_sample, region_present(w)))
+    return torch.stack(losses).mean()
+
+
+def total_variation(image: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels (anisotropic L1 TV): damps speckle and
+    checkerboard artefacts while, unlike squared TV, leaving sharp iris and pupil edges cheap."""
+    dy = (image[:, :, 1:, :] - image[:, :, :-1, :]).abs().mean()
+    dx = (image[:, :, :, 1:] - image[:, :, :, :-1]).abs().mean()
+    return dx + dy
+
+
+def task_loss(logits: torch.Tensor, input_mask: torch.Tensor,
+              class_weights: Sequence[float] | None = None) -> torch.Tensor:
+    """Region-level task-guided loss: cross-entropy of a frozen segmenter's logits on the *output*
+    (N,K,H,W) against the *input's* mask (N,H,W), so the regions (and with them the gaze geometry)
+    must survive purification. ``class_weights`` (length K) can favour the small iris and pupil."""
+    weight = None
+    if class_weights is not None:
+        if len(class_weights) != logits.shape[1]:
+            raise UserError(f"task loss: {len(class_weights)} class weights for {logits.shape[1]} classes")
+        weight = torch.tensor(list(class_weights), dtype=logits.dtype, device=logits.device)
+    return F.cross_entropy(logits, input_mask.long(), weight=weight)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weight of each term; 0 switches a term off (it is then not computed and logged as 0).
+
+    Defaults put every enabled term at roughly the same weighted magnitude (about 1) for random
+    36x60 inputs with the EfficientNet-Lite0 encoder at upsample 2; see the measurements in
+    benchmarks/results/loss_magnitudes.json.
+    """
+
+    style_attention: float = 1.0
+    style_background: float = 1.0
+    content_full: float = 1.0
+    content_attention: float = 1.0
+    task: float = 1.0
+    tv: float = 1.0
+
+
+TERMS = ("style_attention", "style_background", "content_full", "content_attention", "task", "tv")
+
+
+class PurifierLoss(nn.Module):
+    """All purifier loss terms, weighted and summed; each term also reported on its own.
+
+    Returns ``(total, logs)``: ``logs[term]`` is the unweighted value, ``logs["w_" + term]`` the
+    weighted one, ``logs["total"]`` the sum (all Python floats, for logging).
+    The encoder and segmenter are passed per call (they are frozen and owned elsewhere); the
+    segmenter must already be frozen by its owner (eval mode, no trainable parameters), it only
+    passes gradients through to the output.
+    """
+
+    def __init__(self, weights: LossWeights | None = None, attention_labels: Sequence[int] = (1, 2, 3),
+                 style_erode: int = 1, style_layers: Sequence[int] | None = None,
+                 content_layers: Sequence[int] | None = None,
+                 task_class_weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.weights = weights or LossWeights()
+        bad = [t for t, w in asdict(self.weights).items() if w < 0]
+        if bad:
+            raise UserError(f"loss weights: {bad} are negative")
+        self.attention_labels = tuple(attention_labels)
+        self.style_erode = style_erode
+        self.style_layers = None if style_layers is None else list(style_layers)
+        self.content_layers = None if content_layers is None else list(content_layers)
+        self.task_class_weights = None if task_class_weights is None else tuple(task_class_weights)
+
+    def attention(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(N,H,W) labels -> (N,1,H,W) attention region (1) vs background (0)."""
+        labels = torch.tensor(self.attention_labels, device=mask.device)
+        return torch.isin(mask, labels).unsqueeze(1).to(dtype)
+
+    def forward(self, output: torch.Tensor, image: torch.Tensor, input_mask: torch.Tensor,
+                style_images: torch.Tensor, style_masks: torch.Tensor, encoder: FeatureEncoder,
+                segmenter: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """output: purifier(image, input_mask); style_images/style_masks: an unpaired synthetic batch."""
+        w = self.weights
+        if w.task > 0 and segmenter is None:
+            raise UserError("loss: the task loss weight is > 0 but no segmenter was given (set task: 0 to ablate)")
+        style_layers = self.style_layers if self.style_layers is not None else encoder.style_layers
+        content_layers = self.content_layers if self.content_layers is not None else encoder.content_layers
+        region = self.attention(input_mask, output.dtype)
+        need_style = w.style_attention > 0 or w.style_background > 0
+        need_content = w.content_full > 0 or w.content_attention > 0
+        out_feats = encoder(output) if need_style or need_content else []
+        terms: dict[str, torch.Tensor] = {}
+        if need_style:
+            style_region = self.attention(style_masks, output.dtype)
+            with torch.no_grad():
+                style_feats = encoder(style_images)
+            if w.style_attention > 0:
+                terms["style_attention"] = style_loss_region(out_feats, style_feats, region, style_region,
+                                                             style_layers, self.style_erode)
+            if w.style_background > 0:
+                terms["style_background"] = style_loss_region(out_feats, style_feats, 1.0 - region,
+                                                              1.0 - style_region, style_layers, self.style_erode)
+        if need_content:
+            with torch.no_grad():
+                in_feats = encoder(image)
+            if w.content_full > 0:
+                terms["content_full"] = content_loss(out_feats, in_feats, content_layers)
+            if w.content_attention > 0:
+                terms["content_attention"] = content_loss(out_feats, in_feats, content_layers, region)
+        if w.task > 0 and segmenter is not None:
+            terms["task"] = task_loss(segmenter(output), input_mask, self.task_class_weights)
+        if w.tv > 0:
+            terms["tv"] = total_variation(output)
+        total = sum((getattr(w, name) * value for name, value in terms.items()), output.new_zeros(()))
+        logs: dict[str, float] = {}
+        for name in TERMS:
+            value = float(terms[name].detach()) if name in terms else 0.0
+            logs[name] = value
+            logs["w_" + name] = getattr(w, name) * value
+        logs["total"] = float(total.detach())
+        return total, logs
