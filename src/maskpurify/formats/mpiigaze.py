@@ -46,7 +46,7 @@ def load_eye(path: str | Path, eye: str) -> tuple[np.ndarray, np.ndarray, np.nda
     path = Path(path)
     try:
         mat = scipy.io.loadmat(str(path), struct_as_record=False, squeeze_me=True)
-    except (OSError, ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as exc:
+    except (OSError, ValueError, TypeError, IndexError, NotImplementedError, scipy.io.matlab.MatReadError) as exc:
         raise UserError(f"{path}: unreadable .mat file ({exc})") from None
     data = mat.get("data")
     side = getattr(data, eye, None)
