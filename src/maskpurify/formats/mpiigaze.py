@@ -38,8 +38,8 @@ def pose_to_pitchyaw(rotation_vectors: np.ndarray) -> np.ndarray:
     return out
 
 
-def load_eye(path: str | Path, eye: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(images N x H x W uint8, gaze N x 3, pose N x 3) of one eye in one .mat file.
+def load_day(path: str | Path, eyes: Sequence[str] = EYES) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per eye: (images N x H x W uint8, gaze N x 3, pose N x 3) from one .mat file, read once.
 
     ``squeeze_me`` turns a single sample into (H, W) / (3,) arrays; they are restored to N = 1 here.
     """
@@ -48,7 +48,10 @@ def load_eye(path: str | Path, eye: str) -> tuple[np.ndarray, np.ndarray, np.nda
         mat = scipy.io.loadmat(str(path), struct_as_record=False, squeeze_me=True)
     except (OSError, ValueError, TypeError, IndexError, NotImplementedError, scipy.io.matlab.MatReadError) as exc:
         raise UserError(f"{path}: unreadable .mat file ({exc})") from None
-    data = mat.get("data")
+    return {eye: _eye_arrays(path, mat.get("data"), eye) for eye in eyes}
+
+
+def _eye_arrays(path: Path, data: object, eye: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     side = getattr(data, eye, None)
     if side is None:
         raise UserError(f"{path}: missing 'data.{eye}' (expected MPIIGaze Normalized data)")
@@ -106,14 +109,13 @@ class MPIIGazeReader(Reader):
     def __len__(self) -> int:
         """Number of eye images; the first call reads every file's arrays to count them."""
         if self._length is None:
-            self._length = sum(len(load_eye(f, eye)[0]) for f in self.files for eye in self.eyes)
+            self._length = sum(len(arrays[0]) for f in self.files for arrays in load_day(f, self.eyes).values())
         return self._length
 
     def _pairs(self) -> Iterator[RGBMaskPair]:
         for path in self.files:
             person, day = path.parent.name, path.stem
-            for eye in self.eyes:
-                images, gaze_vectors, poses = load_eye(path, eye)
+            for eye, (images, gaze_vectors, poses) in load_day(path, self.eyes).items():
                 gaze, head = vector_to_pitchyaw(gaze_vectors), pose_to_pitchyaw(poses)
                 flip = eye == "right" and self.flip_right
                 if flip:
