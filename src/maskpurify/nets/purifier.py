@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskpurify.checkpoints import load_checkpoint, save_checkpoint
 from maskpurify.errors import UserError
 
 #: Pixels are clamped to [EPS, 1-EPS] before the logit so the residual never has to fight infinities.
@@ -185,3 +187,24 @@ class Purifier(nn.Module):
         residual = F.pixel_shuffle(self.out(y), 2)[:, :, :h, :w]
         base = torch.logit(image.clamp(_LOGIT_EPS, 1 - _LOGIT_EPS))
         return torch.sigmoid(base + residual)
+
+
+def save_purifier(path: str | Path, model: Purifier, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``path.safetensors`` + ``path.json``; the sidecar holds the network config."""
+    meta: dict[str, Any] = {"kind": "purifier", "config": model.config_dict()}
+    meta.update(extra or {})
+    return save_checkpoint(path, dict(model.state_dict()), meta)
+
+
+def load_purifier(path: str | Path, device: str | torch.device = "cpu") -> Purifier:
+    """Rebuild a purifier from its checkpoint, in eval mode on ``device``."""
+    tensors, meta = load_checkpoint(path)
+    if meta.get("kind") != "purifier" or "config" not in meta:
+        raise UserError(f"{path}: not a purifier checkpoint (sidecar kind is {meta.get('kind')!r})")
+    model = Purifier.from_config(meta["config"])
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise UserError(f"{path}: weights do not match the network in its sidecar ({str(exc).splitlines()[0]})") \
+            from None
+    return model.to(device).eval()

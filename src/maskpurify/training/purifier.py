@@ -1,0 +1,218 @@
+"""Train the mask-guided purifier: unpaired, content from the wild domain, style from the synthetic domain.
+
+Every step draws a wild batch (image + mask) and an independent synthetic batch (image + mask). The purifier
+re-renders the wild batch; :class:`maskpurify.losses.PurifierLoss` scores it (region style against the
+synthetic batch, content against the input, the frozen segmenter's region-level task loss, TV).
+
+Outputs in the out dir: ``purifier.safetensors`` + ``purifier.json`` (final weights; the sidecar rebuilds the
+network), ``last.*`` (resumable state), ``log.csv``, ``previews/step_*.png``, ``config.yaml`` + ``run.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from maskpurify.config import command_line, save_run_record
+from maskpurify.errors import UserError
+from maskpurify.losses import LossWeights, PurifierLoss
+from maskpurify.nets.encoders import build_encoder
+from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
+from maskpurify.nets.segmenter import load_segmenter, predict_masks
+from maskpurify.training.common import CSVLogger, Checkpointer, MinibatchSampler, cleanup_distributed, \
+    init_distributed, load_arrays_checked, lr_at, parse_size, render_once, run_loop, seed_everything, set_lr, \
+    to_float_images, unwrap, wrap_model
+from maskpurify.training.previews import save_preview_grid
+
+DEFAULT_SEGMENTER = str(Path(__file__).resolve().parents[3] / "weights" / "segmenter")
+
+
+@dataclass
+class SourceConfig:
+    """One image source: a dataset folder (``path``), or rendered on the fly into the out dir."""
+
+    path: str | None = None
+    render_n: int = 12000
+    render_seed: int = 2001
+
+
+@dataclass
+class PurifierDataConfig:
+    content: SourceConfig = field(default_factory=lambda: SourceConfig(render_seed=2001))
+    style: SourceConfig = field(default_factory=lambda: SourceConfig(render_seed=3001))
+    size: str = "36x60"
+    #: masks of the content images: 'given' (from the dataset) or 'segmenter' (predicted on the raw images,
+    #: as for real data without annotations)
+    content_masks: Literal["given", "segmenter"] = "given"
+
+
+@dataclass
+class EncoderConfig:
+    name: Literal["efficientnet-lite0", "vgg19", "random"] = "efficientnet-lite0"
+    weights_path: str | None = None
+    upsample: int = 2
+
+
+@dataclass
+class LossConfig:
+    style_attention: float = 1.0
+    style_background: float = 1.0
+    content_full: float = 1.0
+    content_attention: float = 1.0
+    task: float = 1.0
+    tv: float = 1.0
+    #: erosion (pixels) of the regions for the style Grams, so style does not bleed across the boundary
+    style_erode: int = 1
+    #: cross-entropy class weights of the task loss (skin, sclera, iris, pupil)
+    task_class_weights: tuple[float, float, float, float] = (1.0, 1.0, 2.0, 2.0)
+
+    def weights(self) -> LossWeights:
+        return LossWeights(self.style_attention, self.style_background, self.content_full, self.content_attention,
+                           self.task, self.tv)
+
+
+@dataclass
+class NetConfig:
+    base_channels: int = 16
+    num_res_blocks: int = 3
+    use_mask: bool = True
+
+
+@dataclass
+class PurifierTrainConfig:
+    data: PurifierDataConfig = field(default_factory=PurifierDataConfig)
+    net: NetConfig = field(default_factory=NetConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    #: frozen segmenter for the task loss and for automatic content masks
+    segmenter: str = DEFAULT_SEGMENTER
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 2e-3
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    warmup: int = 50
+    seed: int = 0
+    log_every: int = 25
+    preview_every: int = 250
+    checkpoint_every: int = 100
+    device: str = "auto"
+
+
+def _source_arrays(source: SourceConfig, domain: str, size: tuple[int, int], out: Path, ctx: Any,
+                   what: str) -> dict[str, np.ndarray]:
+    if source.path:
+        return load_arrays_checked(source.path, what)
+    folder = render_once(out / "data" / f"{domain}_n{source.render_n}_seed{source.render_seed}", domain,
+                         source.render_n, size, source.render_seed, ctx)
+    return load_arrays_checked(folder, f"rendered {domain} set")
+
+
+def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: bool = True, stop_at: int | None = None,
+                   progress: bool = True, arrays: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
+                   ) -> dict[str, Any]:
+    """Train (or resume) the purifier; returns a summary dict.
+
+    ``arrays`` = (content, style) arrays in the form of :func:`maskpurify.world.dataset.load_arrays` replaces
+    ``config.data`` (tests). ``stop_at`` ends the run early with a resumable checkpoint, as a kill would.
+    """
+    out = Path(out_dir)
+    ctx = init_distributed(None if config.device == "auto" else config.device)
+    try:
+        if ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        seed_everything(config.seed + ctx.rank)
+        size = parse_size(config.data.size)
+        if arrays is not None:
+            content, style = arrays
+        else:
+            content = _source_arrays(config.data.content, "wild", size, out, ctx, "data.content.path")
+            style = _source_arrays(config.data.style, "synthetic", size, out, ctx, "data.style.path")
+
+        needs_segmenter = config.loss.task > 0 or config.data.content_masks == "segmenter"
+        segmenter = load_segmenter(config.segmenter, ctx.device) if needs_segmenter else None
+        if segmenter is not None:
+            for p in segmenter.parameters():
+                p.requires_grad_(False)
+        content_masks = content.get("masks")
+        if config.data.content_masks == "segmenter":
+            assert segmenter is not None
+            content_masks = predict_masks(segmenter, content["images"])
+        if content_masks is None or "masks" not in style:
+            raise UserError("purifier training needs masks: content masks (or data.content_masks=segmenter) "
+                            "and style masks")
+        tensors = {
+            "content_images": torch.from_numpy(np.ascontiguousarray(content["images"])),
+            "content_masks": torch.from_numpy(np.ascontiguousarray(content_masks)).long(),
+            "style_images": torch.from_numpy(np.ascontiguousarray(style["images"])),
+            "style_masks": torch.from_numpy(np.ascontiguousarray(style["masks"])).long(),
+        }
+
+        model = Purifier(PurifierConfig(config.net.base_channels, config.net.num_res_blocks,
+                                        use_mask=config.net.use_mask)).to(ctx.device)
+        encoder = build_encoder(config.encoder.name, config.encoder.weights_path, config.encoder.upsample)
+        encoder = encoder.to(ctx.device)
+        criterion = PurifierLoss(config.loss.weights(), style_erode=config.loss.style_erode,
+                                 task_class_weights=config.loss.task_class_weights)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        checkpointer = Checkpointer(out, "last", ctx)
+        start = 0
+        if resume and checkpointer.exists():
+            start, _ = checkpointer.restore({"model": model}, {"optimizer": optimizer})
+        elif ctx.is_main:
+            save_run_record(out, config, config.seed, {"trainer": "purifier", "world_size": ctx.world_size})
+        net = wrap_model(model, ctx)
+        logger = CSVLogger(out / "log.csv", resume_step=start if start > 0 else None, enabled=ctx.is_main)
+        content_sampler = MinibatchSampler(len(tensors["content_images"]), config.batch_size, config.seed,
+                                           ctx.rank, ctx.world_size)
+        style_sampler = MinibatchSampler(len(tensors["style_images"]), config.batch_size, config.seed + 1,
+                                         ctx.rank, ctx.world_size)
+
+        def batch(step: int) -> tuple[torch.Tensor, ...]:
+            ci, si = content_sampler.indices(step), style_sampler.indices(step)
+            return (to_float_images(tensors["content_images"][ci], ctx.device),
+                    tensors["content_masks"][ci].to(ctx.device),
+                    to_float_images(tensors["style_images"][si], ctx.device),
+                    tensors["style_masks"][si].to(ctx.device))
+
+        def step_fn(step: int) -> dict[str, float]:
+            net.train()
+            image, mask, style_image, style_mask = batch(step)
+            lr = lr_at(step, config.steps, config.lr, config.schedule, config.warmup)
+            set_lr(optimizer, lr)
+            output = net(image, mask)
+            total, logs = criterion(output, image, mask, style_image, style_mask, encoder, segmenter)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            terms = {k: v for k, v in logs.items() if not k.startswith("w_")}
+            return {**terms, "lr": lr}
+
+        def on_log(step: int, means: dict[str, float]) -> None:
+            if ctx.is_main and (step % config.preview_every == 0 or step == config.steps):
+                image, mask, style_image, _ = batch(step)
+                with torch.no_grad():
+                    model.eval()
+                    output = model(image[:8], mask[:8])
+                save_preview_grid(out / "previews" / f"step_{step:06d}.png", image[:8], mask[:8], output,
+                                  style_image[:8])
+            return None
+
+        def save(step: int) -> None:
+            checkpointer.save(step, {"model": model}, {"optimizer": optimizer})
+
+        done = run_loop(step_fn, start=start, total=config.steps, save=save, ctx=ctx, logger=logger,
+                        log_every=config.log_every, checkpoint_every=config.checkpoint_every, stop_at=stop_at,
+                        on_log=on_log, desc="train-purifier", progress=progress)
+        summary: dict[str, Any] = {"steps_done": done, "finished": done >= config.steps}
+        if done >= config.steps and ctx.is_main:
+            save_purifier(out / "purifier", unwrap(model), {"trained": {
+                "command": command_line(), "seed": config.seed, "steps": config.steps,
+                "loss": asdict(config.loss), "encoder": asdict(config.encoder),
+                "content_masks": config.data.content_masks}})
+        return summary
+    finally:
+        cleanup_distributed(ctx)
