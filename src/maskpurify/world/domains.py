@@ -155,7 +155,7 @@ def wild_preset() -> DomainPreset:
         contrast=(0.55, 1.5),
         white_balance=0.2,
         glare_prob=0.5,
-        glare_strength=(0.3, 0.8),
+        glare_strength=(0.25, 0.7),
         noise_sigma=(0.01, 0.06),
         blur_prob=0.55,
         blur_sigma=(0.4, 1.3),
@@ -189,5 +189,23 @@ def domain_index(name: str) -> int:
     return 100 + sum((i + 1) * ord(c) for i, c in enumerate(name)) % 10_000
 
 
-__all__ = ["DOMAINS", "DomainPreset", "GeometryConfig", "PRESETS", "domain_index", "get_preset",
+__all__ = ["DOMAINS", "DomainPreset", "GeometryConfig", "PRESETS", "RenderConfig", "domain_index", "get_preset",
            "synthetic_preset", "wild_preset"]
+
+
+@dataclass
+class RenderConfig:
+    """What ``maskpurify render`` resolves from defaults, ``--config`` and ``--set``: geometry ranges and both
+    presets (e.g. ``--set wild.noise_sigma=[0.0,0.08]`` or ``--set geometry.gaze_yaw=[-20,20]``)."""
+
+    geometry: GeometryConfig = dataclasses.field(default_factory=GeometryConfig)
+    synthetic: DomainPreset = dataclasses.field(default_factory=synthetic_preset)
+    wild: DomainPreset = dataclasses.field(default_factory=wild_preset)
+
+    def preset(self, domain: str) -> DomainPreset:
+        if domain not in DOMAINS:
+            raise UserError(f"unknown domain '{domain}' (choose from {', '.join(DOMAINS)})")
+        preset = getattr(self, domain)
+        preset.name = domain
+        preset.validate()
+        return preset

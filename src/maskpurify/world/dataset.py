@@ -1,0 +1,256 @@
+"""Eye datasets on disk: deterministic compressed shards, resumable writes, lazy torch reading.
+
+Layout of a dataset directory::
+
+    meta.json            domain, n, size, seed, shard_size, grey, resolved preset and geometry, command
+    shard-00000.npz      samples [0, shard_size); keys images (N,H,W,C) uint8, masks (N,H,W) uint8,
+    shard-00001.npz      gaze (N,2), head_pose (N,2), pupil_center (N,2), iris_landmarks (N,32,2),
+    ...                  eyelid_landmarks (N,16,2) float32
+    unityeyes/1.jpg ...  (``unityeyes=True``) per-sample image + json in the UnityEyes schema, 1-based names
+
+Shards are zip files written with fixed timestamps, so the same seed gives byte-identical files.
+
+UnityEyes json conventions (as read by GazeML-style loaders): 2-D landmark strings are ``"(x, y, z)"`` with
+``y`` measured from the *bottom* of the image (``y_unity = H - y``) and ``z = 0``; ``eye_details.look_vec`` is
+``"(x, -y, z, 0)"`` for our MPIIGaze gaze vector ``(x, y, z)`` (Unity's camera has y up), so that
+``pitch = asin(look_y)`` and ``yaw = atan2(-look_x, -look_z)`` recover our gaze; ``head_pose`` is
+``"(P, Y, 0)"`` degrees with ``P = -pitch mod 360`` and ``Y = 180 - yaw``; ``iris_size`` is the iris radius
+over the eyeball radius and ``pupil_size`` the pupil radius over the iris radius.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from maskpurify.config import command_line
+from maskpurify.errors import UserError
+from maskpurify.fileio import atomic_write_bytes, atomic_write_json, encode_image
+from maskpurify.world.domains import DomainPreset, GeometryConfig, get_preset
+from maskpurify.world.renderer import CHUNK, EyeBatch, parse_size, render_samples
+
+SHARD_KEYS = ("images", "masks", "gaze", "head_pose", "pupil_center", "iris_landmarks", "eyelid_landmarks")
+FORMAT_VERSION = 1
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.npz"
+
+
+def save_npz_deterministic(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Like ``np.savez_compressed`` but byte-reproducible (fixed zip timestamps), written atomically."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for key, value in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(value), allow_pickle=False)
+            archive.writestr(info, member.getvalue(), compresslevel=6)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _shard_arrays(batch: EyeBatch) -> dict[str, np.ndarray]:
+    return {key: getattr(batch, key) for key in SHARD_KEYS}
+
+
+def _fmt(values: Any) -> str:
+    return "(" + ", ".join(f"{float(v):.4f}" for v in values) + ")"
+
+
+def unityeyes_record(batch: EyeBatch, i: int, height: int) -> dict[str, Any]:
+    """The UnityEyes json of sample ``i`` of ``batch`` (see the module docstring for the conventions)."""
+
+    def points(xy: np.ndarray) -> list[str]:
+        return [_fmt((x, height - y, 0.0)) for x, y in xy]
+
+    g = batch.gaze_vector[i]
+    pitch, yaw = np.degrees(batch.head_pose[i])
+    return {
+        "interior_margin_2d": points(batch.eyelid_landmarks[i]),
+        "caruncle_2d": points(batch.caruncle_landmarks[i]),
+        "iris_2d": points(batch.iris_landmarks[i]),
+        "eye_details": {"look_vec": _fmt((g[0], -g[1], g[2], 0.0)), "pupil_size": f"{float(batch.pupil_size[i]):.4f}",
+                        "iris_size": f"{float(batch.iris_size[i]):.4f}", "iris_texture": "procedural"},
+        "head_pose": _fmt(((-pitch) % 360.0, 180.0 - yaw, 0.0)),
+    }
+
+
+def _meta(domain: str, n: int, size: tuple[int, int], seed: int, grey: bool, shard_size: int, unityeyes: bool,
+          preset: DomainPreset, geometry: GeometryConfig) -> dict[str, Any]:
+    return {"format": "maskpurify-eyes", "version": FORMAT_VERSION, "domain": domain, "n": n,
+            "size": [size[0], size[1]], "seed": seed, "grey": grey, "shard_size": shard_size, "chunk": CHUNK,
+            "unityeyes": unityeyes, "num_shards": -(-n // shard_size),
+            "preset": json.loads(json.dumps(dataclasses.asdict(preset))),
+            "geometry": json.loads(json.dumps(dataclasses.asdict(geometry)))}
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    strip = ("command", "complete")
+    return {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
+
+
+def write_dataset(out_dir: str | Path, domain: str | DomainPreset, n: int, size: tuple[int, int] | str = (36, 60),
+                  seed: int = 0, grey: bool = False, shard_size: int = 4096, unityeyes: bool = False,
+                  overwrite: bool = False, geometry: GeometryConfig | None = None, progress: bool = True,
+                  command: str | None = None) -> Path:
+    """Render ``n`` eyes of ``domain`` into ``out_dir`` (see the module docstring); returns the directory.
+
+    An existing dataset with the same settings is resumed (complete shards are skipped); one with other
+    settings, or a non-empty directory that is no dataset, is refused unless ``overwrite``.
+    """
+    if n < 1:
+        raise UserError(f"--n must be at least 1, got {n}")
+    if shard_size < 1:
+        raise UserError(f"shard_size must be at least 1, got {shard_size}")
+    size = parse_size(size)
+    preset = get_preset(domain)
+    geometry = geometry or GeometryConfig()
+    geometry.validate()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory")
+    meta = _meta(preset.name, n, size, seed, grey, shard_size, unityeyes, preset, geometry)
+    meta_path = out / "meta.json"
+    resume = False
+    if meta_path.is_file():
+        try:
+            old = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        resume = _same(old, meta)
+        if not resume:
+            if not overwrite:
+                raise UserError(f"{out}: holds a different dataset; pass --overwrite to replace it")
+            _remove_dataset(out)
+    elif out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out}: directory is not empty; pass --overwrite to write into it")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(meta_path, {**meta, "complete": False, "command": command or command_line()})
+    bar = tqdm(total=n, unit="img", desc=f"render {preset.name}", disable=not progress or n < 2 * CHUNK,
+               leave=False)
+    for index in range(meta["num_shards"]):
+        start, stop = index * shard_size, min(n, (index + 1) * shard_size)
+        path = out / shard_name(index)
+        if resume and path.is_file() and (not unityeyes or (out / "unityeyes" / f"{stop}.json").is_file()):
+            bar.update(stop - start)
+            continue
+        parts = []
+        lo = start
+        while lo < stop:
+            hi = min(stop, lo + CHUNK - lo % CHUNK)
+            batch = render_samples(preset, hi - lo, size, seed, start=lo, geometry=geometry, grey=grey)
+            parts.append(batch)
+            if unityeyes:
+                _write_unityeyes(out / "unityeyes", batch, lo, size[0])
+            bar.update(hi - lo)
+            lo = hi
+        save_npz_deterministic(path, {k: np.concatenate([getattr(b, k) for b in parts]) for k in SHARD_KEYS})
+    bar.close()
+    atomic_write_json(meta_path, {**meta, "complete": True, "command": command or command_line()})
+    return out
+
+
+def _write_unityeyes(folder: Path, batch: EyeBatch, start: int, height: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(len(batch)):
+        name = str(start + i + 1)
+        image = batch.images[i]
+        atomic_write_bytes(folder / f"{name}.jpg", encode_image(image[..., 0] if image.shape[-1] == 1 else image,
+                                                                ".jpg", quality=95))
+        atomic_write_json(folder / f"{name}.json", unityeyes_record(batch, i, height))
+
+
+def _remove_dataset(out: Path) -> None:
+    for path in out.glob("shard-*.npz"):
+        path.unlink()
+    folder = out / "unityeyes"
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.suffix in (".jpg", ".json"):
+                path.unlink()
+    (out / "meta.json").unlink(missing_ok=True)
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The meta.json of a dataset; UserError when missing, unreadable or incomplete."""
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise UserError(f"{path}: not an eye dataset (no meta.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{meta_path}: unreadable ({exc})") from None
+    if meta.get("format") != "maskpurify-eyes":
+        raise UserError(f"{meta_path}: not a maskpurify eye dataset")
+    if not meta.get("complete", False):
+        raise UserError(f"{path}: dataset is incomplete; run the same render command again to finish it")
+    return meta
+
+
+def _load_shard(path: Path, index: int) -> dict[str, np.ndarray]:
+    file = path / shard_name(index)
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            return {key: data[key] for key in SHARD_KEYS}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{file}: missing or corrupt shard ({exc})") from None
+
+
+def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Every shard of a (small) dataset concatenated in memory: {key: array} for the keys in SHARD_KEYS."""
+    path = Path(path)
+    meta = read_meta(path)
+    shards = [_load_shard(path, i) for i in range(meta["num_shards"])]
+    return {key: np.concatenate([s[key] for s in shards]) for key in SHARD_KEYS}
+
+
+class EyeDataset(Dataset):
+    """Lazy torch view of a dataset directory (one shard cached at a time).
+
+    Items: image float32 (C,H,W) in [0,1], mask int64 (H,W), gaze float32 (2,) pitch/yaw radians,
+    head_pose float32 (2,), pupil_center float32 (2,) x/y pixels.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.meta = read_meta(self.path)
+        self.n = int(self.meta["n"])
+        self.shard_size = int(self.meta["shard_size"])
+        self._cached: tuple[int, dict[str, np.ndarray]] | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _shard(self, index: int) -> dict[str, np.ndarray]:
+        if self._cached is None or self._cached[0] != index:
+            self._cached = (index, _load_shard(self.path, index))
+        return self._cached[1]
+
+    def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+        if idx < 0:
+            idx += self.n
+        if not 0 <= idx < self.n:
+            raise IndexError(f"index {idx} out of range for {self.n} samples")
+        shard = self._shard(idx // self.shard_size)
+        j = idx % self.shard_size
+        image = torch.from_numpy(np.ascontiguousarray(shard["images"][j].transpose(2, 0, 1))).float().div_(255.0)
+        return {
+            "image": image,
+            "mask": torch.from_numpy(shard["masks"][j].astype(np.int64)),
+            "gaze": torch.from_numpy(shard["gaze"][j].astype(np.float32)),
+            "head_pose": torch.from_numpy(shard["head_pose"][j].astype(np.float32)),
+            "pupil_center": torch.from_numpy(shard["pupil_center"][j].astype(np.float32)),
+        }
