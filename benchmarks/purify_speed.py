@@ -1,0 +1,97 @@
+"""Inference speed of the purifier (and of the loss encoder), with FLOP/s against a plain matmul.
+
+Images/s at 36x60 (batch 256) and 480x640 (batch 4), torch.inference_mode, fp32, default thread count.
+FLOPs are counted with torch.utils.flop_counter (convolutions and matmuls only; norms and elementwise
+ops are not counted), and the achieved FLOP/s is compared with a 2048x2048 fp32 matmul timed in the
+same run, on the same machine.
+Run: .venv/bin/python benchmarks/purify_speed.py [--device cpu|cuda] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from maskpurify.nets.encoders import build_encoder
+from maskpurify.nets.purifier import Purifier, PurifierConfig
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds_per_call(fn: Callable[[], object], device: torch.device, min_time: float = 2.0) -> float:
+    """Median seconds per call after a warm-up, repeating until ``min_time`` has passed (at least 3 calls)."""
+    for _ in range(2):
+        fn()
+    _sync(device)
+    times: list[float] = []
+    while len(times) < 3 or sum(times) < min_time:
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default="benchmarks/results/purify_speed.json")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    results: dict[str, object] = {
+        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+    }
+    with torch.inference_mode():
+        a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
+        matmul_flops = 2 * 2048 ** 3
+        matmul_rate = matmul_flops / seconds_per_call(lambda: a @ b, device)
+        results["matmul_2048_gflops"] = round(matmul_rate / 1e9, 2)
+        for use_mask in (True, False):
+            config = PurifierConfig(use_mask=use_mask)
+            net = Purifier(config).to(device).eval()
+            rows = {}
+            for (h, w), batch in (((36, 60), 256), ((480, 640), 4)):
+                image = torch.rand(batch, 3, h, w, device=device)
+                mask = torch.randint(0, config.num_labels, (batch, h, w), device=device)
+                flops = count_flops(lambda: net(image, mask))
+                sec = seconds_per_call(lambda: net(image, mask), device)
+                rows[f"{h}x{w}"] = {"batch": batch, "images_per_s": round(batch / sec, 1),
+                                    "mflop_per_image": round(flops / batch / 1e6, 2),
+                                    "achieved_gflops": round(flops / sec / 1e9, 2),
+                                    "fraction_of_matmul_flops": round(flops / sec / matmul_rate, 3)}
+                print(f"purifier use_mask={use_mask} {h}x{w} batch {batch}: {rows[f'{h}x{w}']}")
+            results[f"purifier_use_mask_{str(use_mask).lower()}"] = {
+                "config": net.config_dict(), "parameters": sum(p.numel() for p in net.parameters()), **rows}
+        encoder = build_encoder("efficientnet-lite0", upsample=2).to(device)
+        image = torch.rand(64, 3, 36, 60, device=device)
+        sec = seconds_per_call(lambda: encoder(image), device)
+        results["encoder_efficientnet_lite0_upsample2_36x60_batch64_images_per_s"] = round(64 / sec, 1)
+        print("encoder efficientnet-lite0 (upsample 2) 36x60 batch 64:", round(64 / sec, 1), "images/s")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

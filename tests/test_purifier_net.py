@@ -1,0 +1,106 @@
+"""The purifier network: shapes at any size, gradients, mask dependence and per-region normalisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from maskpurify.errors import UserError
+from maskpurify.nets.discriminator import PatchDiscriminator
+from maskpurify.nets.purifier import Purifier, PurifierConfig, RegionNorm
+
+
+def _batch(n: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(n, 3, h, w, generator=g)
+    mask = torch.zeros(n, h, w, dtype=torch.int64)
+    mask[:, h // 4: 3 * h // 4, w // 5: 4 * w // 5] = 1
+    mask[:, h // 3: 2 * h // 3, w // 3: w // 2] = 2
+    mask[:, 2 * h // 5: 3 * h // 5, 2 * w // 5: w // 2] = 3
+    return image, mask
+
+
+@pytest.mark.parametrize("size", [(36, 60), (37, 61), (1, 1), (5, 9), (480, 640)])
+def test_output_shape_and_range(size: tuple[int, int]) -> None:
+    h, w = size
+    net = Purifier().eval()
+    image, mask = _batch(1 if h > 100 else 3, h, w)
+    with torch.inference_mode():
+        out = net(image, mask)
+    assert out.shape == image.shape
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
+def test_starts_near_identity() -> None:
+    image, mask = _batch(2, 36, 60)
+    with torch.no_grad():
+        out = Purifier()(image, mask)
+    assert (out - image).abs().mean() < 0.1
+
+
+def test_gradients_reach_every_parameter() -> None:
+    net = Purifier()
+    image, mask = _batch(2, 37, 61)
+    net(image, mask).square().mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_use_mask_false_ignores_the_mask() -> None:
+    torch.manual_seed(0)
+    net = Purifier(PurifierConfig(use_mask=False)).eval()
+    image, mask = _batch(2, 36, 60)
+    with torch.no_grad():
+        assert torch.equal(net(image, mask), net(image, torch.zeros_like(mask)))
+
+
+def test_use_mask_true_depends_on_the_mask() -> None:
+    torch.manual_seed(0)
+    net = Purifier().eval()
+    image, mask = _batch(2, 36, 60)
+    with torch.no_grad():
+        assert (net(image, mask) - net(image, torch.zeros_like(mask))).abs().max() > 1e-4
+
+
+def test_region_norm_statistics_are_per_region() -> None:
+    torch.manual_seed(0)
+    norm = RegionNorm(4)
+    x = torch.randn(2, 4, 8, 10)
+    region = torch.zeros(2, 1, 8, 10)
+    region[:, :, 2:6, 3:7] = 1
+    changed = x + (1 - region) * torch.randn_like(x) * 5  # only background pixels change
+    a, b = norm(x, region), norm(changed, region)
+    inside = region.bool().expand_as(a)
+    assert torch.allclose(a[inside], b[inside], atol=1e-5)
+    assert not torch.allclose(a[~inside], b[~inside], atol=1e-3)
+    # each region is normalised on its own: zero mean, unit variance inside it
+    att = a[inside].view(2, 4, -1)
+    assert att.mean(-1).abs().max() < 1e-4 and (att.var(-1, unbiased=False) - 1).abs().max() < 1e-3
+
+
+def test_region_norm_empty_region_is_finite() -> None:
+    norm = RegionNorm(3)
+    x = torch.randn(2, 3, 5, 5)
+    for region in (torch.zeros(2, 1, 5, 5), torch.ones(2, 1, 5, 5)):
+        out = norm(x, region)
+        assert torch.isfinite(out).all()
+        assert torch.allclose(out, torch.nn.functional.instance_norm(x, eps=1e-5), atol=1e-4)
+
+
+def test_config_round_trip() -> None:
+    net = Purifier(PurifierConfig(base_channels=8, num_res_blocks=1, use_mask=False))
+    again = Purifier.from_config(net.config_dict())
+    assert again.config == net.config
+    again.load_state_dict(net.state_dict())
+    with pytest.raises(UserError, match="unknown keys"):
+        Purifier.from_config({"width": 3})
+    with pytest.raises(UserError, match="attention labels"):
+        PurifierConfig(attention_labels=(5,))
+
+
+@pytest.mark.parametrize("size", [(36, 60), (37, 61), (480, 640)])
+def test_patch_discriminator_grid(size: tuple[int, int]) -> None:
+    h, w = size
+    with torch.no_grad():
+        logits = PatchDiscriminator()(torch.rand(2, 3, h, w))
+    assert logits.shape == (2, 1, -(-h // 4), -(-w // 4))
