@@ -1,0 +1,231 @@
+"""MPIIGaze-style appearance-based gaze estimators on 36x60 eye images (Zhang et al. 2015; hysts/pytorch_mpiigaze).
+
+Every caller passes RGB in [0, 1] as (N, 3, H, W); by default the network turns it grey with fixed luma weights
+(MPIIGaze works on grey eyes), resizes it to ``input_size`` when it differs, and standardises each image
+(subtract its mean, divide by its std). An optional head pose (N, 2) is concatenated before the last fully
+connected layer. The output is (N, 2) pitch/yaw in radians (MPIIGaze convention, see :mod:`maskpurify.geometry`).
+
+- :class:`LeNetGaze`: the MPIIGaze paper's LeNet (conv 20 -> pool -> conv 50 -> pool -> fc 500).
+- :class:`ResNetPreactGaze`: ResNet-preact-8 (three pre-activation stages 16/32/64, as in pytorch_mpiigaze).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maskpurify.checkpoints import load_checkpoint, save_checkpoint
+from maskpurify.errors import UserError
+
+#: ITU-R BT.601 luma weights used for the RGB -> grey conversion inside the models.
+LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class GazeNetConfig:
+    """Everything needed to rebuild a gaze estimator (stored in the checkpoint sidecar)."""
+
+    arch: Literal["lenet", "resnet_preact"] = "resnet_preact"
+    grey: bool = True
+    use_head_pose: bool = False
+    standardize: bool = True
+    input_size: tuple[int, int] = (36, 60)
+    base_channels: int = 16
+    #: ResNet-preact depth (8 = one basic block per stage; 14 = two, ...): depth = 6 * blocks + 2.
+    depth: int = 8
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("lenet", "resnet_preact"):
+            raise UserError(f"gaze net config: arch must be 'lenet' or 'resnet_preact', got {self.arch!r}")
+        if self.arch == "resnet_preact" and (self.depth - 2) % 6 != 0:
+            raise UserError(f"gaze net config: resnet_preact depth must be 6n+2 (8, 14, 20), got {self.depth}")
+        if min(self.input_size) < 16:
+            raise UserError(f"gaze net config: input_size must be at least 16x16, got {self.input_size}")
+
+
+class _GazeBase(nn.Module):
+    """Shared input handling: RGB -> grey, resize, per-image standardisation; head pose concat; final FC."""
+
+    def __init__(self, config: GazeNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def in_channels(self) -> int:
+        return 1 if self.config.grey else 3
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(f"gaze net expects (N,3,H,W) RGB or (N,1,H,W) grey images, got {tuple(images.shape)}")
+        x = images.float()
+        if self.config.grey:
+            if x.shape[1] == 3:
+                x = (x * self.luma.to(x.dtype)).sum(1, keepdim=True)
+        elif x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if tuple(x.shape[-2:]) != tuple(self.config.input_size):
+            x = F.interpolate(x, size=tuple(self.config.input_size), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-2] > self.config.input_size[0])
+        if self.config.standardize:
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            std = x.std(dim=(1, 2, 3), keepdim=True)
+            x = (x - mean) / (std + 1e-3)
+        return x
+
+    def head(self, features: torch.Tensor, head_pose: torch.Tensor | None) -> torch.Tensor:
+        if self.config.use_head_pose:
+            if head_pose is None:
+                raise ValueError("this gaze net was built with use_head_pose=True: pass head_pose (N, 2)")
+            features = torch.cat([features, head_pose.to(features.dtype)], 1)
+        return self.fc(features)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor, head_pose: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(self.prepare(images)), head_pose)
+
+
+class LeNetGaze(_GazeBase):
+    """The MPIIGaze LeNet: conv5x5(20) - maxpool - conv5x5(50) - maxpool - fc(500) - [head pose] - fc(2)."""
+
+    def __init__(self, config: GazeNetConfig) -> None:
+        super().__init__(config)
+        h, w = config.input_size
+        self.conv1 = nn.Conv2d(self.in_channels, 20, 5)
+        self.conv2 = nn.Conv2d(20, 50, 5)
+        fh, fw = ((h - 4) // 2 - 4) // 2, ((w - 4) // 2 - 4) // 2
+        self.fc1 = nn.Linear(50 * fh * fw, 500)
+        self.drop = nn.Dropout(config.dropout)
+        self.fc = nn.Linear(500 + (2 if config.use_head_pose else 0), 2)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.fc.weight, std=1e-3)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(self.conv1(x), 2)
+        x = F.max_pool2d(self.conv2(x), 2)
+        return self.drop(F.relu(self.fc1(x.flatten(1))))
+
+
+class _PreactBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.shortcut = (nn.Conv2d(cin, cout, 1, stride, 0, bias=False)
+                         if stride != 1 or cin != cout else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = F.relu(self.bn1(x))
+        y = self.conv1(pre)
+        y = self.conv2(F.relu(self.bn2(y)))
+        return y + (self.shortcut(pre) if self.shortcut is not None else x)
+
+
+class ResNetPreactGaze(_GazeBase):
+    """ResNet-preact (depth 6n+2): conv 3x3 - three pre-activation stages (c, 2c, 4c; strides 1, 2, 2) -
+    BN-ReLU - global average pool - [head pose] - fc(2)."""
+
+    def __init__(self, config: GazeNetConfig) -> None:
+        super().__init__(config)
+        c = config.base_channels
+        blocks = (config.depth - 2) // 6
+        self.conv = nn.Conv2d(self.in_channels, c, 3, 1, 1, bias=False)
+        stages: list[nn.Module] = []
+        cin = c
+        for cout, stride in ((c, 1), (2 * c, 2), (4 * c, 2)):
+            for i in range(blocks):
+                stages.append(_PreactBlock(cin, cout, stride if i == 0 else 1))
+                cin = cout
+        self.stages = nn.Sequential(*stages)
+        self.bn = nn.BatchNorm2d(cin)
+        self.drop = nn.Dropout(config.dropout)
+        self.fc = nn.Linear(cin + (2 if config.use_head_pose else 0), 2)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.fc.weight, std=1e-3)
+        nn.init.zeros_(self.fc.bias)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.conv(x))
+        x = F.relu(self.bn(x))
+        return self.drop(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+GazeNet = LeNetGaze | ResNetPreactGaze
+
+
+def build_gaze_net(config: GazeNetConfig | dict[str, Any] | None = None) -> LeNetGaze | ResNetPreactGaze:
+    """Build the estimator named by ``config.arch`` (a GazeNetConfig or its dict form)."""
+    config = gaze_config_from_dict(config) if isinstance(config, dict) else (config or GazeNetConfig())
+    return LeNetGaze(config) if config.arch == "lenet" else ResNetPreactGaze(config)
+
+
+def gaze_config_from_dict(data: dict[str, Any]) -> GazeNetConfig:
+    known = {f.name for f in fields(GazeNetConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UserError(f"gaze net config: unknown key '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    values = dict(data)
+    if "input_size" in values:
+        values["input_size"] = tuple(int(v) for v in values["input_size"])
+    return GazeNetConfig(**values)
+
+
+def save_gaze_net(path: str | Path, model: nn.Module, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``path.safetensors`` + ``path.json``; the sidecar holds the network config."""
+    config: GazeNetConfig = model.config  # type: ignore[assignment]
+    meta = {"kind": "gaze", "config": {**asdict(config), "input_size": list(config.input_size)}}
+    meta.update(extra or {})
+    return save_checkpoint(path, dict(model.state_dict()), meta)
+
+
+def load_gaze_net(path: str | Path, device: str | torch.device = "cpu") -> LeNetGaze | ResNetPreactGaze:
+    """Rebuild a gaze estimator from its checkpoint, in eval mode on ``device``."""
+    tensors, meta = load_checkpoint(path)
+    if meta.get("kind") != "gaze" or "config" not in meta:
+        raise UserError(f"{path}: not a gaze estimator checkpoint (sidecar kind is {meta.get('kind')!r})")
+    model = build_gaze_net(meta["config"])
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise UserError(f"{path}: weights do not match the network in its sidecar ({str(exc).splitlines()[0]})") \
+            from None
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def predict_gaze(model: nn.Module, images: torch.Tensor, head_pose: torch.Tensor | None = None,
+                 batch_size: int = 512) -> torch.Tensor:
+    """Pitch/yaw (N, 2) for uint8 (N,H,W,3) or float (N,3,H,W) [0,1] images, in batches, on the model's device."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        if batch.dtype == torch.uint8:
+            batch = batch.permute(0, 3, 1, 2)
+        batch = batch.to(device).float()
+        if images.dtype == torch.uint8:
+            batch = batch / 255.0
+        pose = head_pose[start:start + batch_size].to(device).float() if head_pose is not None else None
+        out.append(model(batch, pose).cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, 2)

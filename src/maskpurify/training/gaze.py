@@ -1,0 +1,163 @@
+"""Train a gaze estimator on synthetic eyes only (the learning-by-synthesis model the purifier serves).
+
+Outputs in the out dir: ``gaze.safetensors`` + ``gaze.json`` (final weights; sidecar rebuilds the network),
+``last.safetensors`` + ``last.json`` (resumable training state), ``log.csv``, ``config.yaml`` + ``run.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from maskpurify.config import command_line, save_run_record
+from maskpurify.geometry import angular_error_deg
+from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, predict_gaze, save_gaze_net
+from maskpurify.training.augment import photometric_augment
+from maskpurify.training.common import CSVLogger, Checkpointer, DistContext, MinibatchSampler, cleanup_distributed, \
+    init_distributed, load_arrays_checked, lr_at, parse_size, render_once, run_loop, seed_everything, set_lr, \
+    step_generator, to_float_images, unwrap, wrap_model
+
+
+@dataclass
+class TrainDataConfig:
+    """Where the synthetic training eyes come from: a rendered folder, or rendered on the fly into the out dir."""
+
+    path: str | None = None
+    render_n: int = 30000
+    render_seed: int = 1001
+    size: str = "36x60"
+    #: the last fraction of the samples is held out for validation
+    val_fraction: float = 0.05
+
+
+@dataclass
+class GazeTrainConfig:
+    data: TrainDataConfig = field(default_factory=TrainDataConfig)
+    model: GazeNetConfig = field(default_factory=GazeNetConfig)
+    steps: int = 3000
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    warmup: int = 100
+    loss: Literal["l1", "mse", "smooth_l1"] = "l1"
+    #: photometric augmentation strength (0 = off, the default; keep it mild, <= 0.3)
+    augment: float = 0.0
+    seed: int = 0
+    log_every: int = 50
+    eval_every: int = 500
+    checkpoint_every: int = 250
+    device: str = "auto"
+
+
+def _split(data: dict[str, np.ndarray], val_fraction: float) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    n = len(data["images"])
+    n_val = int(round(n * val_fraction)) if n > 1 else 0
+    keys = [k for k in ("images", "masks", "gaze", "head_pose", "pupil_center") if k in data]
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(data[k])) for k in keys}
+    train = {k: v[: n - n_val] for k, v in tensors.items()}
+    val = {k: v[n - n_val:] for k, v in tensors.items()}
+    return train, val
+
+
+def prepare_training_data(cfg: TrainDataConfig, out_dir: Path, ctx: DistContext) -> dict[str, np.ndarray]:
+    if cfg.path:
+        return load_arrays_checked(cfg.path, "data.path")
+    folder = render_once(out_dir / "data" / f"synthetic_n{cfg.render_n}_seed{cfg.render_seed}", "synthetic",
+                         cfg.render_n, parse_size(cfg.size), cfg.render_seed, ctx)
+    return load_arrays_checked(folder, "rendered training set")
+
+
+def gaze_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "l1":
+        return F.l1_loss(pred, target)
+    if kind == "mse":
+        return F.mse_loss(pred, target)
+    return F.smooth_l1_loss(pred, target, beta=0.02)
+
+
+def train_gaze(config: GazeTrainConfig, out_dir: str | Path, resume: bool = True, stop_at: int | None = None,
+               progress: bool = True, arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Train (or resume) and write the outputs listed in the module docstring; returns a summary dict.
+
+    ``stop_at`` ends the run after that many steps (as an interruption would), leaving ``last`` to resume from.
+    ``arrays`` (in the form of :func:`maskpurify.world.dataset.load_arrays`) replaces ``config.data`` (tests).
+    """
+    out = Path(out_dir)
+    ctx = init_distributed(None if config.device == "auto" else config.device)
+    try:
+        if ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        seed_everything(config.seed + ctx.rank)
+        data = arrays if arrays is not None else prepare_training_data(config.data, out, ctx)
+        train, val = _split(data, config.data.val_fraction)
+        if config.model.use_head_pose and "head_pose" not in train:
+            from maskpurify.errors import UserError
+            raise UserError("model.use_head_pose=true but the training data has no head_pose array")
+
+        model = build_gaze_net(config.model).to(ctx.device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        checkpointer = Checkpointer(out, "last", ctx)
+        start = 0
+        if resume and checkpointer.exists():
+            start, _ = checkpointer.restore({"model": model}, {"optimizer": optimizer})
+        elif ctx.is_main:
+            save_run_record(out, config, config.seed, {"trainer": "gaze", "world_size": ctx.world_size})
+        net = wrap_model(model, ctx)
+        logger = CSVLogger(out / "log.csv", resume_step=start if start > 0 else None, enabled=ctx.is_main)
+        sampler = MinibatchSampler(len(train["images"]), config.batch_size, config.seed, ctx.rank, ctx.world_size)
+        use_pose = config.model.use_head_pose
+
+        def step_fn(step: int) -> dict[str, float]:
+            net.train()
+            idx = sampler.indices(step)
+            images = to_float_images(train["images"][idx], ctx.device)
+            if config.augment > 0:
+                images = photometric_augment(images, step_generator(config.seed, step, ctx.rank), config.augment)
+            target = train["gaze"][idx].to(ctx.device)
+            pose = train["head_pose"][idx].to(ctx.device) if use_pose else None
+            lr = lr_at(step, config.steps, config.lr, config.schedule, config.warmup)
+            set_lr(optimizer, lr)
+            pred = net(images, pose)
+            loss = gaze_loss(pred, target, config.loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                err = torch.rad2deg((pred - target).norm(dim=1)).mean()
+            return {"loss": loss.item(), "train_err_deg": err.item(), "lr": lr}
+
+        def validate() -> float:
+            if len(val["images"]) == 0:
+                return float("nan")
+            pred = predict_gaze(model, val["images"], val.get("head_pose") if use_pose else None)
+            return float(angular_error_deg(pred.numpy().astype(np.float64), val["gaze"].numpy().astype(np.float64))
+                         .mean())
+
+        def on_log(step: int, means: dict[str, float]) -> dict[str, float] | None:
+            if ctx.is_main and (step % config.eval_every == 0 or step == config.steps):
+                return {"val_err_deg": validate()}
+            return None
+
+        def save(step: int) -> None:
+            checkpointer.save(step, {"model": model}, {"optimizer": optimizer})
+
+        done = run_loop(step_fn, start=start, total=config.steps, save=save, ctx=ctx, logger=logger,
+                        log_every=config.log_every, checkpoint_every=config.checkpoint_every, stop_at=stop_at,
+                        on_log=on_log, desc="train-gaze", progress=progress)
+        summary: dict[str, Any] = {"steps_done": done, "finished": done >= config.steps}
+        if done >= config.steps and ctx.is_main:
+            summary["val_mean_error_deg"] = validate()
+            save_gaze_net(out / "gaze", unwrap(model), {"trained": {
+                "command": command_line(), "seed": config.seed, "steps": config.steps,
+                "data": config.data.path or f"rendered synthetic n={config.data.render_n} "
+                                            f"seed={config.data.render_seed} size={config.data.size}",
+                "val_mean_error_deg": summary["val_mean_error_deg"]}})
+        return summary
+    finally:
+        cleanup_distributed(ctx)

@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from maskpurify.errors import UserError
+from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, load_gaze_net, predict_gaze, save_gaze_net
+
+
+@pytest.mark.parametrize("arch", ["lenet", "resnet_preact"])
+def test_shapes_and_grey_input(arch):
+    torch.manual_seed(0)
+    model = build_gaze_net(GazeNetConfig(arch=arch)).eval()
+    x = torch.rand(4, 3, 36, 60)
+    out = model(x)
+    assert out.shape == (4, 2)
+    grey = torch.rand(4, 1, 36, 60)
+    assert torch.allclose(model(grey.expand(-1, 3, -1, -1)), model(grey), atol=1e-5)
+    assert model(torch.rand(2, 3, 72, 120)).shape == (2, 2)  # other sizes are resized inside
+
+
+def test_standardisation_ignores_global_brightness_and_contrast():
+    model = build_gaze_net(GazeNetConfig()).eval()
+    x = torch.rand(3, 3, 36, 60) * 0.5
+    assert torch.allclose(model(x), model(x * 1.6 + 0.1), atol=1e-3)
+
+
+def test_head_pose_input_is_required_and_used():
+    torch.manual_seed(0)
+    model = build_gaze_net(GazeNetConfig(arch="resnet_preact", use_head_pose=True)).eval()
+    torch.nn.init.normal_(model.fc.weight)
+    x = torch.rand(2, 3, 36, 60)
+    with pytest.raises(ValueError, match="head_pose"):
+        model(x)
+    a = model(x, torch.zeros(2, 2))
+    b = model(x, torch.ones(2, 2))
+    assert not torch.allclose(a, b)
+
+
+def test_rgb_model_and_bad_config():
+    assert build_gaze_net({"grey": False, "arch": "lenet"})(torch.rand(2, 3, 36, 60)).shape == (2, 2)
+    with pytest.raises(UserError):
+        build_gaze_net({"arch": "vgg"})
+    with pytest.raises(UserError):
+        build_gaze_net({"depth": 9})
+
+
+@pytest.mark.parametrize("arch", ["lenet", "resnet_preact"])
+def test_checkpoint_round_trip(tmp_path, arch):
+    torch.manual_seed(1)
+    model = build_gaze_net(GazeNetConfig(arch=arch, use_head_pose=True))
+    model.train()
+    model(torch.rand(8, 3, 36, 60), torch.rand(8, 2))  # move BN running stats
+    model.eval()
+    save_gaze_net(tmp_path / "gaze", model, {"note": "x"})
+    again = load_gaze_net(tmp_path / "gaze.safetensors")
+    x, pose = torch.rand(5, 3, 36, 60), torch.rand(5, 2)
+    assert torch.equal(model(x, pose), again(x, pose))
+    assert again.config == model.config
+    images = (torch.rand(5, 36, 60, 3) * 255).to(torch.uint8)
+    pred = predict_gaze(again, images, pose, batch_size=2)
+    assert torch.allclose(pred, again(images.permute(0, 3, 1, 2).float() / 255, pose), atol=1e-6)
+
+
+def test_loading_a_wrong_checkpoint_is_a_user_error(tmp_path):
+    from maskpurify.checkpoints import save_checkpoint
+
+    save_checkpoint(tmp_path / "other", {"w": torch.zeros(1)}, {"kind": "purifier"})
+    with pytest.raises(UserError, match="not a gaze"):
+        load_gaze_net(tmp_path / "other")
+    with pytest.raises(UserError, match="no such checkpoint"):
+        load_gaze_net(tmp_path / "missing")
