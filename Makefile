@@ -12,6 +12,12 @@ $(STAMP): pyproject.toml requirements.lock
 	  || $(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
+# Optional: MediaPipe FaceMesh for face photos (`maskpurify purify --masks auto|faces`). Its wheel declares numpy<2
+# and heavy extras it does not need here, hence --no-deps with the four packages it really imports.
+.PHONY: setup-faces
+setup-faces: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps mediapipe==0.10.21 absl-py attrs flatbuffers "protobuf>=4.25.3,<5"
+
 demo: setup
 	.venv/bin/maskpurify demo --out runs/demo
 

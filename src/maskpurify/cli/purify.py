@@ -1,0 +1,98 @@
+"""``maskpurify purify``: purify an image, a folder of images, a rendered dataset, a video or a face photo."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from maskpurify.errors import UserError
+
+HELP = "purify real images into the synthetic style (image, folder, rendered dataset, video or face photo)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, metavar="PATH",
+                        help="an image, a folder of images (NAME_mask.png beside an image is its mask), a rendered "
+                             "dataset folder (meta.json + shard-*.npz) or a video (.avi/.mp4/.mov/.mkv)")
+    parser.add_argument("--out", required=True, metavar="PATH",
+                        help="output: an image file, a folder, a dataset folder or a video file (same kind as input)")
+    parser.add_argument("--checkpoint", metavar="CKPT", help="purifier checkpoint (default: weights/purifier)")
+    parser.add_argument("--segmenter", metavar="CKPT",
+                        help="segmenter checkpoint for automatic masks (default: weights/segmenter when present)")
+    parser.add_argument("--masks", metavar="{auto,faces,DIR}",
+                        help="where masks come from: a folder (or, for one image, a file) of NAME_mask.png label "
+                             "maps; 'auto' = automatic (FaceMesh for face photos when mediapipe is installed, else "
+                             "the segmenter); 'faces' = FaceMesh only. Default: NAME_mask.png beside each image, "
+                             "else automatic")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                        help="folders and datasets: skip outputs a previous run into the same --out finished "
+                             "(default on)")
+    parser.add_argument("--recursive", action="store_true", help="folders: descend into sub-folders (keeps "
+                        "relative paths)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 or auto (default cpu)")
+    parser.add_argument("--save-masks", action="store_true",
+                        help="also write the mask used for each image (NAME_mask.png) and, for single images "
+                             "and face photos, an overlay for inspection (NAME_overlay.png)")
+    parser.add_argument("--mask-video", metavar="PATH", help="videos: also write the colourised masks as a video")
+    parser.add_argument("--face-crop-size", default="36x60", metavar="HxW",
+                        help="face photos: size each eye crop is purified at, aspect 3:5 (default 36x60, the "
+                             "purifier's training size; larger keeps more detail)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--face-crop-size {text}: expected HxW, e.g. 36x60") from None
+    from maskpurify.faces import check_crop_size
+
+    return check_crop_size((h, w))
+
+
+def run(args: argparse.Namespace) -> int:
+    from maskpurify.fileio import IMAGE_SUFFIXES
+    from maskpurify.purify import (VIDEO_SUFFIXES, Purification, is_dataset, purify_dataset, purify_folder,
+                                   purify_image_file, purify_video)
+
+    src, out = Path(args.input), Path(args.out)
+    if not src.exists():
+        raise UserError(f"--input {src}: no such file or folder")
+    crop_size = _parse_size(args.face_crop_size)
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.mask_video is not None and src.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError("--mask-video applies to video inputs only")
+    if src.is_file() and src.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+        raise UserError(f"--input {src}: not an image ({', '.join(IMAGE_SUFFIXES)}) or video "
+                        f"({', '.join(VIDEO_SUFFIXES)})")
+    engine = Purification.load(args.checkpoint, args.segmenter, args.device, args.batch_size)
+    settings = {"checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint else "default",
+                "segmenter": str(Path(args.segmenter).resolve()) if args.segmenter else "default",
+                "face_crop_size": list(crop_size)}
+    progress = not args.quiet
+    if src.is_dir() and is_dataset(src):
+        if args.masks is not None:
+            raise UserError("--masks: a rendered dataset carries its own masks")
+        n = purify_dataset(engine, src, out, overwrite=args.overwrite, resume=args.resume, progress=progress,
+                           settings=settings)
+        print(f"purified {n} samples into dataset {out}")
+    elif src.is_dir():
+        stats = purify_folder(engine, src, out, masks=args.masks, recursive=args.recursive, overwrite=args.overwrite,
+                              resume=args.resume, save_masks=args.save_masks, face_crop_size=crop_size,
+                              progress=progress, settings=settings)
+        extra = f", {stats.faces} face photos" if stats.faces else ""
+        print(f"purified {stats.purified} images into {out} ({stats.skipped} already done, "
+              f"{stats.automatic} automatic masks{extra})")
+    elif src.suffix.lower() in VIDEO_SUFFIXES:
+        video = purify_video(engine, src, out, Path(args.mask_video) if args.mask_video else None,
+                             overwrite=args.overwrite, masks=args.masks, face_crop_size=crop_size, progress=progress)
+        print(f"purified {video.frames} frames ({video.width}x{video.height} at {video.fps:g} fps) into {out}")
+    else:
+        result = purify_image_file(engine, src, out, masks=args.masks, overwrite=args.overwrite,
+                                   save_masks=args.save_masks, face_crop_size=crop_size)
+        where = f", {len(result.boxes)} eyes" if result.method == "faces" else ""
+        print(f"purified {src} -> {out} (mask: {result.method}{where})")
+    return 0

@@ -1,0 +1,647 @@
+"""The purification engine: a loaded purifier (and optionally a segmenter for automatic masks) applied to
+batches of uint8 images, plus the streaming drivers behind ``maskpurify purify`` (folders, rendered datasets,
+videos).
+
+Everything here trusts nothing it reads: masks go through :func:`maskpurify.masks.validate_mask` against the
+label set the purifier was trained with (eye labels for the default purifier, background/attention for a
+``num_labels=2`` purifier), and every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from maskpurify.errors import UserError
+from maskpurify.fileio import IMAGE_SUFFIXES, atomic_write_json, read_image, save_image
+from maskpurify.masks import BINARY_LABELS, EYE_LABELS, EYE_PALETTE, LabelSet, colourise, load_mask, validate_mask
+from maskpurify.nets.purifier import Purifier, load_purifier
+from maskpurify.nets.segmenter import Segmenter, load_segmenter, predict_masks
+
+#: Shipped checkpoints live in ``weights/`` at the repository root.
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+DEFAULT_PURIFIER = WEIGHTS_DIR / "purifier"
+DEFAULT_SEGMENTER = WEIGHTS_DIR / "segmenter"
+#: The working size the shipped purifier was trained at (height, width); the network itself takes any size.
+WORKING_SIZE = (36, 60)
+PROGRESS_FILE = ".maskpurify-progress.json"
+MASK_SUFFIX = "_mask.png"
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv")
+#: Palette for colourising masks of an arbitrary label set (eye palette first).
+_PALETTE = EYE_PALETTE + ((240, 200, 40), (60, 200, 90), (170, 80, 200), (250, 130, 30))
+
+
+def checkpoint_exists(path: str | Path) -> bool:
+    path = Path(path)
+    base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    return base.with_suffix(".safetensors").is_file()
+
+
+def label_set_for(num_labels: int, attention: Sequence[int]) -> LabelSet:
+    """The label set a purifier with this config was trained on (eye labels, binary, or generic)."""
+    attention = tuple(int(a) for a in attention)
+    if num_labels == EYE_LABELS.num_labels and attention == EYE_LABELS.attention:
+        return EYE_LABELS
+    if num_labels == BINARY_LABELS.num_labels and attention == BINARY_LABELS.attention:
+        return BINARY_LABELS
+    return LabelSet(names=tuple(f"label{i}" for i in range(num_labels)), attention=attention)
+
+
+def palette_for(labels: LabelSet) -> tuple[tuple[int, int, int], ...]:
+    if labels.palette is not None:
+        return labels.palette
+    if labels is BINARY_LABELS or labels.names == BINARY_LABELS.names:
+        return ((0, 0, 0), (255, 255, 255))
+    return tuple(_PALETTE[i % len(_PALETTE)] for i in range(labels.num_labels))
+
+
+class Purification:
+    """A purifier (+ optional segmenter) ready to purify uint8 images in batches.
+
+    purifier: the network (moved to ``device`` and put in eval mode). segmenter: the automatic masker, or None.
+    batch_size: images per forward pass. The label set masks are validated against follows the purifier's
+    config (``num_labels``, ``attention_labels``).
+    """
+
+    def __init__(self, purifier: Purifier, segmenter: Segmenter | None = None, device: str | torch.device = "cpu",
+                 batch_size: int = 64) -> None:
+        if batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.purifier = purifier.to(self.device).eval()
+        self.segmenter = segmenter.to(self.device).eval() if segmenter is not None else None
+        self.batch_size = batch_size
+        config = purifier.config
+        self.labels = label_set_for(config.num_labels, config.attention_labels)
+        if self.segmenter is not None and self.segmenter.config.num_classes != config.num_labels:
+            raise UserError(f"the segmenter predicts {self.segmenter.config.num_classes} labels but the purifier "
+                            f"expects {config.num_labels}; use a matching segmenter or give masks")
+        #: Number of purifier forward passes so far (for progress reporting and tests).
+        self.forward_passes = 0
+
+    @classmethod
+    def load(cls, checkpoint: str | Path | None = None, segmenter: str | Path | None | bool = None,
+             device: str = "cpu", batch_size: int = 64) -> Purification:
+        """Load checkpoints. checkpoint None: the shipped ``weights/purifier``. segmenter None: the shipped
+        ``weights/segmenter`` when present (else no segmenter); False: none; a path: that checkpoint."""
+        device = resolve_device(device)
+        if checkpoint is None:
+            if not checkpoint_exists(DEFAULT_PURIFIER):
+                raise UserError(f"no purifier checkpoint given and none shipped at {DEFAULT_PURIFIER}.safetensors; "
+                                "give --checkpoint CKPT")
+            checkpoint = DEFAULT_PURIFIER
+        purifier = load_purifier(checkpoint, device)
+        seg: Segmenter | None = None
+        if segmenter is None:
+            if checkpoint_exists(DEFAULT_SEGMENTER):
+                candidate = load_segmenter(DEFAULT_SEGMENTER, device)
+                # The shipped eye segmenter only serves purifiers with the same label count.
+                if candidate.config.num_classes == purifier.config.num_labels:
+                    seg = candidate
+        elif segmenter is not False:
+            seg = load_segmenter(segmenter, device)  # type: ignore[arg-type]
+        return cls(purifier, seg, device, batch_size)
+
+    # -- masks ---------------------------------------------------------------------------------------------
+    def auto_masks(self, images: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
+        """Label maps (N,H,W) uint8 from the segmenter; UserError when there is none."""
+        if self.segmenter is None:
+            what = names[0] if names else "the input"
+            raise UserError(f"no mask for {what} and no segmenter; give --masks DIR or --segmenter")
+        images = np.ascontiguousarray(images)
+        if not images.flags.writeable:
+            images = images.copy()
+        return predict_masks(self.segmenter, images, batch_size=self.batch_size)
+
+    def check_mask(self, mask: np.ndarray, image_shape: Sequence[int], source: str) -> np.ndarray:
+        """Validate one mask against the purifier's label set (an empty attention region is allowed)."""
+        return validate_mask(mask, image_shape, self.labels, source=source, require_attention=False)
+
+    # -- purification --------------------------------------------------------------------------------------
+    def purify_arrays(self, images: np.ndarray, masks: np.ndarray | None = None,
+                      names: Sequence[str] | None = None) -> np.ndarray:
+        """Purify uint8 images (N,H,W,3) (or (N,H,W,1) / (N,H,W) grey) with label maps (N,H,W) -> same shape.
+
+        masks None: automatic masks from the segmenter (UserError without one). Images of any size are
+        purified at their own size.
+        """
+        images = np.asarray(images)
+        if images.dtype != np.uint8:
+            raise UserError(f"images must be uint8, got {images.dtype}")
+        grey = images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 1)
+        rgb = images.reshape(*images.shape[:3], 1) if images.ndim == 3 else images
+        if rgb.ndim != 4 or rgb.shape[-1] not in (1, 3):
+            raise UserError(f"images must be (N,H,W,3) RGB or (N,H,W) grey, got shape {tuple(images.shape)}")
+        if grey:
+            rgb = np.repeat(rgb, 3, axis=-1)
+        if not rgb.flags.writeable:
+            rgb = rgb.copy()
+        n, h, w = rgb.shape[:3]
+        label = (lambda i: names[i] if names is not None else f"image {i}")
+        if masks is None:
+            masks = self.auto_masks(rgb, names)
+            masks = np.stack([self.check_mask(m, (h, w), f"segmenter output for {label(i)}")
+                              for i, m in enumerate(masks)]) if n else np.zeros((0, h, w), np.uint8)
+        else:
+            masks = np.asarray(masks)
+            if masks.ndim == 4 and masks.shape[-1] == 3:
+                raise UserError(f"{label(0)}: mask must be a single-channel label map, got shape "
+                                f"{tuple(masks.shape[1:])} (a 3-channel mask needs a palette)")
+            if len(masks) != n:
+                raise UserError(f"got {len(masks)} masks for {n} images")
+            masks = np.stack([self.check_mask(m, (h, w), f"mask of {label(i)}")
+                              for i, m in enumerate(masks)]) if n else np.zeros((0, h, w), np.uint8)
+        out = np.empty_like(rgb)
+        with torch.inference_mode():
+            for start in range(0, n, self.batch_size):
+                stop = min(n, start + self.batch_size)
+                x = torch.from_numpy(rgb[start:stop]).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+                m = torch.from_numpy(masks[start:stop].astype(np.int64)).to(self.device)
+                y = self.purifier(x, m)
+                self.forward_passes += 1
+                out[start:stop] = (y.clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
+                                   .permute(0, 2, 3, 1).cpu().numpy())
+        if grey:
+            grey_out = np.round(out.astype(np.float32).mean(-1)).astype(np.uint8)
+            return grey_out if images.ndim == 3 else grey_out[..., None]
+        return out
+
+    def purify_image(self, image: np.ndarray, mask: np.ndarray | None = None, name: str = "image") -> np.ndarray:
+        """One HxWx3 image (and optional HxW mask) -> HxWx3 purified."""
+        masks = None if mask is None else np.asarray(mask)[None]
+        return self.purify_arrays(np.asarray(image)[None], masks, [name])[0]
+
+    def masks_for(self, images: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
+        """Automatic masks, validated (used when the caller also wants to save them)."""
+        masks = self.auto_masks(images, names)
+        return np.stack([self.check_mask(m, images.shape[1:3], f"segmenter output for "
+                                         f"{names[i] if names else i}") for i, m in enumerate(masks)])
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine")
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device}: not a torch device (use cpu, cuda, cuda:1, auto)") from None
+    return device
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Output directories that can be resumed but never clobber a user's files.
+# ----------------------------------------------------------------------------------------------------------
+
+@dataclass
+class OutputDir:
+    """A results folder owned by one purification run, with its progress in ``PROGRESS_FILE``.
+
+    A new or empty folder is claimed; a folder holding the progress file of the same run (same ``settings``)
+    is resumed; anything else (a non-empty folder maskpurify did not create, or one from other settings) is
+    refused unless ``overwrite``. With ``overwrite`` every output is written again.
+    """
+
+    root: Path
+    settings: dict[str, Any]
+    overwrite: bool = False
+    resume: bool = True
+    done: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"{self.root}: exists and is not a folder")
+        progress = self.root / PROGRESS_FILE
+        previous: dict[str, Any] | None = None
+        if progress.is_file():
+            try:
+                previous = json.loads(progress.read_text())
+            except (OSError, json.JSONDecodeError):
+                previous = None
+        nonempty = self.root.is_dir() and any(self.root.iterdir())
+        if self.overwrite:
+            self.done = {}
+        elif previous is None:
+            if nonempty:
+                raise UserError(f"{self.root}: folder is not empty and was not written by maskpurify purify; "
+                                "choose an empty --out or pass --overwrite")
+        elif previous.get("settings") != self.settings:
+            raise UserError(f"{self.root}: holds results of a different purify run (other input or settings); "
+                            "choose another --out or pass --overwrite")
+        elif not self.resume:
+            raise UserError(f"{self.root}: already holds results of this run; resume it (drop --no-resume) or "
+                            "pass --overwrite to redo everything")
+        else:
+            done = previous.get("done", {})
+            self.done = {k: int(v) for k, v in done.items() if isinstance(v, int)}
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.save(complete=False)
+
+    def is_done(self, key: str, path: Path) -> bool:
+        """True when ``key`` was recorded as finished and its file is still there with the recorded size."""
+        size = self.done.get(key)
+        return size is not None and path.is_file() and path.stat().st_size == size
+
+    def mark(self, key: str, path: Path) -> None:
+        self.done[key] = path.stat().st_size
+
+    def save(self, complete: bool = False) -> None:
+        atomic_write_json(self.root / PROGRESS_FILE, {"settings": self.settings, "complete": complete,
+                                                      "done": self.done})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Folders of images.
+# ----------------------------------------------------------------------------------------------------------
+
+@dataclass
+class FolderStats:
+    purified: int = 0
+    skipped: int = 0
+    faces: int = 0
+    automatic: int = 0
+
+
+def list_images(root: Path, recursive: bool) -> list[Path]:
+    candidates = root.rglob("*") if recursive else root.glob("*")
+    files = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not p.name.endswith(MASK_SUFFIX) and not p.name.startswith(".")
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts[:-1]))
+    if not files:
+        raise UserError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    return files
+
+
+def find_mask(image_path: Path, rel: Path, masks_dir: Path | None) -> Path | None:
+    """``NAME_mask.png`` under ``masks_dir`` (same relative path) or beside the image."""
+    name = rel.with_name(rel.stem + MASK_SUFFIX)
+    if masks_dir is not None:
+        candidate = masks_dir / name
+        return candidate if candidate.is_file() else None
+    candidate = image_path.with_name(image_path.stem + MASK_SUFFIX)
+    return candidate if candidate.is_file() else None
+
+
+def purify_folder(engine: Purification, src: Path, out: Path, masks: str | None = None, recursive: bool = False,
+                  overwrite: bool = False, resume: bool = True, save_masks: bool = False,
+                  face_crop_size: tuple[int, int] = WORKING_SIZE, progress: bool = True,
+                  settings: dict[str, Any] | None = None) -> FolderStats:
+    """Purify every image under ``src`` into ``out`` (same relative paths and names).
+
+    masks: None -> ``NAME_mask.png`` beside each image when present, else automatic; a folder -> masks from
+    there (same relative path), else automatic; "auto" -> always automatic; "faces" -> always the face path.
+    Automatic masks: FaceMesh when mediapipe is installed and finds a face, else the segmenter.
+    """
+    from tqdm import tqdm
+
+    src, out = Path(src), Path(out)
+    if out.resolve() == src.resolve() or (recursive and src.resolve() in out.resolve().parents):
+        raise UserError(f"--out {out}: must not be the input folder{' or inside it' if recursive else ''}")
+    masks_dir = None
+    if masks not in (None, "auto", "faces"):
+        masks_dir = Path(masks)  # type: ignore[arg-type]
+        if not masks_dir.is_dir():
+            raise UserError(f"--masks {masks}: not a folder (use --masks auto or a folder of NAME_mask.png)")
+    files = list_images(src, recursive)
+    run_settings = dict(settings or {})
+    run_settings.update({"input": str(src.resolve()), "masks": str(masks_dir.resolve()) if masks_dir else masks,
+                         "recursive": recursive})
+    target = OutputDir(out, run_settings, overwrite=overwrite, resume=resume)
+    stats = FolderStats()
+    batch: list[tuple[str, Path, np.ndarray, np.ndarray | None]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        images = np.stack([b[2] for b in batch])
+        names = [b[0] for b in batch]
+        have = [b[3] for b in batch]
+        if all(m is not None for m in have):
+            mask_arr = np.stack(have)  # type: ignore[arg-type]
+        else:
+            auto_idx = [i for i, m in enumerate(have) if m is None]
+            auto = engine.masks_for(images[auto_idx], [names[i] for i in auto_idx])
+            stats.automatic += len(auto_idx)
+            filled = list(have)
+            for j, i in enumerate(auto_idx):
+                filled[i] = auto[j]
+            mask_arr = np.stack(filled)  # type: ignore[arg-type]
+        result = engine.purify_arrays(images, mask_arr, names)
+        for (key, dest, _, _), purified, mask in zip(batch, result, mask_arr):
+            _write_result(dest, purified, mask, save_masks, engine.labels, overlay_image=None)
+            target.mark(key, dest)
+        stats.purified += len(batch)
+        target.save()
+        batch.clear()
+
+    finder = None
+    bar = tqdm(files, unit="img", desc="purify", disable=not progress, leave=False)
+    for path in bar:
+        rel = path.relative_to(src)
+        key = rel.as_posix()
+        dest = out / rel
+        if not overwrite and target.is_done(key, dest):
+            stats.skipped += 1
+            continue
+        image = read_image(path)
+        mask_path = find_mask(path, rel, masks_dir) if masks not in ("auto", "faces") else None
+        mask = load_mask(mask_path, image.shape, engine.labels) if mask_path is not None else None
+        if mask is None and _use_faces(image, masks, engine):
+            from maskpurify import faces
+
+            if finder is None:
+                finder = faces.FaceFinder(static=True)
+            result = faces.purify_face_photo(engine, image, crop_size=face_crop_size, name=key,
+                                             required=masks == "faces", finder=finder)
+            if result is not None:
+                flush()
+                _write_result(dest, result.image, result.mask, save_masks, engine.labels,
+                              overlay_image=result.overlay() if save_masks else None)
+                target.mark(key, dest)
+                target.save()
+                stats.purified += 1
+                stats.faces += 1
+                continue
+        if batch and (batch[0][2].shape != image.shape or len(batch) >= engine.batch_size):
+            flush()
+        batch.append((key, dest, image, mask))
+    flush()
+    bar.close()
+    if finder is not None:
+        finder.close()
+    target.save(complete=True)
+    return stats
+
+
+def _use_faces(image: np.ndarray, masks: str | None, engine: Purification) -> bool:
+    """Whether to try the FaceMesh path for an image without a mask file."""
+    if masks == "faces":
+        return True
+    from maskpurify import faces
+
+    if not faces.mediapipe_available():
+        return False
+    if engine.labels is not EYE_LABELS:
+        return False
+    # FaceMesh cannot find a face in a close-up eye crop; do not spend time on tiny images.
+    return min(image.shape[:2]) >= faces.MIN_FACE_IMAGE_SIDE
+
+
+def _write_result(dest: Path, purified: np.ndarray, mask: np.ndarray, save_masks: bool, labels: LabelSet,
+                  overlay_image: np.ndarray | None) -> None:
+    save_image(dest, purified)
+    if save_masks:
+        save_image(dest.with_name(dest.stem + MASK_SUFFIX), mask)
+        if overlay_image is not None:
+            save_image(dest.with_name(dest.stem + "_overlay.png"), overlay_image)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Single images.
+# ----------------------------------------------------------------------------------------------------------
+
+@dataclass
+class ImageResult:
+    image: np.ndarray
+    mask: np.ndarray
+    method: str  # "mask file", "segmenter" or "faces"
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+
+def purify_image_file(engine: Purification, src: Path, out: Path, masks: str | None = None, overwrite: bool = False,
+                      save_masks: bool = False, face_crop_size: tuple[int, int] = WORKING_SIZE) -> ImageResult:
+    """Purify one image file into ``out`` (a file; its suffix picks the format)."""
+    from maskpurify.fileio import ensure_writable
+
+    src, out = Path(src), Path(out)
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"--out {out}: an image input needs an image file name ({', '.join(IMAGE_SUFFIXES)})")
+    if out.resolve() == src.resolve():
+        raise UserError(f"--out {out}: would replace the input image; choose another file")
+    ensure_writable(out, overwrite)
+    mask_out = out.with_name(out.stem + MASK_SUFFIX)
+    overlay_out = out.with_name(out.stem + "_overlay.png")
+    if save_masks:
+        ensure_writable(mask_out, overwrite)
+        ensure_writable(overlay_out, overwrite)
+    image = read_image(src)
+    mask_path: Path | None = None
+    if masks not in ("auto", "faces"):
+        if masks is not None:
+            candidate = Path(masks)
+            if candidate.is_dir():
+                mask_path = candidate / (src.stem + MASK_SUFFIX)
+                if not mask_path.is_file():
+                    mask_path = None
+            elif candidate.is_file():
+                mask_path = candidate
+            else:
+                raise UserError(f"--masks {masks}: no such mask file or folder")
+        else:
+            beside = src.with_name(src.stem + MASK_SUFFIX)
+            mask_path = beside if beside.is_file() else None
+    result: ImageResult | None = None
+    if mask_path is not None:
+        mask = load_mask(mask_path, image.shape, engine.labels)
+        result = ImageResult(engine.purify_image(image, mask, str(src)), mask, "mask file")
+    elif _use_faces(image, masks, engine):
+        from maskpurify import faces
+
+        face = faces.purify_face_photo(engine, image, crop_size=face_crop_size, name=str(src),
+                                       required=masks == "faces")
+        if face is not None:
+            result = ImageResult(face.image, face.mask, "faces", [e.box for e in face.eyes])
+            if save_masks:
+                save_image(overlay_out, face.overlay())
+    if result is None:
+        mask = engine.masks_for(image[None], [str(src)])[0]
+        result = ImageResult(engine.purify_image(image, mask, str(src)), mask, "segmenter")
+    save_image(out, result.image)
+    if save_masks:
+        save_image(mask_out, result.mask)
+        if result.method != "faces":
+            from maskpurify.masks import overlay
+
+            save_image(overlay_out, overlay(image, result.mask, palette=palette_for(engine.labels)))
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Rendered datasets (meta.json + shard-*.npz).
+# ----------------------------------------------------------------------------------------------------------
+
+def is_dataset(path: Path) -> bool:
+    return (path / "meta.json").is_file() and any(path.glob("shard-*.npz"))
+
+
+def purify_dataset(engine: Purification, src: Path, out: Path, overwrite: bool = False, resume: bool = True,
+                   progress: bool = True, settings: dict[str, Any] | None = None) -> int:
+    """Purify a rendered dataset shard by shard into ``out`` in the same format (readable by EyeDataset).
+
+    Memory holds one shard at a time. Every key but ``images`` is copied unchanged; meta.json records the
+    source and is marked complete only at the end, so an interrupted run resumes at the first missing shard.
+    Returns the number of samples purified in this call.
+    """
+    from tqdm import tqdm
+
+    from maskpurify.world.dataset import _load_shard, read_meta, save_npz_deterministic, shard_name
+
+    src, out = Path(src), Path(out)
+    if out.resolve() == src.resolve():
+        raise UserError(f"--out {out}: must differ from the input dataset")
+    meta = read_meta(src)
+    run_settings = dict(settings or {})
+    run_settings.update({"input": str(src.resolve()), "kind": "dataset"})
+    target = OutputDir(out, run_settings, overwrite=overwrite, resume=resume)
+    out_meta = {k: v for k, v in meta.items() if k not in ("complete", "command")}
+    out_meta.update({"unityeyes": False, "purified": {"source": str(src.resolve()),
+                                                      "source_domain": meta.get("domain"), **(settings or {})}})
+    num_shards = int(meta["num_shards"])
+    count = 0
+    bar = tqdm(total=int(meta["n"]), unit="img", desc="purify", disable=not progress, leave=False)
+    for index in range(num_shards):
+        name = shard_name(index)
+        dest = out / name
+        if not overwrite and target.is_done(name, dest):
+            bar.update(min(int(meta["shard_size"]), int(meta["n"]) - index * int(meta["shard_size"])))
+            continue
+        shard = _load_shard(src, index)
+        images, masks = shard["images"], shard["masks"]
+        if images.ndim != 4:
+            raise UserError(f"{src / name}: images must be (N,H,W,C), got shape {images.shape}")
+        purified = np.empty_like(images)
+        for start in range(0, len(images), engine.batch_size):
+            stop = min(len(images), start + engine.batch_size)
+            purified[start:stop] = engine.purify_arrays(images[start:stop], masks[start:stop],
+                                                        [f"{name}[{i}]" for i in range(start, stop)])
+            bar.update(stop - start)
+        shard["images"] = purified
+        save_npz_deterministic(dest, shard)
+        target.mark(name, dest)
+        target.save()
+        count += len(images)
+        del shard, images, masks, purified
+    bar.close()
+    atomic_write_json(out / "meta.json", {**out_meta, "complete": True, "command": _command_line()})
+    target.save(complete=True)
+    return count
+
+
+def _command_line() -> str:
+    return " ".join(["maskpurify", *sys.argv[1:]]) if sys.argv else "maskpurify"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Videos.
+# ----------------------------------------------------------------------------------------------------------
+
+@dataclass
+class VideoStats:
+    frames: int
+    fps: float
+    width: int
+    height: int
+
+
+def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    chunk: list[np.ndarray] = []
+    for frame in frames:
+        chunk.append(frame)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def purify_video(engine: Purification, src: Path, out: Path, mask_video: Path | None = None,
+                 overwrite: bool = False, masks: str | None = None,
+                 face_crop_size: tuple[int, int] = WORKING_SIZE, progress: bool = True,
+                 on_frames: Callable[[int], None] | None = None) -> VideoStats:
+    """Stream a video through the purifier: same fps, size and frame count; masks automatic per frame.
+
+    Frames are read, purified and written ``engine.batch_size`` at a time, so memory does not grow with the
+    video's length. mask_video: also write the colourised masks as a second video. masks "faces": per-frame
+    FaceMesh (face videos); otherwise the segmenter. on_frames(n): called after each batch with the number
+    of frames done (progress hooks, memory probes).
+    """
+    from tqdm import tqdm
+
+    from maskpurify.fileio import ensure_writable
+    from maskpurify.formats.video import VideoWriter, iter_frames, video_info
+
+    src, out = Path(src), Path(out)
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError(f"--out {out}: a video input needs a video file name ({', '.join(VIDEO_SUFFIXES)})")
+    if out.resolve() == src.resolve():
+        raise UserError(f"--out {out}: would replace the input video; choose another file")
+    ensure_writable(out, overwrite)
+    if mask_video is not None:
+        if Path(mask_video).suffix.lower() not in VIDEO_SUFFIXES:
+            raise UserError(f"--mask-video {mask_video}: needs a video file name ({', '.join(VIDEO_SUFFIXES)})")
+        ensure_writable(mask_video, overwrite)
+    if masks not in (None, "auto", "faces"):
+        raise UserError(f"--masks {masks}: a video takes automatic masks only (--masks auto or --masks faces)")
+    if masks != "faces" and engine.segmenter is None:
+        raise UserError(f"no mask for {src} and no segmenter; give --segmenter (videos use automatic masks)")
+    info = video_info(src)
+    fps = info.fps if info.fps > 0 else 30.0
+    palette = palette_for(engine.labels)
+    frames_done = 0
+    bar = tqdm(total=info.frame_count or None, unit="frame", desc="purify", disable=not progress, leave=False)
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        writer = stack.enter_context(VideoWriter(out, fps, (info.width, info.height)))
+        mwriter = stack.enter_context(VideoWriter(mask_video, fps, (info.width, info.height))) if mask_video else None
+        finder = None
+        for chunk in _chunks(iter_frames(src), engine.batch_size):
+            frames = np.stack(chunk)
+            del chunk
+            if masks == "faces":
+                from maskpurify import faces
+
+                if finder is None:
+                    finder = stack.enter_context(faces.FaceFinder(static=False))
+                results = [faces.purify_face_photo(engine, f, crop_size=face_crop_size,
+                                                   name=f"{src} frame {frames_done + i}", finder=finder)
+                           for i, f in enumerate(frames)]
+                purified = [r.image if r is not None else f for r, f in zip(results, frames)]
+                mask_arr = [r.mask if r is not None else np.zeros(f.shape[:2], np.uint8)
+                            for r, f in zip(results, frames)]
+            else:
+                names = [f"{src} frame {frames_done + i}" for i in range(len(frames))]
+                mask_arr = engine.masks_for(frames, names)
+                purified = engine.purify_arrays(frames, mask_arr, names)
+            for i in range(len(frames)):
+                writer.write(purified[i])
+                if mwriter is not None:
+                    mwriter.write(colourise(mask_arr[i], palette))
+            frames_done += len(frames)
+            bar.update(len(frames))
+            if on_frames is not None:
+                on_frames(frames_done)
+    bar.close()
+    return VideoStats(frames_done, fps, info.width, info.height)
+
+
+def current_rss_bytes() -> int:
+    """Resident set size of this process now (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{os.getpid()}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
