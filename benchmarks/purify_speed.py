@@ -3,7 +3,8 @@
 Images/s at 36x60 (batch 256) and 480x640 (batch 4), torch.inference_mode, fp32, default thread count.
 FLOPs are counted with torch.utils.flop_counter (convolutions and matmuls only; norms and elementwise
 ops are not counted), and the achieved FLOP/s is compared with a 2048x2048 fp32 matmul timed in the
-same run, on the same machine.
+same run, on the same machine, right before each measurement (so a busy machine slows both alike; the
+load average is recorded too).
 Run: .venv/bin/python benchmarks/purify_speed.py [--device cpu|cuda] [--out PATH]
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import sys
@@ -65,9 +67,10 @@ def main() -> None:
     }
     with torch.inference_mode():
         a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
-        matmul_flops = 2 * 2048 ** 3
-        matmul_rate = matmul_flops / seconds_per_call(lambda: a @ b, device)
-        results["matmul_2048_gflops"] = round(matmul_rate / 1e9, 2)
+
+        def matmul_rate() -> float:
+            return 2 * 2048 ** 3 / seconds_per_call(lambda: a @ b, device, min_time=1.0)
+
         for use_mask in (True, False):
             config = PurifierConfig(use_mask=use_mask)
             net = Purifier(config).to(device).eval()
@@ -76,19 +79,23 @@ def main() -> None:
                 image = torch.rand(batch, 3, h, w, device=device)
                 mask = torch.randint(0, config.num_labels, (batch, h, w), device=device)
                 flops = count_flops(lambda: net(image, mask))
+                reference = matmul_rate()
                 sec = seconds_per_call(lambda: net(image, mask), device)
                 rows[f"{h}x{w}"] = {"batch": batch, "images_per_s": round(batch / sec, 1),
                                     "mflop_per_image": round(flops / batch / 1e6, 2),
                                     "achieved_gflops": round(flops / sec / 1e9, 2),
-                                    "fraction_of_matmul_flops": round(flops / sec / matmul_rate, 3)}
+                                    "matmul_2048_gflops": round(reference / 1e9, 2),
+                                    "fraction_of_matmul_flops": round(flops / sec / reference, 3)}
                 print(f"purifier use_mask={use_mask} {h}x{w} batch {batch}: {rows[f'{h}x{w}']}")
             results[f"purifier_use_mask_{str(use_mask).lower()}"] = {
                 "config": net.config_dict(), "parameters": sum(p.numel() for p in net.parameters()), **rows}
-        encoder = build_encoder("efficientnet-lite0", upsample=2).to(device)
         image = torch.rand(64, 3, 36, 60, device=device)
-        sec = seconds_per_call(lambda: encoder(image), device)
-        results["encoder_efficientnet_lite0_upsample2_36x60_batch64_images_per_s"] = round(64 / sec, 1)
-        print("encoder efficientnet-lite0 (upsample 2) 36x60 batch 64:", round(64 / sec, 1), "images/s")
+        for upsample in (2, 1):
+            encoder = build_encoder("efficientnet-lite0", upsample=upsample).to(device)
+            rate = round(64 / seconds_per_call(lambda: encoder(image), device), 1)
+            results[f"encoder_efficientnet_lite0_upsample{upsample}_36x60_batch64_images_per_s"] = rate
+            print(f"encoder efficientnet-lite0 (upsample {upsample}) 36x60 batch 64: {rate} images/s")
+    results["load_average_1_5_15_min"] = [round(x, 2) for x in os.getloadavg()]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -103,6 +103,7 @@ def test_empty_regions_are_safe() -> None:
     loss = style_loss_region(feats, enc(torch.rand(2, 3, 36, 60)), empty, full, enc.style_layers)
     loss = loss + style_loss_region(feats, feats, full, empty, enc.style_layers)
     loss = loss + content_loss(feats, enc(torch.rand(2, 3, 36, 60)), enc.content_layers, empty)
+    assert style_loss_region(feats, feats, full, empty, enc.style_layers) == 0  # no style target at all
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(out.grad).all()
 

@@ -71,7 +71,8 @@ def style_loss_region(out_feats: Sequence[torch.Tensor], style_feats: Sequence[t
     Unpaired by design: the style batch holds *other* (synthetic) images, so the target is one Gram per
     layer pooled over the whole style batch's region (every style pixel of the region counts once,
     i.e. the area-weighted mean of the per-image Grams): a low-variance estimate of the synthetic
-    domain's region style, not of any one image. Output samples with an empty region are skipped.
+    domain's region style, not of any one image. Output samples with an empty region are skipped, and
+    the term is 0 when the whole style batch lacks the region.
     """
     losses = []
     for index in layers:
@@ -83,7 +84,9 @@ def style_loss_region(out_feats: Sequence[torch.Tensor], style_feats: Sequence[t
             target = (masked_gram(sty_f, w_sty) * area.view(-1, 1, 1)).sum(0) / area.sum().clamp_min(_EPS)
         gram = masked_gram(out_f, w_out)
         per_sample = (gram - target).square().mean((1, 2))
-        losses.append(_mean_over_present(per_sample, region_present(w_out)))
+        # No style pixels in this region at all: there is no target, so the term contributes nothing.
+        present = region_present(w_out) * (area.sum() > _EPS).to(per_sample.dtype)
+        losses.append(_mean_over_present(per_sample, present))
     return torch.stack(losses).mean()
 
 

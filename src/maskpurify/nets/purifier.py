@@ -144,7 +144,7 @@ class Purifier(nn.Module):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Purifier:
-        """Rebuild from ``asdict(purifier.config)`` (e.g. a checkpoint sidecar); unknown keys are refused."""
+        """Rebuild from :meth:`config_dict` output (e.g. a checkpoint sidecar); unknown keys are refused."""
         known = {f.name for f in fields(PurifierConfig)}
         unknown = sorted(set(config) - known)
         if unknown:
