@@ -1,0 +1,69 @@
+"""maskpurify train-simgan: the SimGAN baseline (adversarial refiner + local patch discriminator), either way."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from maskpurify.cli._common import add_config_arguments, resolve_config
+
+HELP = "train a SimGAN refiner: syn2real (the original; --train-gaze retrains gaze on refined eyes) or real2syn"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--direction", choices=("syn2real", "real2syn"),
+                        help="syn2real: refine synthetic eyes to look real (SimGAN); real2syn: refine wild eyes to "
+                        "look synthetic (a SimGAN-style purifier). Default: the config's direction (syn2real)")
+    parser.add_argument("--wild", metavar="DIR", help="dataset folder of real/wild images "
+                        "(default: render data.wild.render_n wild eyes into OUT/data)")
+    parser.add_argument("--synthetic", metavar="DIR", help="dataset folder of synthetic images "
+                        "(default: render data.synthetic.render_n synthetic eyes into OUT/data)")
+    parser.add_argument("--out", metavar="DIR", default="runs/simgan", help="output folder (default: runs/simgan)")
+    parser.add_argument("--train-gaze", action="store_true",
+                        help="syn2real only: then refine the synthetic gaze training set and train a gaze estimator "
+                        "on it into OUT/gaze (settings of the shipped weights/gaze.json when present)")
+    parser.add_argument("--gaze-config", metavar="YAML",
+                        help="with --train-gaze: a GazeTrainConfig file instead of the shipped estimator's settings")
+    parser.add_argument("--no-resume", dest="resume", action="store_false",
+                        help="start afresh even when OUT/last.safetensors exists")
+    parser.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps (resumable), e.g. to test")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from maskpurify.config import load_config
+    from maskpurify.errors import UserError
+    from maskpurify.training.gaze import GazeTrainConfig
+    from maskpurify.training.refined_gaze import train_refined_gaze
+    from maskpurify.training.simgan import SimGANTrainConfig, train_simgan
+
+    config = resolve_config(SimGANTrainConfig, args)
+    if args.direction:
+        config = dataclasses.replace(config, direction=args.direction)
+    if args.train_gaze and config.direction != "syn2real":
+        raise UserError("--train-gaze needs --direction syn2real (SimGAN trains gaze on refined synthetic eyes)")
+    if args.gaze_config and not args.train_gaze:
+        raise UserError("--gaze-config is only used with --train-gaze")
+    if args.max_steps is not None and args.max_steps < 0:
+        raise UserError(f"--max-steps {args.max_steps}: must be >= 0")
+    data = config.data
+    if args.wild:
+        data = dataclasses.replace(data, wild=dataclasses.replace(data.wild, path=args.wild))
+    if args.synthetic:
+        data = dataclasses.replace(data, synthetic=dataclasses.replace(data.synthetic, path=args.synthetic))
+    config = dataclasses.replace(config, data=data)
+    if args.device:
+        config = dataclasses.replace(config, device=args.device)
+    summary = train_simgan(config, args.out, resume=args.resume, stop_at=args.max_steps, progress=not args.quiet)
+    print(json.dumps(summary))
+    if args.train_gaze and summary["finished"]:
+        gaze_config = load_config(GazeTrainConfig, args.gaze_config) if args.gaze_config else None
+        gaze_summary = train_refined_gaze(Path(args.out) / "refiner", Path(args.out) / "gaze", gaze_config,
+                                          resume=args.resume, progress=not args.quiet, device=args.device)
+        print(json.dumps(gaze_summary))
+    return 0

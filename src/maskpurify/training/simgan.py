@@ -1,0 +1,401 @@
+"""SimGAN (Shrivastava et al., CVPR 2017): an adversarially trained refiner, in either direction.
+
+- ``direction="syn2real"`` (the original): the refiner R takes *synthetic* eyes and makes them look wild/real;
+  the local patch discriminator D separates refined synthetic images from real (wild) ones. A gaze estimator
+  is then trained on the refined synthetic set (:mod:`maskpurify.training.refined_gaze`).
+- ``direction="real2syn"``: the same machinery the other way, R takes wild eyes and makes them look
+  synthetic: a SimGAN-style adversarial *purifier*, the baseline for the mask-guided purifier.
+
+Losses (Shrivastava et al., Algorithm 1 and eq. 1-4), per patch logit of :class:`PatchDiscriminator`:
+
+- D: ``d_loss = BCE(D(target), 1) + BCE(D(fake), 0)``, where half of the fake batch is the current refined
+  batch and half comes from a :class:`HistoryBuffer` of earlier refined images (the buffer then takes the
+  current half in place of random old entries);
+- R: ``adv = BCE(D(R(x)), 1)`` (refined images classified as the target domain, every patch) plus
+  ``self_reg_weight * self_reg``, ``self_reg = mean |R(x) - x|`` (L1 self-regularisation in the identity
+  feature space, as the paper does for eyes).
+
+The schedule: ``pretrain_r`` steps of R with self-regularisation only, then ``pretrain_d`` steps of D alone
+(against the pre-trained R), then ``steps`` adversarial iterations of ``k_g`` refiner updates followed by
+``k_d`` discriminator updates (paper: 1000 / 200 pre-training steps, K_g = 2, K_d = 1). The CSV column ``step``
+counts all three phases; ``phase`` is 0, 1, 2; terms a phase does not compute are logged as 0.
+
+The refiner is a :class:`maskpurify.nets.purifier.Purifier` with ``use_mask=False`` (a plain residual
+image-to-image network of the same capacity as the purifier; the mask argument is ignored, zeros are passed).
+
+Outputs in the out dir: ``refiner.safetensors`` + ``refiner.json`` (final refiner, loadable with
+:func:`maskpurify.nets.purifier.load_purifier`; the sidecar holds ``direction`` and the training info),
+``last.*`` (resumable: refiner, discriminator, both optimizers, the history buffer, RNG), ``log.csv``,
+``previews/step_*.png`` (input | mask | refined | a target-domain sample), ``config.yaml`` + ``run.json``.
+
+Resume is exact in a single process (the history buffer is part of the checkpoint, every random choice is a
+pure function of the step). Under DDP every rank keeps its own buffer but only rank 0's is saved; a resumed
+multi-rank run gives every rank rank 0's buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maskpurify.config import command_line, save_run_record
+from maskpurify.errors import UserError
+from maskpurify.nets.discriminator import PatchDiscriminator
+from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
+from maskpurify.training.common import CSVLogger, Checkpointer, DistContext, MinibatchSampler, cleanup_distributed, \
+    init_distributed, load_arrays_checked, lr_at, parse_size, render_once, run_loop, seed_everything, set_lr, \
+    step_generator, to_float_images, unwrap, wrap_model
+from maskpurify.training.previews import save_preview_grid
+
+Direction = Literal["syn2real", "real2syn"]
+DIRECTIONS: tuple[str, ...] = ("syn2real", "real2syn")
+
+
+@dataclass
+class ImageSourceConfig:
+    """One image source: a dataset folder (``path``), or rendered on the fly into the out dir."""
+
+    path: str | None = None
+    render_n: int = 12000
+    render_seed: int = 2001
+
+
+@dataclass
+class SimGANDataConfig:
+    #: real-like images (same defaults as the purifier's content set)
+    wild: ImageSourceConfig = field(default_factory=lambda: ImageSourceConfig(render_seed=2001))
+    #: synthetic images (same defaults as the purifier's style set)
+    synthetic: ImageSourceConfig = field(default_factory=lambda: ImageSourceConfig(render_seed=3001))
+    size: str = "36x60"
+
+
+@dataclass
+class RefinerNetConfig:
+    """The refiner: a Purifier without mask (same capacity as the purifier at the same numbers)."""
+
+    base_channels: int = 16
+    num_res_blocks: int = 3
+    #: PatchDiscriminator width
+    disc_channels: int = 32
+
+
+@dataclass
+class SimGANTrainConfig:
+    direction: Direction = "syn2real"
+    data: SimGANDataConfig = field(default_factory=SimGANDataConfig)
+    net: RefinerNetConfig = field(default_factory=RefinerNetConfig)
+    #: adversarial iterations (each k_g refiner + k_d discriminator updates), after the pre-training
+    steps: int = 900
+    pretrain_r: int = 100
+    pretrain_d: int = 50
+    k_g: int = 2
+    k_d: int = 1
+    batch_size: int = 32
+    #: lambda of the L1 self-regularisation (mean absolute pixel difference, images in [0, 1])
+    self_reg_weight: float = 0.5
+    #: refined images kept for the discriminator (paper: 12800); 0 turns the buffer off
+    history_size: int = 3200
+    #: share of each fake discriminator batch drawn from the buffer (paper: 0.5)
+    history_fraction: float = 0.5
+    lr_r: float = 1e-3
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    schedule: Literal["cosine", "step", "constant"] = "constant"
+    seed: int = 0
+    log_every: int = 25
+    preview_every: int = 250
+    checkpoint_every: int = 100
+    device: str = "auto"
+
+    @property
+    def total_steps(self) -> int:
+        return self.pretrain_r + self.pretrain_d + self.steps
+
+
+def validate_config(config: SimGANTrainConfig) -> None:
+    if config.direction not in DIRECTIONS:
+        raise UserError(f"config: direction must be one of {', '.join(DIRECTIONS)}, got {config.direction!r}")
+    for name in ("steps", "pretrain_r", "pretrain_d", "history_size"):
+        if getattr(config, name) < 0:
+            raise UserError(f"config: {name} must be >= 0, got {getattr(config, name)}")
+    for name in ("k_g", "k_d", "batch_size"):
+        if getattr(config, name) < 1:
+            raise UserError(f"config: {name} must be >= 1, got {getattr(config, name)}")
+    if not 0.0 <= config.history_fraction < 1.0:
+        raise UserError(f"config: history_fraction must be in [0, 1), got {config.history_fraction}")
+    if config.self_reg_weight < 0:
+        raise UserError(f"config: self_reg_weight must be >= 0, got {config.self_reg_weight}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# History buffer
+
+
+class HistoryBuffer(nn.Module):
+    """SimGAN's history of refined images, stored as uint8 buffers so it rides in the training checkpoint.
+
+    :meth:`draw` returns ``k`` random past images (fewer while it holds fewer); :meth:`push` appends until
+    full, then overwrites random older entries. All random choices come from the generator passed in.
+    """
+
+    def __init__(self, capacity: int, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.capacity = int(capacity)
+        self.register_buffer("images", torch.zeros((self.capacity, *image_shape), dtype=torch.uint8))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    def __len__(self) -> int:
+        return int(self.count)
+
+    def draw(self, k: int, generator: torch.Generator) -> torch.Tensor:
+        """Up to ``k`` stored images, float (k,3,H,W) in [0, 1] on the buffer's device."""
+        n = min(k, len(self))
+        if n == 0:
+            return self.images.new_zeros((0, *self.images.shape[1:])).float()
+        idx = torch.randperm(len(self), generator=generator)[:n].to(self.images.device)
+        return self.images[idx].float().div_(255.0)
+
+    @torch.no_grad()
+    def push(self, images: torch.Tensor, generator: torch.Generator) -> None:
+        """Store float (k,3,H,W) [0,1] images: into free slots first, then over random old ones."""
+        if self.capacity == 0 or len(images) == 0:
+            return
+        images = images[: self.capacity]
+        q = images.detach().clamp(0, 1).mul(255.0).round().to(torch.uint8).to(self.images.device)
+        old = len(self)
+        free = self.capacity - old
+        n_new = min(free, len(q))
+        if n_new:
+            self.images[len(self):len(self) + n_new] = q[:n_new]
+            self.count += n_new
+        rest = q[n_new:]
+        if len(rest):
+            # over entries stored before this call only (len(rest) <= old), never over the ones just added
+            slots = torch.randperm(old, generator=generator)[: len(rest)].to(self.images.device)
+            self.images[slots] = rest
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Losses
+
+
+def patch_bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    """Mean binary cross-entropy over every patch logit against one label (SimGAN's local adversarial loss)."""
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def self_regularisation(refined: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """L1 in the identity feature space: mean |R(x) - x|."""
+    return (refined - inputs).abs().mean()
+
+
+def build_refiner(net: RefinerNetConfig) -> Purifier:
+    return Purifier(PurifierConfig(net.base_channels, net.num_res_blocks, use_mask=False))
+
+
+@torch.no_grad()
+def refine_images(refiner: nn.Module, images_u8: np.ndarray | torch.Tensor, batch_size: int = 256,
+                  device: torch.device | str | None = None) -> np.ndarray:
+    """Refine uint8 (N,H,W,3) images with a mask-free refiner, in batches and inference mode -> uint8 (N,H,W,3)."""
+    device = torch.device(device) if device is not None else next(refiner.parameters()).device
+    refiner = refiner.to(device)
+    was_training = refiner.training
+    refiner.eval()
+    images = torch.as_tensor(np.ascontiguousarray(images_u8)) if isinstance(images_u8, np.ndarray) else images_u8
+    out = np.empty(tuple(images.shape), np.uint8)
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = to_float_images(images[start:start + batch_size], device)
+            mask = torch.zeros(x.shape[0], x.shape[2], x.shape[3], dtype=torch.long, device=device)
+            y = refiner(x, mask)
+            out[start:start + len(x)] = (y.clamp(0, 1).mul(255.0).round().to(torch.uint8)
+                                         .permute(0, 2, 3, 1).cpu().numpy())
+    refiner.train(was_training)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def _source_arrays(source: ImageSourceConfig, domain: str, size: tuple[int, int], out: Path, ctx: DistContext,
+                   what: str) -> dict[str, np.ndarray]:
+    if source.path:
+        return load_arrays_checked(source.path, what)
+    folder = render_once(out / "data" / f"{domain}_n{source.render_n}_seed{source.render_seed}", domain,
+                         source.render_n, size, source.render_seed, ctx)
+    return load_arrays_checked(folder, f"rendered {domain} set")
+
+
+def train_simgan(config: SimGANTrainConfig, out_dir: str | Path, resume: bool = True, stop_at: int | None = None,
+                 progress: bool = True, arrays: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
+                 ) -> dict[str, Any]:
+    """Train (or resume) a SimGAN refiner in ``config.direction``; returns a summary dict.
+
+    ``arrays`` = (source, target) arrays (form of :func:`maskpurify.world.dataset.load_arrays`) replaces
+    ``config.data`` (tests): source = the refiner's input domain (synthetic for syn2real, wild for real2syn),
+    target = the domain it learns to imitate. ``stop_at`` ends the run early (counting all phases) with a
+    resumable checkpoint, as a kill would.
+    """
+    validate_config(config)
+    out = Path(out_dir)
+    ctx = init_distributed(None if config.device == "auto" else config.device)
+    try:
+        if ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        seed_everything(config.seed + ctx.rank)
+        size = parse_size(config.data.size)
+        if arrays is not None:
+            source, target = arrays
+        else:
+            wild = _source_arrays(config.data.wild, "wild", size, out, ctx, "data.wild.path")
+            synthetic = _source_arrays(config.data.synthetic, "synthetic", size, out, ctx, "data.synthetic.path")
+            source, target = (synthetic, wild) if config.direction == "syn2real" else (wild, synthetic)
+        src_images = torch.from_numpy(np.ascontiguousarray(source["images"]))
+        tgt_images = torch.from_numpy(np.ascontiguousarray(target["images"]))
+        src_masks = torch.from_numpy(np.ascontiguousarray(source["masks"])).long() if "masks" in source else None
+        if src_images.shape[1:] != tgt_images.shape[1:]:
+            raise UserError(f"source images {tuple(src_images.shape[1:3])} and target images "
+                            f"{tuple(tgt_images.shape[1:3])} differ in size; render or convert both at one size")
+        h, w = int(src_images.shape[1]), int(src_images.shape[2])
+
+        refiner = build_refiner(config.net).to(ctx.device)
+        disc = PatchDiscriminator(config.net.disc_channels).to(ctx.device)
+        history = HistoryBuffer(config.history_size, (3, h, w)).to(ctx.device)
+        opt_r = torch.optim.Adam(refiner.parameters(), lr=config.lr_r, betas=(config.beta1, 0.999))
+        opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr_d, betas=(config.beta1, 0.999))
+        models = {"refiner": refiner, "disc": disc, "history": history}
+        optimizers = {"opt_r": opt_r, "opt_d": opt_d}
+        checkpointer = Checkpointer(out, "last", ctx)
+        start = 0
+        if resume and checkpointer.exists():
+            start, extra = checkpointer.restore(models, optimizers, map_location=ctx.device)
+            if extra.get("direction", config.direction) != config.direction:
+                raise UserError(f"{checkpointer.weights_path}: a {extra['direction']} run, but direction is "
+                                f"{config.direction}; use a fresh --out or --no-resume")
+        elif ctx.is_main:
+            save_run_record(out, config, config.seed, {"trainer": "simgan", "direction": config.direction,
+                                                       "world_size": ctx.world_size})
+        r_net, d_net = wrap_model(refiner, ctx), wrap_model(disc, ctx)
+        logger = CSVLogger(out / "log.csv", resume_step=start if start > 0 else None, enabled=ctx.is_main)
+        b = config.batch_size
+        per_step = config.k_g + config.k_d  # sampler draws per step (every phase uses the same numbering)
+        src_sampler = MinibatchSampler(len(src_images), b, config.seed, ctx.rank, ctx.world_size)
+        tgt_sampler = MinibatchSampler(len(tgt_images), b, config.seed + 1, ctx.rank, ctx.world_size)
+        n_hist = int(round(b * config.history_fraction)) if config.history_size > 0 else 0
+        p_r, p_d, total = config.pretrain_r, config.pretrain_d, config.total_steps
+
+        def source_batch(i: int) -> torch.Tensor:
+            return to_float_images(src_images[src_sampler.indices(i)], ctx.device)
+
+        def zeros_mask(x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(x.shape[0], x.shape[2], x.shape[3], dtype=torch.long, device=x.device)
+
+        def r_update(i: int, adversarial: bool) -> dict[str, float]:
+            x = source_batch(i)
+            refined = r_net(x, zeros_mask(x))
+            reg = self_regularisation(refined, x)
+            if adversarial:
+                disc.requires_grad_(False)
+                adv = patch_bce(disc(refined), real=True)  # unwrapped D: no gradient sync for D here
+                disc.requires_grad_(True)
+                loss = adv + config.self_reg_weight * reg
+            else:
+                adv = reg.new_zeros(())
+                loss = reg
+            opt_r.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_r.step()
+            return {"adv": adv.item(), "self_reg": reg.item()}
+
+        def d_update(i: int, step: int, sub: int) -> dict[str, float]:
+            x = source_batch(i)
+            real = to_float_images(tgt_images[tgt_sampler.indices(i)], ctx.device)
+            with torch.no_grad():
+                refined = refiner(x, zeros_mask(x))
+            gen = step_generator(config.seed, step * per_step + sub, ctx.rank)
+            old = history.draw(n_hist, gen) if n_hist else refined[:0]
+            fake = torch.cat([refined[: b - len(old)], old])
+            logits_real, logits_fake = d_net(torch.cat([real, fake])).split([len(real), len(fake)])
+            loss = patch_bce(logits_real, real=True) + patch_bce(logits_fake, real=False)
+            opt_d.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_d.step()
+            if n_hist:
+                history.push(refined[:n_hist], gen)
+            with torch.no_grad():
+                acc_real = (logits_real > 0).float().mean()
+                acc_fake = (logits_fake < 0).float().mean()
+            return {"d_loss": loss.item(), "d_acc_real": float(acc_real), "d_acc_fake": float(acc_fake)}
+
+        def step_fn(step: int) -> dict[str, float]:
+            r_net.train()
+            d_net.train()
+            terms = {"phase": 0.0, "d_loss": 0.0, "adv": 0.0, "self_reg": 0.0, "d_acc_real": 0.0,
+                     "d_acc_fake": 0.0}
+            adv_step = max(0, step - p_r - p_d)
+            lr_r = lr_at(adv_step, config.steps, config.lr_r, config.schedule)
+            lr_d = lr_at(adv_step, config.steps, config.lr_d, config.schedule)
+            set_lr(opt_r, lr_r)
+            set_lr(opt_d, lr_d)
+            base = step * per_step
+            if step < p_r:  # pre-train R: self-regularisation only
+                terms.update(r_update(base, adversarial=False))
+            elif step < p_r + p_d:  # pre-train D against the pre-trained R
+                terms["phase"] = 1.0
+                terms.update(d_update(base, step, 0))
+            else:
+                terms["phase"] = 2.0
+                r_terms = [r_update(base + j, adversarial=True) for j in range(config.k_g)]
+                d_terms = [d_update(base + config.k_g + j, step, config.k_g + j) for j in range(config.k_d)]
+                for group in (r_terms, d_terms):
+                    for key in group[0]:
+                        terms[key] = sum(t[key] for t in group) / len(group)
+            return {**terms, "lr_r": lr_r, "lr_d": lr_d}
+
+        def on_log(step: int, means: dict[str, float]) -> None:
+            if ctx.is_main and (step % config.preview_every == 0 or step == total):
+                i = (step - 1) * per_step
+                idx = src_sampler.indices(i)[:8]
+                x = to_float_images(src_images[idx], ctx.device)
+                mask = src_masks[idx].to(ctx.device) if src_masks is not None else zeros_mask(x)
+                sample = to_float_images(tgt_images[tgt_sampler.indices(i)[:8]], ctx.device)
+                with torch.no_grad():
+                    refiner.eval()
+                    refined = refiner(x, zeros_mask(x))
+                    refiner.train()
+                save_preview_grid(out / "previews" / f"step_{step:06d}.png", x, mask, refined, sample)
+            return None
+
+        def save(step: int) -> None:
+            checkpointer.save(step, models, optimizers, extra={"direction": config.direction})
+
+        done = run_loop(step_fn, start=start, total=total, save=save, ctx=ctx, logger=logger,
+                        log_every=config.log_every, checkpoint_every=config.checkpoint_every, stop_at=stop_at,
+                        on_log=on_log, desc=f"train-simgan {config.direction}", progress=progress)
+        summary: dict[str, Any] = {"direction": config.direction, "steps_done": done, "total_steps": total,
+                                   "finished": done >= total}
+        if done >= total and ctx.is_main:
+            last = logger.rows()[-1] if logger.rows() else {}
+            summary["final_log"] = {k: float(v) for k, v in last.items() if k not in ("step",) and v != ""}
+            path = save_purifier(out / "refiner", unwrap(refiner), {
+                "direction": config.direction,
+                "refiner": "simgan",
+                "trained": {"command": command_line(), "seed": config.seed, "direction": config.direction,
+                            "steps": config.steps, "pretrain_r": config.pretrain_r,
+                            "pretrain_d": config.pretrain_d, "k_g": config.k_g, "k_d": config.k_d,
+                            "batch_size": config.batch_size, "self_reg_weight": config.self_reg_weight,
+                            "history_size": config.history_size, "lr_r": config.lr_r, "lr_d": config.lr_d,
+                            "data": asdict(config.data) if arrays is None else "arrays",
+                            "final_log": summary["final_log"]}})
+            summary["refiner"] = str(path)
+        return summary
+    finally:
+        cleanup_distributed(ctx)
