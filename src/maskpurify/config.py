@@ -144,9 +144,18 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
             base[key] = value
 
 
+_COMMAND: list[str] | None = None
+
+
+def set_command_line(argv: typing.Sequence[str]) -> None:
+    """Record the command being run (the CLI calls this, so in-process calls report their own arguments)."""
+    global _COMMAND
+    _COMMAND = list(argv)
+
+
 def command_line() -> str:
-    """The command that started this process, quoted so it can be pasted back into a shell."""
-    argv = list(sys.argv)
+    """The command that started this run, quoted so it can be pasted back into a shell."""
+    argv = list(_COMMAND) if _COMMAND is not None else list(sys.argv)
     if argv and argv[0].endswith(("maskpurify", "__main__.py")):
         argv[0] = "maskpurify"
     return shlex.join(argv)

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from maskpurify import __version__
+from maskpurify.config import set_command_line
 from maskpurify.errors import UserError
 
 
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    set_command_line(["maskpurify", *argv])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

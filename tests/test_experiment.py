@@ -1,0 +1,59 @@
+import json
+
+import pytest
+
+import torch
+
+from maskpurify.cli import main
+from maskpurify.nets.gaze import build_gaze_net, save_gaze_net
+from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
+from maskpurify.nets.segmenter import build_segmenter, save_segmenter
+
+
+def _weights(root):
+    torch.manual_seed(0)
+    save_gaze_net(root / "gaze", build_gaze_net())
+    save_gaze_net(root / "simgan_gaze", build_gaze_net(), {"trained": {"steps": 10, "batch_size": 4}})
+    save_segmenter(root / "segmenter", build_segmenter())
+    save_purifier(root / "purifier", Purifier(), {"trained": {"steps": 10, "batch_size": 4}})
+    save_purifier(root / "purifier_nomask", Purifier(PurifierConfig(use_mask=False)))
+    (root / "ablations").mkdir()
+    save_purifier(root / "ablations" / "purifier_no_task", Purifier())
+
+
+def test_evaluate_writes_report_and_reproduces(tmp_path, capsys):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    _weights(weights)
+    args = ["evaluate", "--out", str(tmp_path / "r1"), "--set", f"weights={weights}", "--set", "test.n=24",
+            "--set", "test.reference_n=24", "--set", "kid_subsets=2", "--set", "grid_examples=3"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    for name in ("raw", "reinhard", "histogram", "simgan", "ours, no mask", "ours -task", "ours"):
+        assert f"\n{name} " in printed or f"\n{name}  " in printed
+    assert "simgan-reverse: skipped" in printed
+    report = (tmp_path / "r1" / "report.html").read_text()
+    assert "Ablations" in report and "examples_worst.png" in report
+    first = json.loads((tmp_path / "r1" / "results.json").read_text())
+    assert first["command"].startswith("maskpurify evaluate") or "evaluate" in first["command"]
+    assert {r["method"] for r in first["rows"]} >= {"synthetic (floor)", "raw", "ours"}
+    raw = next(r for r in first["rows"] if r["method"] == "raw")
+    assert abs(raw["gap_closure"]) < 1e-9
+    assert raw["pupil_shift_px"] is None or raw["pupil_shift_px"] >= 0  # null when no pupil is found
+
+    # the same command again gives the same numbers
+    args[2] = str(tmp_path / "r2")
+    assert main(args) == 0
+    second = json.loads((tmp_path / "r2" / "results.json").read_text())
+    for a, b in zip(first["rows"], second["rows"]):
+        assert a["gaze"]["mean_deg"] == b["gaze"]["mean_deg"]
+        if "kid" in a:
+            assert a["kid"] == pytest.approx(b["kid"], rel=1e-6)
+
+
+def test_evaluate_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    assert main(["evaluate", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
