@@ -1,0 +1,144 @@
+"""Face photos: FaceMesh eyes -> label maps -> purified eye crops pasted back, the rest of the photo untouched."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+
+from maskpurify import faces
+from maskpurify.cli import main
+from maskpurify.errors import UserError
+from maskpurify.fileio import read_image, save_image
+from maskpurify.masks import IRIS, PUPIL, SCLERA, SKIN
+from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
+from maskpurify.nets.segmenter import Segmenter, SegmenterConfig, save_segmenter
+from maskpurify.purify import Purification
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> object:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    save_purifier(root / "purifier", Purifier(PurifierConfig(base_channels=8, num_res_blocks=1)))
+    save_segmenter(root / "segmenter", Segmenter(SegmenterConfig(base_channels=4, levels=2)))
+    return {"p": root / "purifier", "s": root / "segmenter"}
+
+
+def _outside(shape: tuple[int, ...], boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    inside = np.zeros(shape[:2], bool)
+    for x0, y0, w, h in boxes:
+        inside[max(0, y0):max(0, y0 + h), max(0, x0):max(0, x0 + w)] = True
+    return ~inside
+
+
+def _synthetic_landmarks(cx: float, cy: float, half_width: float) -> np.ndarray:
+    """478 FaceMesh-numbered points with one eye's contour, corners and iris filled in around (cx, cy)."""
+    points = np.zeros((478, 2))
+    for lid, iris, corners, x in ((faces.RIGHT_EYELID, faces.RIGHT_IRIS, faces.RIGHT_CORNERS, cx),
+                                  (faces.LEFT_EYELID, faces.LEFT_IRIS, faces.LEFT_CORNERS, cx + 4 * half_width)):
+        angles = np.linspace(0, 2 * np.pi, len(lid), endpoint=False)
+        points[list(lid)] = np.stack([x + half_width * np.cos(angles), cy + 0.45 * half_width * np.sin(angles)], 1)
+        points[list(corners)] = [(x - half_width, cy), (x + half_width, cy)]
+        r = 0.4 * half_width
+        points[list(iris)] = [(x, cy), (x + r, cy), (x, cy - r), (x - r, cy), (x, cy + r)]
+    return points
+
+
+def test_masks_and_paste_without_mediapipe(ckpts: dict[str, Path]) -> None:
+    """Rasterised labels, the 3:5 crop and pixel-identity outside the crops, with eyes given directly."""
+    photo = skimage.data.astronaut()
+    eyes = faces.eyes_from_landmarks(_synthetic_landmarks(200.0, 100.0, 12.0))
+    assert len(eyes) == 2
+    for eye in eyes:
+        _, _, w, h = eye.box
+        assert abs(h / w - 0.6) < 0.05 and w == pytest.approx(faces.BOX_SCALE * 24, abs=1)
+    mask = faces.rasterise(photo.shape, eyes)
+    assert set(np.unique(mask)) == {SKIN, SCLERA, IRIS, PUPIL}
+    assert mask[100, 200] == PUPIL and mask[100, 200 + 4] == IRIS and mask[100, 200 + 8] == SCLERA
+    assert mask[120, 200] == SKIN
+    engine = Purification.load(ckpts["p"], False)
+    result = faces.purify_face_photo(engine, photo, eyes=eyes)
+    assert result is not None and result.image.shape == photo.shape
+    outside = _outside(photo.shape, result.boxes)
+    assert np.array_equal(result.image[outside], photo[outside])
+    assert (result.image[~outside] != photo[~outside]).any()
+    weights = faces.feather_weights(18, 30)
+    assert weights.max() == 1.0 and weights[0].max() < 0.2 and weights[9, 15] == 1.0
+    with pytest.raises(UserError, match="aspect 3:5"):
+        faces.check_crop_size((36, 36))
+
+
+def test_missing_mediapipe_is_a_clear_error(tmp_path: Path, ckpts: dict[str, Path],
+                                            capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # import mediapipe -> ImportError
+    save_image(tmp_path / "face.png", skimage.data.astronaut())
+    code = main(["purify", "--input", str(tmp_path / "face.png"), "--out", str(tmp_path / "out.png"),
+                 "--checkpoint", str(ckpts["p"]), "--masks", "faces"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "make setup-faces" in err[0]
+
+
+@pytest.fixture()
+def mediapipe() -> object:
+    return pytest.importorskip("mediapipe", reason="mediapipe is not installed (optional extra: make setup-faces)")
+
+
+def test_astronaut_face_photo(ckpts: dict[str, Path], mediapipe: object) -> None:
+    photo = skimage.data.astronaut()
+    engine = Purification.load(ckpts["p"], False)
+    result = faces.purify_face_photo(engine, photo, required=True)
+    assert result is not None and len(result.eyes) == 2
+    # The eyes of skimage's astronaut (Eileen Collins) are around x 190-260, y 95-110.
+    for eye in result.eyes:
+        x0, y0, w, h = eye.box
+        assert 170 < x0 + w / 2 < 270 and 85 < y0 + h / 2 < 120 and abs(h / w - 0.6) < 0.05
+        crop_labels = set(np.unique(eye.crop.apply_mask(result.mask)))
+        assert {SCLERA, IRIS, PUPIL} <= crop_labels
+    outside = _outside(photo.shape, result.boxes)
+    assert outside.mean() > 0.99
+    assert np.array_equal(result.image[outside], photo[outside])  # pixel-identical outside the crops
+    assert (result.image[~outside] != photo[~outside]).any(axis=-1).mean() > 0.3  # purified inside
+    assert result.overlay().shape == photo.shape
+
+
+def test_cli_auto_face_photo_and_eye_crop(tmp_path: Path, ckpts: dict[str, Path],
+                                          capsys: pytest.CaptureFixture[str], mediapipe: object) -> None:
+    photo = skimage.data.astronaut()
+    save_image(tmp_path / "face.png", photo)
+    out = tmp_path / "out" / "face.png"
+    code = main(["purify", "--quiet", "--input", str(tmp_path / "face.png"), "--out", str(out), "--checkpoint",
+                 str(ckpts["p"]), "--masks", "auto", "--save-masks", "--face-crop-size", "72x120"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "mask: faces, 2 eyes" in captured.out
+    result = read_image(out)
+    assert result.shape == photo.shape and not np.array_equal(result, photo)
+    assert (out.parent / "face_overlay.png").is_file() and (out.parent / "face_mask.png").is_file()
+    # A close-up eye crop: FaceMesh finds no face, the segmenter makes the mask.
+    crop = photo[90:126, 180:240]
+    save_image(tmp_path / "crop.png", crop)
+    code = main(["purify", "--quiet", "--input", str(tmp_path / "crop.png"), "--out", str(tmp_path / "c.png"),
+                 "--checkpoint", str(ckpts["p"]), "--segmenter", str(ckpts["s"]), "--masks", "auto"])
+    captured = capsys.readouterr()
+    assert code == 0 and "mask: segmenter" in captured.out
+    # --masks faces on a picture without a face.
+    noise = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    save_image(tmp_path / "noise.png", noise)
+    code = main(["purify", "--quiet", "--input", str(tmp_path / "noise.png"), "--out", str(tmp_path / "n.png"),
+                 "--checkpoint", str(ckpts["p"]), "--masks", "faces"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "FaceMesh found no face" in err[-1]
