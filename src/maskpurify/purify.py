@@ -9,9 +9,9 @@ label set the purifier was trained with (eye labels for the default purifier, ba
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from maskpurify.config import command_line
 from maskpurify.errors import UserError
 from maskpurify.fileio import IMAGE_SUFFIXES, atomic_write_json, read_image, save_image
 from maskpurify.masks import BINARY_LABELS, EYE_LABELS, EYE_PALETTE, LabelSet, colourise, load_mask, validate_mask
@@ -145,7 +146,10 @@ class Purification:
         if not rgb.flags.writeable:
             rgb = rgb.copy()
         n, h, w = rgb.shape[:3]
-        label = (lambda i: names[i] if names is not None else f"image {i}")
+
+        def label(i: int) -> str:
+            return names[i] if names is not None else f"image {i}"
+
         if masks is None:
             masks = self.auto_masks(rgb, names)
             masks = np.stack([self.check_mask(m, (h, w), f"segmenter output for {label(i)}")
@@ -532,13 +536,9 @@ def purify_dataset(engine: Purification, src: Path, out: Path, overwrite: bool =
         count += len(images)
         del shard, images, masks, purified
     bar.close()
-    atomic_write_json(out / "meta.json", {**out_meta, "complete": True, "command": _command_line()})
+    atomic_write_json(out / "meta.json", {**out_meta, "complete": True, "command": command_line()})
     target.save(complete=True)
     return count
-
-
-def _command_line() -> str:
-    return " ".join(["maskpurify", *sys.argv[1:]]) if sys.argv else "maskpurify"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -599,8 +599,6 @@ def purify_video(engine: Purification, src: Path, out: Path, mask_video: Path | 
     palette = palette_for(engine.labels)
     frames_done = 0
     bar = tqdm(total=info.frame_count or None, unit="frame", desc="purify", disable=not progress, leave=False)
-    import contextlib
-
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(VideoWriter(out, fps, (info.width, info.height)))
         mwriter = stack.enter_context(VideoWriter(mask_video, fps, (info.width, info.height))) if mask_video else None
