@@ -129,3 +129,24 @@ def test_refined_gaze_refuses_real2syn_refiner(tmp_path, config):
 def test_cli_rejects_train_gaze_for_real2syn(tmp_path, capsys):
     assert main(["train-simgan", "--direction", "real2syn", "--train-gaze", "--out", str(tmp_path)]) == 2
     assert "--train-gaze" in capsys.readouterr().err
+
+
+def test_refine_dataset_cli_writes_a_readable_refined_copy(tmp_path):
+    from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
+    from maskpurify.world.dataset import load_arrays, write_dataset
+
+    data = write_dataset(tmp_path / "wild", "wild", n=6, size=(36, 60), seed=1, progress=False)
+    refiner = Purifier(PurifierConfig(8, 1, use_mask=False))
+    with torch.no_grad():
+        refiner.out.bias.fill_(0.5)  # visibly brightens
+    save_purifier(tmp_path / "refiner", refiner, {"direction": "real2syn"})
+    assert main(["simgan-refine", "--refiner", str(tmp_path / "refiner"), "--data", str(data),
+                 "--out", str(tmp_path / "refined"), "--device", "cpu"]) == 0
+    raw, refined = load_arrays(data), load_arrays(tmp_path / "refined")
+    np.testing.assert_array_equal(raw["gaze"], refined["gaze"])
+    np.testing.assert_array_equal(raw["masks"], refined["masks"])
+    assert refined["images"].mean() > raw["images"].mean()
+    meta = json.loads((tmp_path / "refined" / "meta.json").read_text())
+    assert meta["refined_by"]["direction"] == "real2syn" and meta["complete"]
+    assert main(["simgan-refine", "--refiner", str(tmp_path / "refiner"), "--data", str(data),
+                 "--out", str(tmp_path / "refined")]) == 2  # not empty, no --overwrite

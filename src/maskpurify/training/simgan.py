@@ -91,7 +91,7 @@ class SimGANTrainConfig:
     data: SimGANDataConfig = field(default_factory=SimGANDataConfig)
     net: RefinerNetConfig = field(default_factory=RefinerNetConfig)
     #: adversarial iterations (each k_g refiner + k_d discriminator updates), after the pre-training
-    steps: int = 900
+    steps: int = 500
     pretrain_r: int = 100
     pretrain_d: int = 50
     k_g: int = 2
@@ -399,3 +399,39 @@ def train_simgan(config: SimGANTrainConfig, out_dir: str | Path, resume: bool = 
         return summary
     finally:
         cleanup_distributed(ctx)
+
+
+def refine_dataset(refiner_path: str | Path, data_dir: str | Path, out_dir: str | Path, batch_size: int = 256,
+                   device: str | None = None, overwrite: bool = False) -> Path:
+    """Write a copy of the eye dataset folder ``data_dir`` into ``out_dir`` with every image refined by the
+    refiner checkpoint ``refiner_path`` (labels, masks and landmarks unchanged; ``meta.json`` gains
+    ``refined_by``), shard by shard, so ``maskpurify evaluate-gaze`` reads it like any dataset."""
+    import json
+
+    from maskpurify.fileio import atomic_write_json
+    from maskpurify.nets.purifier import load_purifier
+    from maskpurify.training.common import choose_device
+    from maskpurify.world.dataset import SHARD_KEYS, read_meta, save_npz_deterministic, shard_name
+
+    src, out = Path(data_dir), Path(out_dir)
+    meta = read_meta(src)
+    if out.resolve() == src.resolve():
+        raise UserError(f"--out {out}: must differ from the input dataset folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"--out {out}: exists and is not empty; pass --overwrite to replace it")
+    out.mkdir(parents=True, exist_ok=True)
+    dev = choose_device(device)
+    model = load_purifier(refiner_path, dev)
+    refiner_meta = json.loads(Path(str(refiner_path).removesuffix(".safetensors") + ".json").read_text()) \
+        if Path(str(refiner_path).removesuffix(".safetensors") + ".json").is_file() else {}
+    new_meta = {**meta, "complete": False, "unityeyes": False, "command": command_line(),
+                "refined_by": {"refiner": str(refiner_path), "direction": refiner_meta.get("direction"),
+                               "source": str(src)}}
+    atomic_write_json(out / "meta.json", new_meta)
+    for index in range(meta["num_shards"]):
+        with np.load(src / shard_name(index), allow_pickle=False) as shard:
+            arrays = {key: shard[key] for key in SHARD_KEYS}
+        arrays["images"] = refine_images(model, arrays["images"], batch_size, dev)
+        save_npz_deterministic(out / shard_name(index), arrays)
+    atomic_write_json(out / "meta.json", {**new_meta, "complete": True})
+    return out
