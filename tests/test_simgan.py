@@ -112,10 +112,12 @@ def test_refined_gaze_step_trains_on_refined_images(tmp_path, config):
 def test_shipped_gaze_config_reads_sidecar(tmp_path):
     assert shipped_gaze_config(tmp_path / "missing") == (GazeTrainConfig(), False)
     net = build_gaze_net(GazeNetConfig(arch="lenet", base_channels=8))
-    save_gaze_net(tmp_path / "gaze", net, {"trained": {"steps": 77, "seed": 5,
-                                                        "data": "rendered synthetic n=500 seed=7 size=36x60"}})
+    save_gaze_net(tmp_path / "gaze", net, {"trained": {
+        "steps": 77, "seed": 5, "data": "rendered synthetic n=500 seed=7 size=36x60",
+        "command": "maskpurify train-gaze --out x --set steps=77 --set batch_size=64 --set lr=0.01"}})
     cfg, found = shipped_gaze_config(tmp_path / "gaze")
     assert found and cfg.steps == 77 and cfg.seed == 5 and cfg.model.arch == "lenet"
+    assert cfg.batch_size == 64 and cfg.lr == 0.01 and cfg.model.base_channels == 8
     assert (cfg.data.render_n, cfg.data.render_seed, cfg.data.size) == (500, 7, "36x60")
 
 

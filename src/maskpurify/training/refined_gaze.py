@@ -12,16 +12,17 @@ with ``refined_by`` in the sidecar, ``last.*``, ``log.csv``) plus ``refined_prev
 from __future__ import annotations
 
 import dataclasses
-import re
-from pathlib import Path
-from typing import Any
-
 import json
 import os
+import re
+import shlex
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from maskpurify.checkpoints import checkpoint_paths, load_checkpoint
+from maskpurify.config import load_config
 from maskpurify.errors import UserError
 from maskpurify.fileio import atomic_write_json, save_image
 from maskpurify.nets.gaze import GazeNetConfig, gaze_config_from_dict, load_gaze_net
@@ -36,7 +37,9 @@ _RENDERED = re.compile(r"rendered synthetic n=(\d+) seed=(\d+) size=(\d+x\d+)")
 
 def shipped_gaze_config(path: str | Path | None = DEFAULT_SHIPPED_GAZE) -> tuple[GazeTrainConfig, bool]:
     """(config, found): the :class:`GazeTrainConfig` the shipped gaze estimator at ``path`` was trained with,
-    as far as its sidecar tells (network config, steps, seed, training data), else the defaults."""
+    as far as its sidecar tells, else the defaults: the ``--config`` file and ``--set`` overrides of the command
+    recorded in ``trained.command`` (when they still apply), then the network config, steps, seed and training
+    data recorded in the sidecar."""
     config = GazeTrainConfig()
     if path is None:
         return config, False
@@ -51,6 +54,7 @@ def shipped_gaze_config(path: str | Path | None = DEFAULT_SHIPPED_GAZE) -> tuple
         raise UserError(f"{sidecar}: not a gaze estimator sidecar (kind is {meta.get('kind')!r})")
     model: GazeNetConfig = gaze_config_from_dict(meta["config"]) if "config" in meta else config.model
     trained = meta.get("trained", {})
+    config = _config_from_command(str(trained.get("command", "")))
     data = config.data
     source = str(trained.get("data", ""))
     match = _RENDERED.fullmatch(source)
@@ -63,6 +67,27 @@ def shipped_gaze_config(path: str | Path | None = DEFAULT_SHIPPED_GAZE) -> tuple
                                  steps=int(trained.get("steps", config.steps)),
                                  seed=int(trained.get("seed", config.seed)))
     return config, True
+
+
+def _config_from_command(command: str) -> GazeTrainConfig:
+    """GazeTrainConfig of a recorded ``maskpurify train-gaze [--config F] [--set k=v]...`` command line."""
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return GazeTrainConfig()
+    config_file, overrides = None, []
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "--config" and Path(value).is_file():
+            config_file = value
+        elif flag == "--set":
+            overrides.append(value)
+    for arg in argv:
+        if arg.startswith("--set="):
+            overrides.append(arg[len("--set="):])
+    try:
+        return load_config(GazeTrainConfig, config_file, overrides)
+    except UserError:
+        return GazeTrainConfig()
 
 
 def _preview(path: Path, raw: np.ndarray, refined: np.ndarray, n: int = 8, scale: int = 4) -> None:
