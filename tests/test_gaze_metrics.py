@@ -70,3 +70,24 @@ def test_missing_pupil_is_nan():
     pred[0][pred[0] == 3] = 2
     errors = pupil_centre_errors(pred, true_masks=true)
     assert np.isnan(errors[0]) and errors[1] == pytest.approx(2.0)
+
+
+def test_evaluate_cli_end_to_end(tmp_path, monkeypatch):
+    from maskpurify.cli import main
+    from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, save_gaze_net
+    from maskpurify.nets.segmenter import SegmenterConfig, build_segmenter, save_segmenter
+    from maskpurify.world.dataset import write_dataset
+
+    data = write_dataset(tmp_path / "eyes", "synthetic", n=24, size=(36, 60), seed=5, progress=False)
+    save_gaze_net(tmp_path / "gaze", build_gaze_net(GazeNetConfig()).eval())
+    save_segmenter(tmp_path / "seg", build_segmenter(SegmenterConfig(base_channels=4)).eval())
+    argv = ["evaluate-gaze", "--model", str(tmp_path / "gaze"), "--data", str(data), "--out", str(tmp_path / "ev")]
+    monkeypatch.setattr("sys.argv", ["maskpurify", *argv])
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "ev" / "gaze_eval.json").read_text())
+    assert report["command"].startswith("maskpurify evaluate-gaze --model")
+    assert report["angular_error"]["n"] == 24 and (tmp_path / "ev" / "gaze_eval.png").is_file()
+    argv = ["evaluate-segmenter", "--model", str(tmp_path / "seg"), "--data", str(data), "--out", str(tmp_path / "ev")]
+    assert main(argv) == 0
+    assert "miou" in json.loads((tmp_path / "ev" / "segmenter_eval.json").read_text())
+    assert main(["evaluate-gaze", "--model", str(tmp_path / "missing"), "--data", str(data)]) == 2

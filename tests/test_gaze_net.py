@@ -40,7 +40,7 @@ def test_rgb_model_and_bad_config():
     with pytest.raises(UserError):
         build_gaze_net({"arch": "vgg"})
     with pytest.raises(UserError):
-        build_gaze_net({"depth": 9})
+        build_gaze_net({"arch": "resnet_preact", "depth": 9})
 
 
 @pytest.mark.parametrize("arch", ["lenet", "resnet_preact"])

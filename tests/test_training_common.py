@@ -120,3 +120,12 @@ def test_schedules_and_single_process_context():
     assert lr_at(80, 100, 1.0, "step") == pytest.approx(0.01)
     ctx = init_distributed("cpu")
     assert ctx.is_main and ctx.world_size == 1 and not ctx.distributed
+
+
+def test_split_limits_and_holds_out_the_tail():
+    from maskpurify.training.gaze import _split
+
+    data = _arrays(100)
+    train, val = _split(data, 0.1, limit=50)
+    assert len(train["images"]) == 45 and len(val["images"]) == 5
+    assert np.array_equal(val["gaze"].numpy(), data["gaze"][45:50])

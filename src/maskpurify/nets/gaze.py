@@ -30,12 +30,14 @@ LUMA = (0.299, 0.587, 0.114)
 class GazeNetConfig:
     """Everything needed to rebuild a gaze estimator (stored in the checkpoint sidecar)."""
 
-    arch: Literal["lenet", "resnet_preact"] = "resnet_preact"
+    arch: Literal["lenet", "resnet_preact"] = "lenet"
     grey: bool = True
     use_head_pose: bool = False
     standardize: bool = True
     input_size: tuple[int, int] = (36, 60)
     base_channels: int = 16
+    #: LeNet: width of the hidden fully connected layer (500 in MPIIGaze)
+    hidden: int = 500
     #: ResNet-preact depth (8 = one basic block per stage; 14 = two, ...): depth = 6 * blocks + 2.
     depth: int = 8
     dropout: float = 0.0
@@ -94,7 +96,9 @@ class _GazeBase(nn.Module):
 
 
 class LeNetGaze(_GazeBase):
-    """The MPIIGaze LeNet: conv5x5(20) - maxpool - conv5x5(50) - maxpool - fc(500) - [head pose] - fc(2)."""
+    """The MPIIGaze LeNet: conv5x5(20) - maxpool - conv5x5(50) - maxpool - fc(hidden) - [head pose] - fc(2).
+
+    The default: about 7x cheaper than ResNet-preact-8 on CPU, so it trains in minutes on two cores."""
 
     def __init__(self, config: GazeNetConfig) -> None:
         super().__init__(config)
@@ -102,9 +106,9 @@ class LeNetGaze(_GazeBase):
         self.conv1 = nn.Conv2d(self.in_channels, 20, 5)
         self.conv2 = nn.Conv2d(20, 50, 5)
         fh, fw = ((h - 4) // 2 - 4) // 2, ((w - 4) // 2 - 4) // 2
-        self.fc1 = nn.Linear(50 * fh * fw, 500)
+        self.fc1 = nn.Linear(50 * fh * fw, config.hidden)
         self.drop = nn.Dropout(config.dropout)
-        self.fc = nn.Linear(500 + (2 if config.use_head_pose else 0), 2)
+        self.fc = nn.Linear(config.hidden + (2 if config.use_head_pose else 0), 2)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Make the shipped task-network weights, weights/gaze.* and weights/segmenter.*, from fixed seeds, then measure them.
+#
+#   scripts/make_task_weights.sh
+#
+# 1. render 60k synthetic training eyes (seed 1001); 2. train the gaze estimator and the segmenter on them
+# (synthetic only; both resume after a kill: rerun the script); 3. copy the final weights into weights/;
+# 4. render fresh test sets (synthetic seed 2001, wild seed 2002; never used in training) and evaluate.
+# Gaze: LeNet, 2000 steps x 128 on all 60k; segmenter: U-Net (8/16/32 channels), 2000 steps x 32 on the first
+# 30k, photometric augmentation. Every setting is a config default (num_threads=1 only pins float summation order),
+# so `maskpurify train-gaze` / `train-segmenter` alone give the same recipe.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MP=${MP:-.venv/bin/maskpurify}
+RUN=${RUN:-runs/task}
+
+$MP render --domain synthetic --n 60000 --size 36x60 --seed 1001 --out "$RUN/synthetic_train"
+$MP train-gaze --data "$RUN/synthetic_train" --out "$RUN/gaze" --quiet --set num_threads=1
+$MP train-segmenter --data "$RUN/synthetic_train" --out "$RUN/segmenter" --quiet --set num_threads=1
+mkdir -p weights
+cp "$RUN/gaze/gaze.safetensors" "$RUN/gaze/gaze.json" weights/
+cp "$RUN/segmenter/segmenter.safetensors" "$RUN/segmenter/segmenter.json" weights/
+
+$MP render --domain synthetic --n 2000 --size 36x60 --seed 2001 --out "$RUN/synthetic_test"
+$MP render --domain wild --n 2000 --size 36x60 --seed 2002 --out "$RUN/wild_test"
+for domain in synthetic wild; do
+  $MP evaluate-gaze --model weights/gaze --data "$RUN/${domain}_test" --out "$RUN/eval" --name "gaze_$domain"
+  $MP evaluate-segmenter --model weights/segmenter --data "$RUN/${domain}_test" --out "$RUN/eval" \
+    --name "segmenter_$domain"
+done
