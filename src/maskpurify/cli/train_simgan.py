@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "on it into OUT/gaze (settings of the shipped weights/gaze.json when present)")
     parser.add_argument("--gaze-config", metavar="YAML",
                         help="with --train-gaze: a GazeTrainConfig file instead of the shipped estimator's settings")
+    parser.add_argument("--gaze-like", metavar="CKPT", help="with --train-gaze: take the gaze training settings "
+                        "from this gaze checkpoint's sidecar (default: the shipped weights/gaze)")
     parser.add_argument("--no-resume", dest="resume", action="store_false",
                         help="start afresh even when OUT/last.safetensors exists")
     parser.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps (resumable), e.g. to test")
@@ -47,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, direction=args.direction)
     if args.train_gaze and config.direction != "syn2real":
         raise UserError("--train-gaze needs --direction syn2real (SimGAN trains gaze on refined synthetic eyes)")
-    if args.gaze_config and not args.train_gaze:
-        raise UserError("--gaze-config is only used with --train-gaze")
+    if (args.gaze_config or args.gaze_like) and not args.train_gaze:
+        raise UserError("--gaze-config and --gaze-like are only used with --train-gaze")
+    if args.gaze_config and args.gaze_like:
+        raise UserError("give --gaze-config or --gaze-like, not both")
     if args.max_steps is not None and args.max_steps < 0:
         raise UserError(f"--max-steps {args.max_steps}: must be >= 0")
     data = config.data
@@ -63,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(summary))
     if args.train_gaze and summary["finished"]:
         gaze_config = load_config(GazeTrainConfig, args.gaze_config) if args.gaze_config else None
+        kwargs = {"shipped_gaze": args.gaze_like} if args.gaze_like else {}
         gaze_summary = train_refined_gaze(Path(args.out) / "refiner", Path(args.out) / "gaze", gaze_config,
-                                          resume=args.resume, progress=not args.quiet, device=args.device)
+                                          resume=args.resume, progress=not args.quiet, device=args.device, **kwargs)
         print(json.dumps(gaze_summary))
     return 0
