@@ -24,7 +24,7 @@ def _arrays(n=160, seed=0):
 
 
 GAZE = {"steps": 12, "batch_size": 16, "log_every": 4, "eval_every": 8, "checkpoint_every": 3, "warmup": 2,
-        "model": {"arch": "lenet", "use_head_pose": True, "dropout": 0.2}, "augment": 0.3}
+        "model": {"arch": "lenet", "hidden": 32, "use_head_pose": True, "dropout": 0.2}, "augment": 0.3}
 
 
 def _rows(path):
