@@ -151,3 +151,38 @@ def test_purifier_loss_logs_every_term_and_ablates() -> None:
     assert logs["style_attention"] == 0 and logs["task"] == 0 and logs["style_background"] > 0
     with pytest.raises(UserError, match="no segmenter"):
         PurifierLoss(LossWeights())(output, image, mask, style, style_mask, enc, None)
+
+
+def test_per_label_attention_style_separates_sclera_iris_and_pupil():
+    """Per-label style sees a swap of iris and sclera appearance that the attention-wide Gram cannot."""
+    from maskpurify.losses import LossWeights, PurifierLoss
+    from maskpurify.nets.encoders import build_encoder
+
+    encoder = build_encoder("random", upsample=1)
+    mask = torch.zeros(2, 24, 40, dtype=torch.long)
+    mask[:, 6:18, 8:32] = 1
+    mask[:, 8:16, 14:26] = 2
+    mask[:, 10:14, 18:22] = 3
+    colours = {0: (0.8, 0.6, 0.5), 1: (0.95, 0.95, 0.95), 2: (0.2, 0.4, 0.8), 3: (0.02, 0.02, 0.02)}
+
+    def paint(lut):
+        img = torch.zeros(2, 3, 24, 40)
+        for label, rgb in lut.items():
+            img += (mask == label).unsqueeze(1) * torch.tensor(rgb).view(1, 3, 1, 1)
+        return img
+
+    style = paint(colours)
+    swapped = paint({**colours, 1: colours[2], 2: colours[1]})
+    only_style = LossWeights(style_attention=1.0, style_background=0.0, content_full=0.0, content_attention=0.0,
+                             task=0.0, tv=0.0)
+    for per_label in (False, True):
+        loss = PurifierLoss(only_style, style_per_label=per_label, style_erode=0)
+        same, _ = loss(style, style, mask, style, mask, encoder)
+        wrong, _ = loss(swapped, swapped, mask, style, mask, encoder)
+        assert float(same) < 1e-6
+        assert float(wrong) > 0
+    per_label_gap = float(PurifierLoss(only_style, style_per_label=True, style_erode=0)(
+        swapped, swapped, mask, style, mask, encoder)[0])
+    pooled_gap = float(PurifierLoss(only_style, style_per_label=False, style_erode=0)(
+        swapped, swapped, mask, style, mask, encoder)[0])
+    assert per_label_gap > pooled_gap

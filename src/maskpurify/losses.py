@@ -170,7 +170,7 @@ class PurifierLoss(nn.Module):
     def __init__(self, weights: LossWeights | None = None, attention_labels: Sequence[int] = (1, 2, 3),
                  style_erode: int = 1, style_layers: Sequence[int] | None = None,
                  content_layers: Sequence[int] | None = None,
-                 task_class_weights: Sequence[float] | None = None) -> None:
+                 task_class_weights: Sequence[float] | None = None, style_per_label: bool = False) -> None:
         super().__init__()
         self.weights = weights or LossWeights()
         bad = [t for t, w in asdict(self.weights).items() if w < 0]
@@ -181,6 +181,9 @@ class PurifierLoss(nn.Module):
         self.style_layers = None if style_layers is None else list(style_layers)
         self.content_layers = None if content_layers is None else list(content_layers)
         self.task_class_weights = None if task_class_weights is None else tuple(task_class_weights)
+        #: match the attention style label by label (sclera to sclera, iris to iris, pupil to pupil) instead of
+        #: over the attention region as a whole
+        self.style_per_label = style_per_label
 
     def attention(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """(N,H,W) labels -> (N,1,H,W) attention region (1) vs background (0)."""
@@ -206,8 +209,14 @@ class PurifierLoss(nn.Module):
             with torch.no_grad():
                 style_feats = encoder(style_images)
             if w.style_attention > 0:
-                terms["style_attention"] = style_loss_region(out_feats, style_feats, region, style_region,
-                                                             style_layers, self.style_erode)
+                if self.style_per_label:
+                    terms["style_attention"] = torch.stack([
+                        style_loss_region(out_feats, style_feats, (input_mask == label).unsqueeze(1).to(output.dtype),
+                                          (style_masks == label).unsqueeze(1).to(output.dtype), style_layers, 0)
+                        for label in self.attention_labels]).mean()
+                else:
+                    terms["style_attention"] = style_loss_region(out_feats, style_feats, region, style_region,
+                                                                 style_layers, self.style_erode)
             if w.style_background > 0:
                 terms["style_background"] = style_loss_region(out_feats, style_feats, 1.0 - region,
                                                               1.0 - style_region, style_layers, self.style_erode)

@@ -57,16 +57,23 @@ class EncoderConfig:
     upsample: int = 2
 
 
+_DEFAULT_WEIGHTS = LossWeights()
+
+
 @dataclass
 class LossConfig:
-    style_attention: float = 1.0
-    style_background: float = 1.0
-    content_full: float = 1.0
-    content_attention: float = 1.0
-    task: float = 1.0
-    tv: float = 1.0
+    """Loss weights (defaults from :class:`maskpurify.losses.LossWeights`, measured to balance the terms)."""
+
+    style_attention: float = _DEFAULT_WEIGHTS.style_attention
+    style_background: float = _DEFAULT_WEIGHTS.style_background
+    content_full: float = _DEFAULT_WEIGHTS.content_full
+    content_attention: float = _DEFAULT_WEIGHTS.content_attention
+    task: float = _DEFAULT_WEIGHTS.task
+    tv: float = _DEFAULT_WEIGHTS.tv
     #: erosion (pixels) of the regions for the style Grams, so style does not bleed across the boundary
     style_erode: int = 1
+    #: attention style label by label (sclera, iris, pupil each to its synthetic counterpart)
+    style_per_label: bool = False
     #: cross-entropy class weights of the task loss (skin, sclera, iris, pupil)
     task_class_weights: tuple[float, float, float, float] = (1.0, 1.0, 2.0, 2.0)
 
@@ -100,6 +107,8 @@ class PurifierTrainConfig:
     preview_every: int = 250
     checkpoint_every: int = 100
     device: str = "auto"
+    #: torch CPU threads (0 = torch's default); 1 is fastest when several jobs share the cores
+    num_threads: int = 0
 
 
 def _source_arrays(source: SourceConfig, domain: str, size: tuple[int, int], out: Path, ctx: Any,
@@ -125,6 +134,8 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
         seed_everything(config.seed + ctx.rank)
+        if config.num_threads > 0:
+            torch.set_num_threads(config.num_threads)
         size = parse_size(config.data.size)
         if arrays is not None:
             content, style = arrays
@@ -156,7 +167,8 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
         encoder = build_encoder(config.encoder.name, config.encoder.weights_path, config.encoder.upsample)
         encoder = encoder.to(ctx.device)
         criterion = PurifierLoss(config.loss.weights(), style_erode=config.loss.style_erode,
-                                 task_class_weights=config.loss.task_class_weights)
+                                 task_class_weights=config.loss.task_class_weights,
+                                 style_per_label=config.loss.style_per_label)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         checkpointer = Checkpointer(out, "last", ctx)
         start = 0
