@@ -175,3 +175,23 @@ def save_run_record(out_dir: str | Path, config: Any, seed: int | None, extra: d
     }
     record.update(extra or {})
     atomic_write_json(out / "run.json", record)
+
+
+def parse_size(text: str | tuple[int, int] | list[int], min_side: int = 16, max_side: int = 1024
+               ) -> tuple[int, int]:
+    """'HxW' (or a pair) -> (height, width), each side within min_side..max_side; UserError otherwise."""
+    if isinstance(text, str):
+        parts = text.lower().replace("\u00d7", "x").split("x")
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            height, width = int(parts[0]), int(parts[1])
+        except ValueError:
+            raise UserError(f"size '{text}': expected HEIGHTxWIDTH, e.g. 36x60") from None
+    else:
+        if len(text) != 2:
+            raise UserError(f"size {text!r}: expected (height, width)")
+        height, width = int(text[0]), int(text[1])
+    if not (min_side <= height <= max_side and min_side <= width <= max_side):
+        raise UserError(f"size {height}x{width}: height and width must lie between {min_side} and {max_side}")
+    return height, width

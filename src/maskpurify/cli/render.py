@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from maskpurify.fileio import ensure_writable
     from maskpurify.world.dataset import write_dataset
     from maskpurify.world.preview import preview_sheet
-    from maskpurify.world.renderer import parse_size
+    from maskpurify.config import parse_size
 
     config = resolve_config(RenderConfig, args)
     size = parse_size(args.size)

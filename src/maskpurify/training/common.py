@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from maskpurify.checkpoints import checkpoint_paths, load_checkpoint, optimizer_state, restore_optimizer, \
     save_checkpoint
+from maskpurify.config import parse_size  # noqa: F401  (re-exported for the trainers)
 from maskpurify.errors import UserError
 from maskpurify.fileio import atomic_write_text
 
@@ -437,14 +438,3 @@ def render_once(folder: str | Path, domain: str, n: int, size: tuple[int, int], 
             write_dataset(folder, domain=domain, n=n, size=size, seed=seed)
     barrier(ctx)
     return folder
-
-
-def parse_size(text: str | tuple[int, int] | list[int]) -> tuple[int, int]:
-    """'36x60' (height x width) -> (36, 60)."""
-    if isinstance(text, (tuple, list)):
-        return int(text[0]), int(text[1])
-    try:
-        h, w = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise UserError(f"size '{text}': expected HEIGHTxWIDTH, e.g. 36x60") from None
-    return h, w

@@ -14,12 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from maskpurify.config import command_line, save_run_record
+from maskpurify.config import command_line, parse_size, save_run_record
 from maskpurify.geometry import angular_error_deg
 from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, predict_gaze, save_gaze_net
 from maskpurify.training.augment import photometric_augment
 from maskpurify.training.common import CSVLogger, Checkpointer, DistContext, MinibatchSampler, cleanup_distributed, \
-    init_distributed, load_arrays_checked, lr_at, parse_size, render_once, run_loop, seed_everything, set_lr, \
+    init_distributed, load_arrays_checked, lr_at, render_once, run_loop, seed_everything, set_lr, \
     step_generator, to_float_images, unwrap, wrap_model
 
 

@@ -17,14 +17,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from maskpurify.config import command_line, save_run_record
+from maskpurify.config import command_line, parse_size, save_run_record
 from maskpurify.errors import UserError
 from maskpurify.losses import LossWeights, PurifierLoss
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
 from maskpurify.training.common import CSVLogger, Checkpointer, MinibatchSampler, cleanup_distributed, \
-    init_distributed, load_arrays_checked, lr_at, parse_size, render_once, run_loop, seed_everything, set_lr, \
+    init_distributed, load_arrays_checked, lr_at, render_once, run_loop, seed_everything, set_lr, \
     to_float_images, unwrap, wrap_model
 from maskpurify.training.previews import save_preview_grid
 

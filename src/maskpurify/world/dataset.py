@@ -32,11 +32,11 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from maskpurify.config import command_line
+from maskpurify.config import command_line, parse_size
 from maskpurify.errors import UserError
 from maskpurify.fileio import atomic_write_bytes, atomic_write_json, encode_image
 from maskpurify.world.domains import DomainPreset, GeometryConfig, get_preset
-from maskpurify.world.renderer import CHUNK, EyeBatch, parse_size, render_samples
+from maskpurify.world.renderer import CHUNK, EyeBatch, render_samples
 
 SHARD_KEYS = ("images", "masks", "gaze", "head_pose", "pupil_center", "iris_landmarks", "eyelid_landmarks")
 FORMAT_VERSION = 1

@@ -7,10 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from maskpurify.config import parse_size
 from maskpurify.fileio import save_image
 from maskpurify.masks import overlay
 from maskpurify.world.domains import RenderConfig
-from maskpurify.world.renderer import REF_SIZE, parse_size, render_samples
+from maskpurify.world.renderer import REF_SIZE, render_samples
 
 COLUMNS = ("synthetic", "synthetic + mask", "wild", "wild + mask")
 

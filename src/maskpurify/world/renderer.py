@@ -36,6 +36,7 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
+from maskpurify.config import parse_size
 from maskpurify.errors import UserError
 from maskpurify.geometry import pitchyaw_to_vector
 from maskpurify.masks import IRIS, PUPIL, SCLERA, SKIN
@@ -45,8 +46,6 @@ from maskpurify.world.domains import DomainPreset, GeometryConfig, domain_index,
 CHUNK = 256
 #: Reference image size (height, width) the geometry lengths are expressed in.
 REF_SIZE = (36, 60)
-MIN_SIZE = (16, 16)
-MAX_SIZE = (1024, 1024)
 N_EYELID, N_IRIS, N_CARUNCLE = 16, 32, 7
 
 _F = np.float32
@@ -112,25 +111,6 @@ def concat_batches(batches: list[EyeBatch]) -> EyeBatch:
 
 def slice_batch(batch: EyeBatch, index: slice) -> EyeBatch:
     return EyeBatch(**{f.name: getattr(batch, f.name)[index] for f in fields(EyeBatch)})
-
-
-def parse_size(text: str | tuple[int, int] | list[int]) -> tuple[int, int]:
-    """'HxW' (or a pair) -> (height, width), within MIN_SIZE..MAX_SIZE; UserError otherwise."""
-    if isinstance(text, str):
-        parts = text.lower().replace("\u00d7", "x").split("x")
-        try:
-            if len(parts) != 2:
-                raise ValueError
-            height, width = int(parts[0]), int(parts[1])
-        except ValueError:
-            raise UserError(f"size '{text}': expected HEIGHTxWIDTH, e.g. 36x60") from None
-    else:
-        if len(text) != 2:
-            raise UserError(f"size {text!r}: expected (height, width)")
-        height, width = int(text[0]), int(text[1])
-    if not (MIN_SIZE[0] <= height <= MAX_SIZE[0] and MIN_SIZE[1] <= width <= MAX_SIZE[1]):
-        raise UserError(f"size {height}x{width}: height and width must lie between {MIN_SIZE[0]} and {MAX_SIZE[0]}")
-    return height, width
 
 
 # ----------------------------------------------------------------------------------------------- sampling
