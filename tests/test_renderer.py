@@ -9,7 +9,8 @@ from maskpurify.errors import UserError
 from maskpurify.geometry import pitchyaw_to_vector
 from maskpurify.masks import IRIS, PUPIL, SCLERA, SKIN, region_centroid
 from maskpurify.world.domains import GeometryConfig, get_preset
-from maskpurify.world.renderer import parse_size, render_batch, render_samples, sample_params
+from maskpurify.config import parse_size
+from maskpurify.world.renderer import render_batch, render_samples, sample_params
 
 
 def _params(n=1, seed=0):
