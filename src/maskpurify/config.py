@@ -43,6 +43,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             except UserError as exc:
                 errors.append(str(exc))
         raise UserError(errors[0] if errors else f"config: '{where}' has an invalid value {value!r}")
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"config: '{where}' must be a mapping, got {value!r}")
+        key_hint, value_hint = args if len(args) == 2 else (Any, Any)
+        return {_coerce(k, key_hint, where): _coerce(v, value_hint, f"{where}.{k}") for k, v in value.items()}
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise UserError(f"config: '{where}' must be a list, got {value!r}")

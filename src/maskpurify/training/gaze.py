@@ -25,7 +25,11 @@ from maskpurify.training.common import CSVLogger, Checkpointer, DistContext, Min
 
 @dataclass
 class TrainDataConfig:
-    """Where the synthetic training eyes come from: a rendered folder, or rendered on the fly into the out dir."""
+    """Where the synthetic training eyes come from: a rendered folder, or rendered on the fly into the out dir.
+
+    With ``format`` (a reader kind, e.g. unityeyes) ``path`` is a dataset in that format, read by
+    :func:`maskpurify.formats.open_reader` with ``options``; it must provide gaze labels.
+    """
 
     path: str | None = None
     render_n: int = 60000
@@ -36,6 +40,8 @@ class TrainDataConfig:
     limit: int | None = None
     #: the last fraction of the (limited) samples is held out for validation
     val_fraction: float = 0.05
+    format: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,7 +77,19 @@ def _split(data: dict[str, np.ndarray], val_fraction: float, limit: int | None =
     return train, val
 
 
-def prepare_training_data(cfg: TrainDataConfig, out_dir: Path, ctx: DistContext) -> dict[str, np.ndarray]:
+def prepare_training_data(cfg: TrainDataConfig, out_dir: Path, ctx: DistContext, progress: bool = True
+                          ) -> dict[str, np.ndarray]:
+    if cfg.format:
+        from maskpurify.errors import UserError
+        from maskpurify.formats.arrays import require_labels, source_arrays
+
+        if not cfg.path:
+            raise UserError(f"data.path: a '{cfg.format}' source needs a path")
+        # Gaze needs no masks: a format without them is read as is (no segmenter).
+        data = source_arrays(cfg.format, cfg.path, cfg.options, parse_size(cfg.size), cfg.limit,
+                             progress=progress and ctx.is_main, need_masks=False, what="data.path")
+        require_labels(data, "gaze", f"data.path {cfg.path}")
+        return data
     if cfg.path:
         return load_arrays_checked(cfg.path, "data.path")
     folder = render_once(out_dir / "data" / f"synthetic_n{cfg.render_n}_seed{cfg.render_seed}", "synthetic",
@@ -102,11 +120,14 @@ def train_gaze(config: GazeTrainConfig, out_dir: str | Path, resume: bool = True
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
         seed_everything(config.seed + ctx.rank)
-        data = arrays if arrays is not None else prepare_training_data(config.data, out, ctx)
+        data = arrays if arrays is not None else prepare_training_data(config.data, out, ctx, progress)
         train, val = _split(data, config.data.val_fraction, config.data.limit)
         if config.model.use_head_pose and "head_pose" not in train:
             from maskpurify.errors import UserError
             raise UserError("model.use_head_pose=true but the training data has no head_pose array")
+        if config.model.use_head_pose and config.data.format:
+            from maskpurify.formats.arrays import require_labels
+            require_labels(data, "head_pose", f"model.use_head_pose=true: data.path {config.data.path}")
 
         model = build_gaze_net(config.model).to(ctx.device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

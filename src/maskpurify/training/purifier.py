@@ -20,6 +20,7 @@ import torch
 from maskpurify.config import command_line, parse_size, save_run_record
 from maskpurify.errors import UserError
 from maskpurify.losses import LossWeights, PurifierLoss
+from maskpurify.masks import EYE_LABELS
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
@@ -33,11 +34,19 @@ DEFAULT_SEGMENTER = str(Path(__file__).resolve().parents[3] / "weights" / "segme
 
 @dataclass
 class SourceConfig:
-    """One image source: a dataset folder (``path``), or rendered on the fly into the out dir."""
+    """One image source: a dataset folder (``path``), or rendered on the fly into the out dir.
+
+    With ``format`` (a reader kind: unityeyes, mpiigaze, lpw, folder, ...) ``path`` is a dataset in that format,
+    read by :func:`maskpurify.formats.open_reader` with ``options``; missing masks come from ``segmenter``.
+    """
 
     path: str | None = None
     render_n: int = 12000
     render_seed: int = 2001
+    format: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    #: with ``format``: read at most this many samples (None = all)
+    limit: int | None = None
 
 
 @dataclass
@@ -112,7 +121,15 @@ class PurifierTrainConfig:
 
 
 def _source_arrays(source: SourceConfig, domain: str, size: tuple[int, int], out: Path, ctx: Any,
-                   what: str) -> dict[str, np.ndarray]:
+                   what: str, segmenter: str = DEFAULT_SEGMENTER, progress: bool = True) -> dict[str, np.ndarray]:
+    if source.format:
+        from maskpurify.formats.arrays import SegmenterMasker, source_arrays
+
+        if not source.path:
+            raise UserError(f"{what}: a '{source.format}' source needs a path")
+        return source_arrays(source.format, source.path, source.options, size, source.limit,
+                             SegmenterMasker(segmenter, ctx.device), progress=progress and ctx.is_main,
+                             labels=EYE_LABELS, what=what)
     if source.path:
         return load_arrays_checked(source.path, what)
     folder = render_once(out / "data" / f"{domain}_n{source.render_n}_seed{source.render_seed}", domain,
@@ -140,8 +157,10 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
         if arrays is not None:
             content, style = arrays
         else:
-            content = _source_arrays(config.data.content, "wild", size, out, ctx, "data.content.path")
-            style = _source_arrays(config.data.style, "synthetic", size, out, ctx, "data.style.path")
+            content = _source_arrays(config.data.content, "wild", size, out, ctx, "data.content.path",
+                                     config.segmenter, progress)
+            style = _source_arrays(config.data.style, "synthetic", size, out, ctx, "data.style.path",
+                                   config.segmenter, progress)
 
         needs_segmenter = config.loss.task > 0 or config.data.content_masks == "segmenter"
         segmenter = load_segmenter(config.segmenter, ctx.device) if needs_segmenter else None
