@@ -208,18 +208,20 @@ class PurifierLoss(nn.Module):
             style_region = self.attention(style_masks, output.dtype)
             with torch.no_grad():
                 style_feats = encoder(style_images)
+
+            def region_style(out_region: torch.Tensor, sty_region: torch.Tensor, erode: int) -> torch.Tensor:
+                return style_loss_region(out_feats, style_feats, out_region, sty_region, style_layers, erode)
+
             if w.style_attention > 0:
                 if self.style_per_label:
                     terms["style_attention"] = torch.stack([
-                        style_loss_region(out_feats, style_feats, (input_mask == label).unsqueeze(1).to(output.dtype),
-                                          (style_masks == label).unsqueeze(1).to(output.dtype), style_layers, 0)
+                        region_style((input_mask == label).unsqueeze(1).to(output.dtype),
+                                     (style_masks == label).unsqueeze(1).to(output.dtype), 0)
                         for label in self.attention_labels]).mean()
                 else:
-                    terms["style_attention"] = style_loss_region(out_feats, style_feats, region, style_region,
-                                                                 style_layers, self.style_erode)
+                    terms["style_attention"] = region_style(region, style_region, self.style_erode)
             if w.style_background > 0:
-                terms["style_background"] = style_loss_region(out_feats, style_feats, 1.0 - region,
-                                                              1.0 - style_region, style_layers, self.style_erode)
+                terms["style_background"] = region_style(1.0 - region, 1.0 - style_region, self.style_erode)
         if need_content:
             with torch.no_grad():
                 in_feats = encoder(image)
