@@ -69,7 +69,8 @@ def test_region_norm_statistics_are_per_region() -> None:
     region = torch.zeros(2, 1, 8, 10)
     region[:, :, 2:6, 3:7] = 1
     changed = x + (1 - region) * torch.randn_like(x) * 5  # only background pixels change
-    a, b = norm(x, region), norm(changed, region)
+    regions = torch.cat([region, 1 - region], 1)  # attention, background
+    a, b = norm(x, regions), norm(changed, regions)
     inside = region.bool().expand_as(a)
     assert torch.allclose(a[inside], b[inside], atol=1e-5)
     assert not torch.allclose(a[~inside], b[~inside], atol=1e-3)
@@ -82,9 +83,28 @@ def test_region_norm_empty_region_is_finite() -> None:
     norm = RegionNorm(3)
     x = torch.randn(2, 3, 5, 5)
     for region in (torch.zeros(2, 1, 5, 5), torch.ones(2, 1, 5, 5)):
-        out = norm(x, region)
+        out = norm(x, torch.cat([region, 1 - region], 1))
         assert torch.isfinite(out).all()
         assert torch.allclose(out, torch.nn.functional.instance_norm(x, eps=1e-5), atol=1e-4)
+
+
+def test_label_norm_regions_separate_every_label() -> None:
+    """norm_regions='labels': one statistics region per label, so iris pixels never touch sclera statistics."""
+    net = Purifier(PurifierConfig(base_channels=8, num_res_blocks=1, norm_regions="labels"))
+    assert net.down1.norm.weight.shape[0] == 4
+    torch.manual_seed(0)
+    norm = RegionNorm(4, regions=4)
+    labels = torch.zeros(1, 8, 10, dtype=torch.long)
+    labels[:, 2:6, 2:8] = 1
+    labels[:, 3:5, 4:6] = 2
+    regions = torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float()
+    x = torch.randn(1, 4, 8, 10)
+    changed = x + (labels == 2).unsqueeze(1) * 5.0
+    sclera = (labels == 1).unsqueeze(1).expand_as(x)
+    assert torch.allclose(norm(x, regions)[sclera], norm(changed, regions)[sclera], atol=1e-5)
+    with torch.no_grad():
+        y = net(torch.rand(2, 3, 36, 60), torch.randint(0, 4, (2, 36, 60)))
+    assert y.shape == (2, 3, 36, 60) and torch.isfinite(y).all()
 
 
 def test_config_round_trip() -> None:

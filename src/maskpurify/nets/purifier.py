@@ -36,6 +36,9 @@ class PurifierConfig:
     num_labels: int = 4
     attention_labels: tuple[int, ...] = (1, 2, 3)
     use_mask: bool = True
+    #: regions with their own normalisation statistics: 'attention' (attention vs background, two regions)
+    #: or 'labels' (one region per label: skin, sclera, iris, pupil — finer, still split by attention)
+    norm_regions: str = "attention"
 
     def __post_init__(self) -> None:
         if self.base_channels < 1 or self.num_res_blocks < 0:
@@ -44,22 +47,28 @@ class PurifierConfig:
         bad = [a for a in self.attention_labels if not 0 <= a < self.num_labels]
         if bad:
             raise UserError(f"purifier config: attention labels {bad} are not in 0..{self.num_labels - 1}")
+        if self.norm_regions not in ("attention", "labels"):
+            raise UserError(f"purifier config: norm_regions must be 'attention' or 'labels', got {self.norm_regions!r}")
+
+    @property
+    def num_norm_regions(self) -> int:
+        return self.num_labels if self.norm_regions == "labels" else 2
 
 
 class RegionNorm(nn.Module):
     """Instance norm with statistics and affine parameters computed separately per region.
 
-    ``region`` is an (N,1,h,w) weight in [0,1] (1 = attention). Statistics of the attention part are
-    weighted by ``region``, those of the background by ``1 - region``; with a binary region the
-    background pixels have no influence at all on the attention statistics and vice versa. An empty
-    region gets mean 0 / variance 0, harmless because its weight is 0 everywhere. With
-    ``use_mask=False`` this is plain instance norm with one affine, the ablation baseline.
+    ``region`` is (N,K,h,w): the fraction of each cell in each of K regions (they sum to 1), e.g. attention
+    and background. Each region's statistics are weighted by its own map, so with binary maps the pixels of
+    one region have no influence at all on another's statistics. An empty region gets mean 0 / variance 0,
+    harmless because its weight is 0 everywhere. With ``use_mask=False`` this is plain instance norm with
+    one affine, the ablation baseline.
     """
 
-    def __init__(self, channels: int, use_mask: bool = True) -> None:
+    def __init__(self, channels: int, use_mask: bool = True, regions: int = 2) -> None:
         super().__init__()
         self.use_mask = use_mask
-        regions = 2 if use_mask else 1
+        regions = regions if use_mask else 1
         self.weight = nn.Parameter(torch.ones(regions, channels))
         self.bias = nn.Parameter(torch.zeros(regions, channels))
 
@@ -67,16 +76,16 @@ class RegionNorm(nn.Module):
         if not self.use_mask or region is None:
             return F.instance_norm(x, weight=self.weight[0], bias=self.bias[0], eps=_NORM_EPS)
         n, c, h, w = x.shape
-        # Both regions at once as batched matmuls (several times faster than masked reductions on CPU).
-        weights = torch.cat([region, 1.0 - region], 1).flatten(2)            # (N, 2, hw)
+        # All regions at once as batched matmuls (several times faster than masked reductions on CPU).
+        weights = region.flatten(2)                                          # (N, K, hw)
         flat = x.flatten(2)                                                  # (N, C, hw)
-        sums = torch.bmm(weights, torch.cat([flat, flat * flat], 1).transpose(1, 2))  # (N, 2, 2C)
+        sums = torch.bmm(weights, torch.cat([flat, flat * flat], 1).transpose(1, 2))  # (N, K, 2C)
         area = weights.sum(2, keepdim=True).clamp_min(1.0)
         mean, mean_sq = (sums / area).split(c, 2)
         var = (mean_sq - mean * mean).clamp_min(0.0)
-        scale = self.weight * torch.rsqrt(var + _NORM_EPS)                   # (N, 2, C)
+        scale = self.weight * torch.rsqrt(var + _NORM_EPS)                   # (N, K, C)
         shift = self.bias - mean * scale
-        # Per-pixel affine: each pixel mixes the two regions' (scale, shift) by its region weight.
+        # Per-pixel affine: each pixel mixes the regions' (scale, shift) by its region weights.
         pixel = torch.bmm(torch.cat([scale, shift], 2).transpose(1, 2), weights)  # (N, 2C, hw)
         pixel_scale, pixel_shift = pixel.split(c, 1)
         return torch.addcmul(pixel_shift, flat, pixel_scale).view(n, c, h, w)
@@ -85,10 +94,10 @@ class RegionNorm(nn.Module):
 class _ConvNormAct(nn.Module):
     """3x3 conv -> region norm -> ReLU (optional)."""
 
-    def __init__(self, cin: int, cout: int, stride: int, use_mask: bool, act: bool = True) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, use_mask: bool, act: bool = True, regions: int = 2) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.norm = RegionNorm(cout, use_mask)
+        self.norm = RegionNorm(cout, use_mask, regions)
         self.act = act
 
     def forward(self, x: torch.Tensor, region: torch.Tensor | None) -> torch.Tensor:
@@ -97,10 +106,10 @@ class _ConvNormAct(nn.Module):
 
 
 class _ResBlock(nn.Module):
-    def __init__(self, channels: int, use_mask: bool) -> None:
+    def __init__(self, channels: int, use_mask: bool, regions: int = 2) -> None:
         super().__init__()
-        self.a = _ConvNormAct(channels, channels, 1, use_mask)
-        self.b = _ConvNormAct(channels, channels, 1, use_mask, act=False)
+        self.a = _ConvNormAct(channels, channels, 1, use_mask, regions=regions)
+        self.b = _ConvNormAct(channels, channels, 1, use_mask, act=False, regions=regions)
 
     def forward(self, x: torch.Tensor, region: torch.Tensor | None) -> torch.Tensor:
         return x + self.b(self.a(x, region), region)
@@ -121,13 +130,13 @@ class Purifier(nn.Module):
     def __init__(self, config: PurifierConfig | None = None) -> None:
         super().__init__()
         self.config = config or PurifierConfig()
-        c, m = self.config.base_channels, self.config.use_mask
-        self.register_buffer("_attention_lut", self._lut(self.config), persistent=False)
+        c, m, k = self.config.base_channels, self.config.use_mask, self.config.num_norm_regions
+        self.register_buffer("_region_lut", self._lut(self.config), persistent=False)
         cin = 3 + self.config.num_labels
-        self.down1 = _ConvNormAct(cin, c, 2, m)            # 1/2
-        self.down2 = _ConvNormAct(c, 2 * c, 2, m)          # 1/4
-        self.blocks = nn.ModuleList(_ResBlock(2 * c, m) for _ in range(self.config.num_res_blocks))
-        self.up = _ConvNormAct(2 * c, c, 1, m)             # 1/2, after nearest upsampling
+        self.down1 = _ConvNormAct(cin, c, 2, m, regions=k)            # 1/2
+        self.down2 = _ConvNormAct(c, 2 * c, 2, m, regions=k)          # 1/4
+        self.blocks = nn.ModuleList(_ResBlock(2 * c, m, k) for _ in range(self.config.num_res_blocks))
+        self.up = _ConvNormAct(2 * c, c, 1, m, regions=k)             # 1/2, after nearest upsampling
         # Sub-pixel output (ESPCN): 12 channels at 1/2 resolution -> 3 channels at full resolution, so
         # no convolution runs at full resolution (the cost that dominates otherwise).
         self.out = nn.Conv2d(c, 3 * 4, 3, padding=1)
@@ -138,8 +147,12 @@ class Purifier(nn.Module):
 
     @staticmethod
     def _lut(config: PurifierConfig) -> torch.Tensor:
-        lut = torch.zeros(config.num_labels, dtype=torch.float32)
-        lut[list(config.attention_labels)] = 1.0
+        """(num_labels, K) one-hot map from a label to its normalisation region (attention first)."""
+        if config.norm_regions == "labels":
+            return torch.eye(config.num_labels)
+        lut = torch.zeros(config.num_labels, 2)
+        lut[:, 1] = 1.0
+        lut[list(config.attention_labels)] = torch.tensor([1.0, 0.0])
         return lut
 
     @classmethod
@@ -166,7 +179,7 @@ class Purifier(nn.Module):
         pad_h, pad_w = -h % self.STRIDE, -w % self.STRIDE
         if self.config.use_mask:
             onehot = F.one_hot(mask.long(), self.config.num_labels).permute(0, 3, 1, 2).to(image.dtype)
-            region = self._attention_lut.to(image.dtype)[mask.long()].unsqueeze(1)
+            region = self._region_lut.to(image.dtype)[mask.long()].permute(0, 3, 1, 2)
         else:
             onehot = image.new_zeros(n, self.config.num_labels, h, w)
             region = None
@@ -175,7 +188,7 @@ class Purifier(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
             if region is not None:
                 region = F.pad(region, (0, pad_w, 0, pad_h), mode="replicate")
-        # Region weights at 1/2 and 1/4 resolution: fraction of attention pixels in each cell.
+        # Region weights at 1/2 and 1/4 resolution: the fraction of each cell in each region.
         r2 = F.avg_pool2d(region, 2) if region is not None else None
         r4 = F.avg_pool2d(r2, 2) if r2 is not None else None
 

@@ -96,6 +96,8 @@ class NetConfig:
     base_channels: int = 16
     num_res_blocks: int = 3
     use_mask: bool = True
+    #: normalisation regions inside the network: 'attention' (attention vs background) or 'labels'
+    norm_regions: Literal["attention", "labels"] = "attention"
 
 
 @dataclass
@@ -182,7 +184,8 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
         }
 
         model = Purifier(PurifierConfig(config.net.base_channels, config.net.num_res_blocks,
-                                        use_mask=config.net.use_mask)).to(ctx.device)
+                                        use_mask=config.net.use_mask,
+                                        norm_regions=config.net.norm_regions)).to(ctx.device)
         encoder = build_encoder(config.encoder.name, config.encoder.weights_path, config.encoder.upsample)
         encoder = encoder.to(ctx.device)
         criterion = PurifierLoss(config.loss.weights(), style_erode=config.loss.style_erode,
