@@ -29,7 +29,8 @@ def test_evaluate_writes_report_and_reproduces(tmp_path, capsys):
             "--set", "test.reference_n=24", "--set", "kid_subsets=2", "--set", "grid_examples=3"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    for name in ("raw", "reinhard", "histogram", "simgan", "ours, no mask", "ours -task", "ours"):
+    for name in ("raw", "reinhard", "histogram", "simgan", "ours, no mask", "ours -task", "ours",
+                 "ours, automatic masks"):
         assert f"\n{name} " in printed or f"\n{name}  " in printed
     assert "simgan-reverse: skipped" in printed
     report = (tmp_path / "r1" / "report.html").read_text()

@@ -20,6 +20,9 @@ from maskpurify.errors import UserError
 #: Images with more pixels than this are refused (decompression-bomb guard); 8k x 8k.
 MAX_IMAGE_PIXELS = 8192 * 8192
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -37,6 +40,7 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the permissions a plain write would
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

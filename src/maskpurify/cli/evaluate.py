@@ -18,8 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", default="runs/evaluate", help="report folder (default: runs/evaluate)")
     parser.add_argument("--quick", action="store_true", help="small test set (200 eyes), for smoke tests")
     parser.add_argument("--masks", choices=("segmenter", "given"),
-                        help="masks for mask-based methods: predicted on the raw image (default) or the exact "
-                             "rendered ones (oracle)")
+                        help="masks for mask-based methods: the exact rendered ones, i.e. RGB-mask pairs as in the "
+                             "paper (default), or predicted by the segmenter on the raw image; the full purifier is "
+                             "always run with both")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
 
 

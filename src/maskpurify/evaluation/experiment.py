@@ -55,9 +55,10 @@ class TestSetConfig:
 @dataclass
 class ExperimentConfig:
     test: TestSetConfig = field(default_factory=TestSetConfig)
-    #: masks handed to mask-based methods: 'segmenter' (predicted on the raw wild image, as with real data)
-    #: or 'given' (the renderer's exact masks, an oracle)
-    masks: Literal["segmenter", "given"] = "segmenter"
+    #: masks handed to mask-based methods: 'given' (the renderer's exact masks: the paper's RGB-mask pairs)
+    #: or 'segmenter' (predicted on the raw wild image, as for real images without masks). The full purifier
+    #: is always also run with the other source, as an extra row.
+    masks: Literal["given", "segmenter"] = "given"
     weights: str = DEFAULT_WEIGHTS
     ablations: bool = True
     batch_size: int = 256
@@ -73,6 +74,8 @@ class Method:
     description: str
     transform: Transform | None = None
     gaze_model: str | None = None
+    #: mask source for this method when it differs from the experiment's
+    masks: Literal["given", "segmenter"] | None = None
 
 
 def _purifier_transform(path: Path, device: str, batch_size: int) -> Transform:
@@ -126,6 +129,11 @@ def build_methods(config: ExperimentConfig, reference: dict[str, np.ndarray], no
             optional(f"ours -{term}", f"ablations/purifier_no_{term}", "ablation",
                      f"our purifier trained without the {term} term")
     optional("ours", "purifier", "ours", "mask-guided purifier, all loss terms")
+    if methods[-1].name == "ours":
+        other: Literal["given", "segmenter"] = "segmenter" if config.masks == "given" else "given"
+        label = "automatic masks" if other == "segmenter" else "exact masks"
+        methods.append(Method(f"ours, {label}", "ours", f"the full purifier given {label} instead",
+                              methods[-1].transform, masks=other))
     return methods
 
 
@@ -168,7 +176,8 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
         return angular_error_deg(pred, truth.astype(np.float64))
 
     masks_given = wild["masks"]
-    masks_in = predict_masks(segmenter, wild["images"]) if config.masks == "segmenter" else masks_given
+    mask_sources = {"given": masks_given, "segmenter": predict_masks(segmenter, wild["images"])}
+    masks_in = mask_sources[config.masks]
     encoder = build_encoder("efficientnet-lite0")
     synthetic_features = _pooled_features(encoder, reference["images"], config.batch_size)
     notes: list[str] = []
@@ -182,8 +191,9 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
     outputs_by_method: dict[str, np.ndarray] = {}
     for method in methods:
         progress(f"  {method.name} ...")
+        method_masks = mask_sources[method.masks or config.masks]
         started = time.perf_counter()
-        outputs = method.transform(wild["images"], masks_in) if method.transform else wild["images"]
+        outputs = method.transform(wild["images"], method_masks) if method.transform else wild["images"]
         seconds = time.perf_counter() - started
         errors = gaze_errors(method.gaze_model or gaze_default, outputs, wild["gaze"])
         found = predict_masks(segmenter, outputs)
@@ -192,7 +202,8 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
         rows.append({
             "method": method.name, "group": method.group, "description": method.description,
             "gaze": error_stats(errors),
-            "pupil_shift_px": _nanmean(pupil_shift(masks_in, found)),
+            "masks": method.masks or config.masks if method.transform else None,
+            "pupil_shift_px": _nanmean(pupil_shift(method_masks, found)),
             "pupil_error_vs_truth_px": _nanmean(pupil_shift(masks_given, found)),
             "attention_ssim": _nanmean(attention_ssim(wild["images"], outputs, masks_given)),
             "kid": kid_mean, "kid_std": kid_std,
