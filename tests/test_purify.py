@@ -130,7 +130,8 @@ def test_single_image_errors(tmp_path: Path, ckpts: dict[str, Path], capsys: pyt
     save_image(tmp_path / "eye.png", image)
     p = ["--checkpoint", str(ckpts["p"])]
     # No mask and no segmenter.
-    line = _error(capsys, "--input", str(tmp_path / "eye.png"), "--out", str(tmp_path / "o1.png"), *p)
+    line = _error(capsys, "--input", str(tmp_path / "eye.png"), "--out", str(tmp_path / "o1.png"), *p,
+                  "--segmenter", "none")
     assert line.endswith(f"no mask for {tmp_path / 'eye.png'} and no segmenter; give --masks DIR or --segmenter")
     # 3-channel colour mask.
     colour = np.zeros((36, 60, 3), np.uint8)
@@ -231,7 +232,8 @@ def test_folder_without_masks_and_errors(tmp_path: Path, ckpts: dict[str, Path],
     assert code == 0 and "2 automatic masks" in stdout  # not recursive: img0, img2
     assert (tmp_path / "a" / "img0_mask.png").is_file()
     # No segmenter.
-    line = _error(capsys, "--input", str(src), "--out", str(tmp_path / "b"), "--checkpoint", str(ckpts["p"]))
+    line = _error(capsys, "--input", str(src), "--out", str(tmp_path / "b"), "--checkpoint", str(ckpts["p"]),
+                  "--segmenter", "none")
     assert line.endswith("no mask for img0.png and no segmenter; give --masks DIR or --segmenter")
     # Masks from a separate folder.
     masks = tmp_path / "masks"

@@ -73,7 +73,7 @@ def test_video_end_to_end_with_mask_video(tmp_path: Path, ckpts: dict[str, Path]
     assert code == 2 and len(err) == 1 and "already exists; pass --overwrite" in err[0]
     # No segmenter: videos need automatic masks.
     code = main(["purify", "--quiet", "--input", str(src), "--out", str(tmp_path / "x.mp4"),
-                 "--checkpoint", str(ckpts["p"])])
+                 "--checkpoint", str(ckpts["p"]), "--segmenter", "none"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "no segmenter" in err[0]
     # A truncated video is named.

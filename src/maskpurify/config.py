@@ -5,6 +5,7 @@ Every run saves its resolved config, seed and command next to its outputs (:func
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import platform
@@ -152,10 +153,16 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
 _COMMAND: list[str] | None = None
 
 
-def set_command_line(argv: typing.Sequence[str]) -> None:
-    """Record the command being run (the CLI calls this, so in-process calls report their own arguments)."""
+@contextlib.contextmanager
+def running_command(argv: typing.Sequence[str]) -> typing.Iterator[None]:
+    """Record the command being run for the duration of the call (the CLI uses this, so an in-process call
+    reports its own arguments rather than the host process's)."""
     global _COMMAND
-    _COMMAND = list(argv)
+    previous, _COMMAND = _COMMAND, list(argv)
+    try:
+        yield
+    finally:
+        _COMMAND = previous
 
 
 def command_line() -> str:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from maskpurify import __version__
-from maskpurify.config import set_command_line
+from maskpurify.config import running_command
 from maskpurify.errors import UserError
 
 
@@ -38,11 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    set_command_line(["maskpurify", *argv])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args._run(args) or 0)
+        with running_command(["maskpurify", *argv]):
+            return int(args._run(args) or 0)
     except UserError as exc:
         print(f"maskpurify {args.command}: error: {exc}", file=sys.stderr)
         return 2

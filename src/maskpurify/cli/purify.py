@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output: an image file, a folder, a dataset folder or a video file (same kind as input)")
     parser.add_argument("--checkpoint", metavar="CKPT", help="purifier checkpoint (default: weights/purifier)")
     parser.add_argument("--segmenter", metavar="CKPT",
-                        help="segmenter checkpoint for automatic masks (default: weights/segmenter when present)")
+                        help="segmenter checkpoint for automatic masks (default: weights/segmenter when present; "
+                             "'none': no automatic masks, every image needs its mask file)")
     parser.add_argument("--masks", metavar="{auto,faces,DIR}",
                         help="where masks come from: a folder (or, for one image, a file) of NAME_mask.png label "
                              "maps; 'auto' = automatic (FaceMesh for face photos when mediapipe is installed, else "
@@ -68,9 +69,10 @@ def run(args: argparse.Namespace) -> int:
     if src.is_file() and src.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
         raise UserError(f"--input {src}: not an image ({', '.join(IMAGE_SUFFIXES)}) or video "
                         f"({', '.join(VIDEO_SUFFIXES)})")
-    engine = Purification.load(args.checkpoint, args.segmenter, args.device, args.batch_size)
+    segmenter = False if args.segmenter == "none" else args.segmenter
+    engine = Purification.load(args.checkpoint, segmenter, args.device, args.batch_size)
     settings = {"checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint else "default",
-                "segmenter": str(Path(args.segmenter).resolve()) if args.segmenter else "default",
+                "segmenter": str(Path(segmenter).resolve()) if segmenter else ("none" if segmenter is False else "default"),
                 "face_crop_size": list(crop_size)}
     progress = not args.quiet
     if src.is_dir() and is_dataset(src):
