@@ -24,8 +24,10 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
-bench: setup
+bench: setup  # speed targets, each writing benchmarks/results/*.json with its command; run on an idle machine
 	$(PY) benchmarks/render.py
+	$(PY) benchmarks/purify_speed.py
+	$(PY) benchmarks/train_speed.py
 
 clean:
 	rm -rf runs .pytest_cache
