@@ -114,3 +114,39 @@ def test_shipped_configs_load(path: Path) -> None:
 def test_configs_are_shipped() -> None:
     assert {"purifier_mpiigaze_unityeyes.yaml", "purifier_lpw_unityeyes.yaml", "gaze_unityeyes.yaml"} <= \
         {p.name for p in CONFIGS.glob("*.yaml")}
+
+
+def _coco_purifier_config(tmp_path: Path, overrides: list[str]) -> PurifierTrainConfig:
+    from test_formats_coco import write_coco
+
+    annotations = write_coco(tmp_path / "coco")
+    return load_config(PurifierTrainConfig, CONFIGS / "purifier_coco.yaml", [
+        f"data.content.path={annotations}", f"data.content.options.images={tmp_path / 'coco' / 'images'}",
+        f"data.style.path={annotations}", f"data.style.options.images={tmp_path / 'coco' / 'images'}",
+        "data.size=32x32", "encoder.name=random", "steps=2", "batch_size=2", "log_every=1", "preview_every=2",
+        "checkpoint_every=2", "device=cpu", "num_threads=1", *overrides])
+
+
+def test_train_two_label_purifier_from_coco(tmp_path: Path) -> None:
+    from maskpurify.purify import Purification
+
+    torch.manual_seed(0)
+    config = _coco_purifier_config(tmp_path, [])
+    assert config.net.num_labels == 2 and config.net.attention_labels == (1,) and config.loss.task == 0
+    summary = train_purifier(config, tmp_path / "run", progress=False)
+    assert summary["finished"]
+    path = tmp_path / "run" / "purifier"
+    sidecar = yaml.safe_load((tmp_path / "run" / "purifier.json").read_text())
+    assert sidecar["config"]["num_labels"] == 2 and list(sidecar["config"]["attention_labels"]) == [1]
+    images = np.full((2, 32, 32, 3), 100, np.uint8)
+    masks = np.zeros((2, 32, 32), np.uint8)
+    masks[:, 8:20, 8:20] = 1
+    out = Purification.load(path, False).purify_arrays(images, masks)
+    assert out.shape == images.shape and out.dtype == np.uint8
+
+
+def test_two_label_purifier_refuses_the_eye_segmenter_task_loss(tmp_path: Path) -> None:
+    seg = save_segmenter(tmp_path / "seg", build_segmenter())  # 4 classes, like the shipped eye segmenter
+    config = _coco_purifier_config(tmp_path, [f"segmenter={seg}", "loss.task=50"])
+    with pytest.raises(UserError, match="loss.task=0"):
+        train_purifier(config, tmp_path / "run", progress=False)

@@ -20,7 +20,7 @@ import torch
 from maskpurify.config import command_line, parse_size, save_run_record
 from maskpurify.errors import UserError
 from maskpurify.losses import LossWeights, PurifierLoss
-from maskpurify.masks import EYE_LABELS
+from maskpurify.masks import EYE_LABELS, LabelSet
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
@@ -88,7 +88,7 @@ class LossConfig:
     style_erode: int = 1
     #: attention style label by label (sclera, iris, pupil each to its synthetic counterpart)
     style_per_label: bool = True
-    #: cross-entropy class weights of the task loss (skin, sclera, iris, pupil)
+    #: cross-entropy class weights of the task loss (skin, sclera, iris, pupil); used only when task > 0
     task_class_weights: tuple[float, float, float, float] = (1.0, 1.0, 2.0, 2.0)
 
     def weights(self) -> LossWeights:
@@ -103,6 +103,16 @@ class NetConfig:
     use_mask: bool = True
     #: normalisation regions inside the network: 'attention' (attention vs background) or 'labels'
     norm_regions: Literal["attention", "labels"] = "attention"
+    #: label set of the masks: 4 / (1, 2, 3) the eye labels (skin, sclera, iris, pupil); 2 / (1,) binary masks
+    #: (background, attention), e.g. COCO instances (train those with loss.task=0: the segmenter is an eye one)
+    num_labels: int = 4
+    attention_labels: tuple[int, ...] = (1, 2, 3)
+
+    def label_set(self) -> LabelSet:
+        """The label set the sources' masks must use (eye labels, binary, or generic)."""
+        from maskpurify.purify import label_set_for
+
+        return label_set_for(self.num_labels, self.attention_labels)
 
 
 @dataclass
@@ -128,7 +138,8 @@ class PurifierTrainConfig:
 
 
 def _source_arrays(source: SourceConfig, domain: str, size: tuple[int, int], out: Path, ctx: Any,
-                   what: str, segmenter: str = DEFAULT_SEGMENTER, progress: bool = True) -> dict[str, np.ndarray]:
+                   what: str, segmenter: str = DEFAULT_SEGMENTER, progress: bool = True,
+                   labels: LabelSet | None = None) -> dict[str, np.ndarray]:
     if source.format:
         from maskpurify.formats.arrays import SegmenterMasker, source_arrays
 
@@ -136,7 +147,7 @@ def _source_arrays(source: SourceConfig, domain: str, size: tuple[int, int], out
             raise UserError(f"{what}: a '{source.format}' source needs a path")
         return source_arrays(source.format, source.path, source.options, size, source.limit,
                              SegmenterMasker(segmenter, ctx.device), progress=progress and ctx.is_main,
-                             labels=EYE_LABELS, what=what)
+                             labels=labels if labels is not None else EYE_LABELS, what=what)
     if source.path:
         return load_arrays_checked(source.path, what)
     folder = render_once(out / "data" / f"{domain}_n{source.render_n}_seed{source.render_seed}", domain,
@@ -161,16 +172,29 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
         size = parse_size(config.data.size)
+        labels = config.net.label_set()
+        net_config = PurifierConfig(config.net.base_channels, config.net.num_res_blocks,
+                                    num_labels=config.net.num_labels,
+                                    attention_labels=tuple(config.net.attention_labels),
+                                    use_mask=config.net.use_mask, norm_regions=config.net.norm_regions)
+        # the segmenter comes first: a class-count mismatch fails before the datasets are read
+        needs_segmenter = config.loss.task > 0 or config.data.content_masks == "segmenter"
+        segmenter = load_segmenter(config.segmenter, ctx.device) if needs_segmenter else None
+        if segmenter is not None and segmenter.config.num_classes != config.net.num_labels:
+            raise UserError(f"segmenter {config.segmenter} predicts {segmenter.config.num_classes} classes but "
+                            f"net.num_labels is {config.net.num_labels}: set loss.task=0 (and "
+                            "data.content_masks=given) -- the shipped segmenter is an eye segmenter")
+        if config.loss.task > 0 and len(config.loss.task_class_weights) != config.net.num_labels:
+            raise UserError(f"loss.task_class_weights has {len(config.loss.task_class_weights)} entries but "
+                            f"net.num_labels is {config.net.num_labels}: give one weight per label, or set loss.task=0")
         if arrays is not None:
             content, style = arrays
         else:
             content = _source_arrays(config.data.content, "wild", size, out, ctx, "data.content.path",
-                                     config.segmenter, progress)
+                                     config.segmenter, progress, labels)
             style = _source_arrays(config.data.style, "synthetic", size, out, ctx, "data.style.path",
-                                   config.segmenter, progress)
+                                   config.segmenter, progress, labels)
 
-        needs_segmenter = config.loss.task > 0 or config.data.content_masks == "segmenter"
-        segmenter = load_segmenter(config.segmenter, ctx.device) if needs_segmenter else None
         if segmenter is not None:
             for p in segmenter.parameters():
                 p.requires_grad_(False)
@@ -188,13 +212,13 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
             "style_masks": torch.from_numpy(np.ascontiguousarray(style["masks"])).long(),
         }
 
-        model = Purifier(PurifierConfig(config.net.base_channels, config.net.num_res_blocks,
-                                        use_mask=config.net.use_mask,
-                                        norm_regions=config.net.norm_regions)).to(ctx.device)
+        model = Purifier(net_config).to(ctx.device)
         encoder = build_encoder(config.encoder.name, config.encoder.weights_path, config.encoder.upsample)
         encoder = encoder.to(ctx.device)
         criterion = PurifierLoss(config.loss.weights(), style_erode=config.loss.style_erode,
-                                 task_class_weights=config.loss.task_class_weights,
+                                 attention_labels=tuple(config.net.attention_labels),
+                                 task_class_weights=(config.loss.task_class_weights if config.loss.task > 0
+                                                     else None),
                                  style_per_label=config.loss.style_per_label)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         checkpointer = Checkpointer(out, "last", ctx)
