@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,19 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
         pid, slot = name.split(".", 1)
         state.setdefault(int(pid), {})[slot] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def load_network(path: str | Path, kind: str, build: Callable[[dict[str, Any]], torch.nn.Module],
+                 device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Rebuild a network from its checkpoint: the sidecar must say ``kind`` and hold the ``config`` that
+    ``build`` turns into the module; returns it in eval mode on ``device``. Mismatches are UserErrors."""
+    tensors, meta = load_checkpoint(path)
+    if meta.get("kind") != kind or "config" not in meta:
+        raise UserError(f"{path}: not a {kind} checkpoint (sidecar kind is {meta.get('kind')!r})")
+    model = build(meta["config"])
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise UserError(f"{path}: weights do not match the network in its sidecar ({str(exc).splitlines()[0]})") \
+            from None
+    return model.to(device).eval()

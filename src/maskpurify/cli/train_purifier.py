@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 
-from maskpurify.cli._common import add_config_arguments, resolve_config
+from maskpurify.cli._common import add_config_arguments, add_training_arguments, resolve_config
 
 HELP = "train the mask-guided purifier (renders wild content and synthetic style sets when not given)"
 
@@ -18,12 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style", metavar="DIR", help="dataset folder of synthetic images with masks "
                         "(default: render data.style.render_n synthetic eyes into OUT/data)")
     parser.add_argument("--no-mask", action="store_true", help="the ablation: same network, mask not used")
-    parser.add_argument("--out", metavar="DIR", default="runs/purifier", help="output folder (default: runs/purifier)")
-    parser.add_argument("--no-resume", dest="resume", action="store_false",
-                        help="start afresh even when OUT/last.safetensors exists")
-    parser.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps (resumable), e.g. to test")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_training_arguments(parser, "runs/purifier")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 
-from maskpurify.cli._common import add_config_arguments, resolve_config
+from maskpurify.cli._common import add_config_arguments, add_training_arguments, resolve_config
 
 HELP = ("train the 4-class eye segmenter on synthetic eyes with photometric augmentation "
         "(renders the training set when --data is not given)")
@@ -16,13 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--data", metavar="DIR", help="rendered synthetic dataset folder (default: render "
                         "data.render_n eyes with data.render_seed into OUT/data)")
-    parser.add_argument("--out", metavar="DIR", default="runs/segmenter",
-                        help="output folder (default: runs/segmenter)")
-    parser.add_argument("--no-resume", dest="resume", action="store_false",
-                        help="start afresh even when OUT/last.safetensors exists")
-    parser.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps (resumable), e.g. to test")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_training_arguments(parser, "runs/segmenter")
 
 
 def run(args: argparse.Namespace) -> int:

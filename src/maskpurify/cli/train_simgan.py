@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 
-from maskpurify.cli._common import add_config_arguments, resolve_config
+from maskpurify.cli._common import add_config_arguments, add_training_arguments, resolve_config
 
 HELP = "train a SimGAN refiner: syn2real (the original; --train-gaze retrains gaze on refined eyes) or real2syn"
 
@@ -20,7 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: render data.wild.render_n wild eyes into OUT/data)")
     parser.add_argument("--synthetic", metavar="DIR", help="dataset folder of synthetic images "
                         "(default: render data.synthetic.render_n synthetic eyes into OUT/data)")
-    parser.add_argument("--out", metavar="DIR", default="runs/simgan", help="output folder (default: runs/simgan)")
     parser.add_argument("--train-gaze", action="store_true",
                         help="syn2real only: then refine the synthetic gaze training set and train a gaze estimator "
                         "on it into OUT/gaze (settings of the shipped weights/gaze.json when present)")
@@ -28,11 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --train-gaze: a GazeTrainConfig file instead of the shipped estimator's settings")
     parser.add_argument("--gaze-like", metavar="CKPT", help="with --train-gaze: take the gaze training settings "
                         "from this gaze checkpoint's sidecar (default: the shipped weights/gaze)")
-    parser.add_argument("--no-resume", dest="resume", action="store_false",
-                        help="start afresh even when OUT/last.safetensors exists")
-    parser.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps (resumable), e.g. to test")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_training_arguments(parser, "runs/simgan")
 
 
 def run(args: argparse.Namespace) -> int:

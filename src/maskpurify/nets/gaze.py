@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskpurify.checkpoints import load_checkpoint, save_checkpoint
+from maskpurify.checkpoints import load_network, save_checkpoint
 from maskpurify.errors import UserError
 
 #: ITU-R BT.601 luma weights used for the RGB -> grey conversion inside the models.
@@ -202,16 +202,7 @@ def save_gaze_net(path: str | Path, model: nn.Module, extra: dict[str, Any] | No
 
 def load_gaze_net(path: str | Path, device: str | torch.device = "cpu") -> LeNetGaze | ResNetPreactGaze:
     """Rebuild a gaze estimator from its checkpoint, in eval mode on ``device``."""
-    tensors, meta = load_checkpoint(path)
-    if meta.get("kind") != "gaze" or "config" not in meta:
-        raise UserError(f"{path}: not a gaze estimator checkpoint (sidecar kind is {meta.get('kind')!r})")
-    model = build_gaze_net(meta["config"])
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as exc:
-        raise UserError(f"{path}: weights do not match the network in its sidecar ({str(exc).splitlines()[0]})") \
-            from None
-    return model.to(device).eval()
+    return load_network(path, "gaze", build_gaze_net, device)  # type: ignore[return-value]
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskpurify.checkpoints import load_checkpoint, save_checkpoint
+from maskpurify.checkpoints import load_network, save_checkpoint
 from maskpurify.errors import UserError
 
 #: Pixels are clamped to [EPS, 1-EPS] before the logit so the residual never has to fight infinities.
@@ -211,13 +211,4 @@ def save_purifier(path: str | Path, model: Purifier, extra: dict[str, Any] | Non
 
 def load_purifier(path: str | Path, device: str | torch.device = "cpu") -> Purifier:
     """Rebuild a purifier from its checkpoint, in eval mode on ``device``."""
-    tensors, meta = load_checkpoint(path)
-    if meta.get("kind") != "purifier" or "config" not in meta:
-        raise UserError(f"{path}: not a purifier checkpoint (sidecar kind is {meta.get('kind')!r})")
-    model = Purifier.from_config(meta["config"])
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as exc:
-        raise UserError(f"{path}: weights do not match the network in its sidecar ({str(exc).splitlines()[0]})") \
-            from None
-    return model.to(device).eval()
+    return load_network(path, "purifier", Purifier.from_config, device)  # type: ignore[return-value]

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskpurify.checkpoints import load_checkpoint, save_checkpoint
+from maskpurify.checkpoints import load_network, save_checkpoint
 from maskpurify.errors import UserError
 
 
@@ -103,16 +103,7 @@ def save_segmenter(path: str | Path, model: Segmenter, extra: dict[str, Any] | N
 
 def load_segmenter(path: str | Path, device: str | torch.device = "cpu") -> Segmenter:
     """Rebuild a segmenter from its checkpoint, in eval mode on ``device``."""
-    tensors, meta = load_checkpoint(path)
-    if meta.get("kind") != "segmenter" or "config" not in meta:
-        raise UserError(f"{path}: not a segmenter checkpoint (sidecar kind is {meta.get('kind')!r})")
-    model = build_segmenter(meta["config"])
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as exc:
-        raise UserError(f"{path}: weights do not match the network in its sidecar ({str(exc).splitlines()[0]})") \
-            from None
-    return model.to(device).eval()
+    return load_network(path, "segmenter", build_segmenter, device)  # type: ignore[return-value]
 
 
 @torch.no_grad()

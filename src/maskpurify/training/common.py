@@ -31,7 +31,6 @@ from tqdm import tqdm
 
 from maskpurify.checkpoints import checkpoint_paths, load_checkpoint, optimizer_state, restore_optimizer, \
     save_checkpoint
-from maskpurify.config import parse_size  # noqa: F401  (re-exported for the trainers)
 from maskpurify.errors import UserError
 from maskpurify.fileio import atomic_write_text
 

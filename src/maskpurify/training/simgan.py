@@ -45,12 +45,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskpurify.config import command_line, save_run_record
+from maskpurify.config import command_line, parse_size, save_run_record
 from maskpurify.errors import UserError
 from maskpurify.nets.discriminator import PatchDiscriminator
 from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
 from maskpurify.training.common import CSVLogger, Checkpointer, DistContext, MinibatchSampler, cleanup_distributed, \
-    init_distributed, load_arrays_checked, lr_at, parse_size, render_once, run_loop, seed_everything, set_lr, \
+    init_distributed, load_arrays_checked, lr_at, render_once, run_loop, seed_everything, set_lr, \
     step_generator, to_float_images, unwrap, wrap_model
 from maskpurify.training.previews import save_preview_grid
 
