@@ -8,33 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
-import torch
 
 from maskpurify import faces
 from maskpurify.cli import main
 from maskpurify.errors import UserError
 from maskpurify.fileio import read_image, save_image
 from maskpurify.masks import IRIS, PUPIL, SCLERA, SKIN
-from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
-from maskpurify.nets.segmenter import Segmenter, SegmenterConfig, save_segmenter
 from maskpurify.purify import Purification
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    save_purifier(root / "purifier", Purifier(PurifierConfig(base_channels=8, num_res_blocks=1)))
-    save_segmenter(root / "segmenter", Segmenter(SegmenterConfig(base_channels=4, levels=2)))
-    return {"p": root / "purifier", "s": root / "segmenter"}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _outside(shape: tuple[int, ...], boxes: list[tuple[int, int, int, int]]) -> np.ndarray:

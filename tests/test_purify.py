@@ -8,14 +8,12 @@ from pathlib import Path
 import imgviz
 import numpy as np
 import pytest
-import torch
 
 from maskpurify.cli import main
 from maskpurify.errors import UserError
 from maskpurify.fileio import read_image, save_image
 from maskpurify.masks import BINARY_LABELS, EYE_LABELS, IRIS, PUPIL, SCLERA
-from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
-from maskpurify.nets.segmenter import Segmenter, SegmenterConfig, save_segmenter
+from maskpurify.nets.purifier import Purifier
 from maskpurify.purify import PROGRESS_FILE, Purification
 
 
@@ -29,24 +27,7 @@ def _eye(h: int = 36, w: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     return image, mask
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> object:
-    """Tiny tensors: one intra-op thread is faster, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    save_purifier(root / "purifier", Purifier(PurifierConfig(base_channels=8, num_res_blocks=1)))
-    save_segmenter(root / "segmenter", Segmenter(SegmenterConfig(base_channels=4, levels=2)))
-    save_purifier(root / "binary", Purifier(PurifierConfig(base_channels=8, num_res_blocks=1, num_labels=2,
-                                                           attention_labels=(1,))))
-    return {"p": root / "purifier", "s": root / "segmenter", "b": root / "binary"}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

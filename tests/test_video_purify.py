@@ -10,30 +10,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from maskpurify.cli import main
 from maskpurify.formats.video import iter_frames, video_info
-from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
-from maskpurify.nets.segmenter import Segmenter, SegmenterConfig, save_segmenter
 from maskpurify.purify import Purification, current_rss_bytes, purify_video
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    save_purifier(root / "purifier", Purifier(PurifierConfig(base_channels=8, num_res_blocks=1)))
-    save_segmenter(root / "segmenter", Segmenter(SegmenterConfig(base_channels=4, levels=2)))
-    return {"p": root / "purifier", "s": root / "segmenter"}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _make_video(path: Path, frames: int, size: tuple[int, int] = (36, 60), fps: float = 25.0) -> Path:
