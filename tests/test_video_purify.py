@@ -13,7 +13,6 @@ import pytest
 
 from maskpurify.cli import main
 from maskpurify.formats.video import iter_frames, video_info
-from maskpurify.purify import Purification, current_rss_bytes, purify_video
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

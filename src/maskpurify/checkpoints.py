@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save as save_bytes
 
 from maskpurify.errors import UserError
-from maskpurify.fileio import atomic_write_bytes, atomic_write_json
+from maskpurify.fileio import atomic_write_bytes, atomic_write_json, read_json
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
@@ -46,11 +45,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{weights}: not a readable safetensors file ({exc})") from None
-    try:
-        meta = json.loads(sidecar.read_text())
-    except (json.JSONDecodeError, OSError) as exc:
-        raise UserError(f"{sidecar}: not valid JSON ({exc})") from None
-    return tensors, meta
+    return tensors, read_json(sidecar)
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -63,6 +63,17 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
                                        allow_nan=False) + "\n")
 
 
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; an unreadable file or bad JSON is a one-line UserError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: bad JSON ({exc})") from None
+
+
 def _finite(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None

@@ -8,7 +8,7 @@ rest is *background*. Masks are checked once, at the boundary, and trusted insid
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2

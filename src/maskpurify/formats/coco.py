@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from maskpurify.errors import UserError
-from maskpurify.fileio import read_image
+from maskpurify.fileio import read_image, read_json
 from maskpurify.formats.base import Masker, Reader
 from maskpurify.masks import BINARY_LABELS, validate_mask
 from maskpurify.pairs import RGBMaskPair
@@ -26,12 +25,7 @@ from maskpurify.pairs import RGBMaskPair
 def load_coco(path: str | Path) -> COCO:
     """Parse and index a COCO annotation file, turning malformed JSON into a one-line UserError."""
     path = Path(path)
-    try:
-        dataset = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read COCO annotations ({exc.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: bad JSON ({exc})") from None
+    dataset = read_json(path)
     if not isinstance(dataset, dict):
         raise UserError(f"{path}: expected a JSON object with images, annotations and categories")
     missing = [k for k in ("images", "annotations", "categories") if not isinstance(dataset.get(k), list)]

@@ -22,7 +22,6 @@ JSON facts this reader relies on (UnityEyes' EyeballController / GazeML's loader
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import cv2
 import numpy as np
 
 from maskpurify.errors import UserError
-from maskpurify.fileio import read_image
+from maskpurify.fileio import read_image, read_json
 from maskpurify.formats.base import CropBox, Masker, Reader
 from maskpurify.geometry import vector_to_pitchyaw
 from maskpurify.masks import IRIS, PUPIL, SCLERA, validate_mask
@@ -99,12 +98,7 @@ def _scalar(data: Mapping[str, object], key: str, path: Path) -> float:
 def parse_json(path: str | Path, image_height: int) -> UnityEyesSample:
     """Read one UnityEyes JSON; landmarks come back in image coordinates (y flipped)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: bad JSON ({exc})") from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object at the top level")
     return UnityEyesSample(

@@ -12,7 +12,6 @@ with ``refined_by`` in the sidecar, ``last.*``, ``log.csv``) plus ``refined_prev
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import shlex
@@ -24,7 +23,7 @@ import numpy as np
 from maskpurify.checkpoints import checkpoint_paths, load_checkpoint
 from maskpurify.config import load_config
 from maskpurify.errors import UserError
-from maskpurify.fileio import atomic_write_json, save_image
+from maskpurify.fileio import atomic_write_json, read_json, save_image
 from maskpurify.nets.gaze import GazeNetConfig, gaze_config_from_dict, load_gaze_net
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.training.common import choose_device, init_distributed
@@ -46,10 +45,7 @@ def shipped_gaze_config(path: str | Path | None = DEFAULT_SHIPPED_GAZE) -> tuple
     weights, sidecar = checkpoint_paths(path)
     if not (weights.is_file() and sidecar.is_file()):
         return config, False
-    try:
-        meta = json.loads(sidecar.read_text())
-    except (json.JSONDecodeError, OSError) as exc:
-        raise UserError(f"{sidecar}: not valid JSON ({exc})") from None
+    meta = read_json(sidecar)
     if meta.get("kind") != "gaze":
         raise UserError(f"{sidecar}: not a gaze estimator sidecar (kind is {meta.get('kind')!r})")
     model: GazeNetConfig = gaze_config_from_dict(meta["config"]) if "config" in meta else config.model
@@ -138,7 +134,7 @@ def train_refined_gaze(refiner: str | Path, out_dir: str | Path, config: GazeTra
     weights, sidecar = checkpoint_paths(out / "gaze")
     if is_main and summary.get("finished") and sidecar.is_file():
         # Record in the sidecar that this estimator was trained on refined images.
-        gmeta = json.loads(sidecar.read_text())
+        gmeta = read_json(sidecar)
         gmeta["refined_by"] = {"refiner": str(refiner), "direction": "syn2real", "config_from": source}
         atomic_write_json(sidecar, gmeta)
         load_gaze_net(out / "gaze")  # still loads

@@ -45,8 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskpurify.checkpoints import checkpoint_paths
 from maskpurify.config import command_line, parse_size, save_run_record
 from maskpurify.errors import UserError
+from maskpurify.fileio import read_json
 from maskpurify.nets.discriminator import PatchDiscriminator
 from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
 from maskpurify.training.common import CSVLogger, Checkpointer, DistContext, MinibatchSampler, cleanup_distributed, \
@@ -422,8 +424,7 @@ def refine_dataset(refiner_path: str | Path, data_dir: str | Path, out_dir: str 
     """Write a copy of the eye dataset folder ``data_dir`` into ``out_dir`` with every image refined by the
     refiner checkpoint ``refiner_path`` (labels, masks and landmarks unchanged; ``meta.json`` gains
     ``refined_by``), shard by shard, so ``maskpurify evaluate-gaze`` reads it like any dataset."""
-    import json
-
+    
     from maskpurify.fileio import atomic_write_json
     from maskpurify.nets.purifier import load_purifier
     from maskpurify.training.common import choose_device
@@ -438,8 +439,8 @@ def refine_dataset(refiner_path: str | Path, data_dir: str | Path, out_dir: str 
     out.mkdir(parents=True, exist_ok=True)
     dev = choose_device(device)
     model = load_purifier(refiner_path, dev)
-    refiner_meta = json.loads(Path(str(refiner_path).removesuffix(".safetensors") + ".json").read_text()) \
-        if Path(str(refiner_path).removesuffix(".safetensors") + ".json").is_file() else {}
+    refiner_sidecar = checkpoint_paths(refiner_path)[1]
+    refiner_meta = read_json(refiner_sidecar) if refiner_sidecar.is_file() else {}
     new_meta = {**meta, "complete": False, "unityeyes": False, "command": command_line(),
                 "refined_by": {"refiner": str(refiner_path), "direction": refiner_meta.get("direction"),
                                "source": str(src)}}

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from maskpurify.config import command_line, parse_size
 from maskpurify.errors import UserError
-from maskpurify.fileio import atomic_write_bytes, atomic_write_json, encode_image
+from maskpurify.fileio import atomic_write_bytes, atomic_write_json, encode_image, read_json
 from maskpurify.world.domains import DomainPreset, GeometryConfig, get_preset
 from maskpurify.world.renderer import CHUNK, EyeBatch, render_samples
 
@@ -189,10 +189,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     meta_path = path / "meta.json"
     if not meta_path.is_file():
         raise UserError(f"{path}: not an eye dataset (no meta.json)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{meta_path}: unreadable ({exc})") from None
+    meta = read_json(meta_path)
     if meta.get("format") != "maskpurify-eyes":
         raise UserError(f"{meta_path}: not a maskpurify eye dataset")
     if not meta.get("complete", False):
