@@ -17,6 +17,10 @@ from maskpurify.errors import UserError
 from maskpurify.fileio import atomic_write_bytes, atomic_write_json, read_json
 
 
+#: The shipped checkpoints (``weights/`` at the repository root, beside ``src/``).
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+
+
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     """(weights, sidecar) for a checkpoint named with or without its ``.safetensors`` suffix."""
     path = Path(path)

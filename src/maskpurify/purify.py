@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import command_line
 from maskpurify.errors import UserError
 from maskpurify.fileio import IMAGE_SUFFIXES, atomic_write_json, read_image, save_image
@@ -28,7 +29,6 @@ from maskpurify.nets.purifier import Purifier, load_purifier
 from maskpurify.nets.segmenter import Segmenter, load_segmenter, predict_masks
 
 #: Shipped checkpoints live in ``weights/`` at the repository root.
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 DEFAULT_PURIFIER = WEIGHTS_DIR / "purifier"
 DEFAULT_SEGMENTER = WEIGHTS_DIR / "segmenter"
 #: The working size the shipped purifier was trained at (height, width); the network itself takes any size.

@@ -33,10 +33,11 @@ from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import load_gaze_net, predict_gaze
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
+from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import parse_size
 from maskpurify.training.common import load_arrays_checked, render_once
 
-DEFAULT_WEIGHTS = str(Path(__file__).resolve().parents[3] / "weights")
+DEFAULT_WEIGHTS = str(WEIGHTS_DIR)
 
 Transform = Callable[[np.ndarray, np.ndarray], np.ndarray]
 

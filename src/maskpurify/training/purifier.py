@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import command_line, parse_size, save_run_record
 from maskpurify.errors import UserError
 from maskpurify.losses import LossWeights, PurifierLoss
@@ -29,7 +30,7 @@ from maskpurify.training.common import CSVLogger, Checkpointer, MinibatchSampler
     to_float_images, unwrap, wrap_model
 from maskpurify.training.previews import save_preview_grid
 
-DEFAULT_SEGMENTER = str(Path(__file__).resolve().parents[3] / "weights" / "segmenter")
+DEFAULT_SEGMENTER = str(WEIGHTS_DIR / "segmenter")
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from maskpurify.checkpoints import checkpoint_paths, load_checkpoint
+from maskpurify.checkpoints import WEIGHTS_DIR, checkpoint_paths, load_checkpoint
 from maskpurify.config import load_config
 from maskpurify.errors import UserError
 from maskpurify.fileio import atomic_write_json, read_json, save_image
@@ -30,7 +30,7 @@ from maskpurify.training.common import choose_device, init_distributed
 from maskpurify.training.gaze import GazeTrainConfig, prepare_training_data, train_gaze
 from maskpurify.training.simgan import refine_images
 
-DEFAULT_SHIPPED_GAZE = str(Path(__file__).resolve().parents[3] / "weights" / "gaze")
+DEFAULT_SHIPPED_GAZE = str(WEIGHTS_DIR / "gaze")
 _RENDERED = re.compile(r"rendered synthetic n=(\d+) seed=(\d+) size=(\d+x\d+)")
 
 
