@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from maskpurify.checkpoints import WEIGHTS_DIR
+from maskpurify.checkpoints import WEIGHTS_DIR, checkpoint_paths
 from maskpurify.config import command_line
 from maskpurify.errors import UserError
 from maskpurify.fileio import IMAGE_SUFFIXES, atomic_write_json, read_image, save_image
@@ -41,9 +41,8 @@ _PALETTE = EYE_PALETTE + ((240, 200, 40), (60, 200, 90), (170, 80, 200), (250, 1
 
 
 def checkpoint_exists(path: str | Path) -> bool:
-    path = Path(path)
-    base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-    return base.with_suffix(".safetensors").is_file()
+    """Whether the weights file is there (a missing sidecar is then reported by the loader, naming it)."""
+    return checkpoint_paths(path)[0].is_file()
 
 
 def label_set_for(num_labels: int, attention: Sequence[int]) -> LabelSet:
