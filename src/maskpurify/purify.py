@@ -421,17 +421,25 @@ class ImageResult:
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
+def _output_file(src: str | Path, out: str | Path, kind: str, suffixes: Sequence[str], overwrite: bool) -> Path:
+    """Check ``--out`` for a single-file input: the right kind of name, not the input, not an existing file."""
+    from maskpurify.fileio import ensure_writable
+
+    out = Path(out)
+    article = "an" if kind[0] in "aeiou" else "a"
+    if out.suffix.lower() not in suffixes:
+        raise UserError(f"--out {out}: {article} {kind} input needs {article} {kind} file name ({', '.join(suffixes)})")
+    if out.resolve() == Path(src).resolve():
+        raise UserError(f"--out {out}: would replace the input {kind}; choose another file")
+    return ensure_writable(out, overwrite)
+
+
 def purify_image_file(engine: Purification, src: Path, out: Path, masks: str | None = None, overwrite: bool = False,
                       save_masks: bool = False, face_crop_size: tuple[int, int] = WORKING_SIZE) -> ImageResult:
     """Purify one image file into ``out`` (a file; its suffix picks the format)."""
     from maskpurify.fileio import ensure_writable
 
-    src, out = Path(src), Path(out)
-    if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UserError(f"--out {out}: an image input needs an image file name ({', '.join(IMAGE_SUFFIXES)})")
-    if out.resolve() == src.resolve():
-        raise UserError(f"--out {out}: would replace the input image; choose another file")
-    ensure_writable(out, overwrite)
+    src, out = Path(src), _output_file(src, out, "image", IMAGE_SUFFIXES, overwrite)
     mask_out = out.with_name(out.stem + MASK_SUFFIX)
     overlay_out = out.with_name(out.stem + "_overlay.png")
     if save_masks:
@@ -579,12 +587,7 @@ def purify_video(engine: Purification, src: Path, out: Path, mask_video: Path | 
     from maskpurify.fileio import ensure_writable
     from maskpurify.formats.video import VideoWriter, iter_frames, video_info
 
-    src, out = Path(src), Path(out)
-    if out.suffix.lower() not in VIDEO_SUFFIXES:
-        raise UserError(f"--out {out}: a video input needs a video file name ({', '.join(VIDEO_SUFFIXES)})")
-    if out.resolve() == src.resolve():
-        raise UserError(f"--out {out}: would replace the input video; choose another file")
-    ensure_writable(out, overwrite)
+    src, out = Path(src), _output_file(src, out, "video", VIDEO_SUFFIXES, overwrite)
     if mask_video is not None:
         if Path(mask_video).suffix.lower() not in VIDEO_SUFFIXES:
             raise UserError(f"--mask-video {mask_video}: needs a video file name ({', '.join(VIDEO_SUFFIXES)})")
