@@ -68,3 +68,13 @@ def test_loading_a_wrong_checkpoint_is_a_user_error(tmp_path):
         load_gaze_net(tmp_path / "other")
     with pytest.raises(UserError, match="no such checkpoint"):
         load_gaze_net(tmp_path / "missing")
+
+
+def test_lenet_conv_widths_round_trip(tmp_path):
+    net = build_gaze_net(GazeNetConfig(hidden=16, conv_channels=(8, 12)))
+    assert net.conv1.out_channels == 8 and net.conv2.out_channels == 12
+    save_gaze_net(tmp_path / "g", net)
+    loaded = load_gaze_net(tmp_path / "g")
+    assert loaded.config.conv_channels == (8, 12)
+    x = torch.rand(2, 3, 36, 60)
+    torch.testing.assert_close(loaded(x), net.eval()(x))

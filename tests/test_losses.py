@@ -138,10 +138,14 @@ def test_purifier_loss_logs_every_term_and_ablates() -> None:
     image = torch.rand(2, 3, 36, 60)
     output = (image * 0.9).requires_grad_(True)
     style, style_mask = torch.rand(3, 3, 36, 60), _mask(3)
-    weights = LossWeights(style_attention=2, style_background=1, content_full=1, content_attention=1, task=0.5, tv=3)
-    total, logs = PurifierLoss(weights)(output, image, mask, style, style_mask, enc, _Oracle())
+    weights = LossWeights(style_attention=2, style_background=1, content_full=1, content_attention=1, task=0.5, tv=3,
+                          identity=4)
+    style_output = (style * 0.8).requires_grad_(True)
+    total, logs = PurifierLoss(weights)(output, image, mask, style, style_mask, enc, _Oracle(), style_output)
     total.backward()
     assert output.grad is not None and output.grad.abs().sum() > 0
+    assert style_output.grad is not None and style_output.grad.abs().sum() > 0
+    assert logs["identity"] == pytest.approx((style * 0.2).abs().mean().item(), rel=1e-5)
     for term in TERMS:
         assert logs[term] > 0 and logs["w_" + term] == pytest.approx(getattr(weights, term) * logs[term])
     assert logs["total"] == pytest.approx(sum(logs["w_" + t] for t in TERMS), rel=1e-5)
@@ -149,8 +153,11 @@ def test_purifier_loss_logs_every_term_and_ablates() -> None:
     ablated = LossWeights(style_attention=0, task=0)
     total, logs = PurifierLoss(ablated)(output, image, mask, style, style_mask, enc, None)
     assert logs["style_attention"] == 0 and logs["task"] == 0 and logs["style_background"] > 0
+    assert logs["identity"] == 0
     with pytest.raises(UserError, match="no segmenter"):
         PurifierLoss(LossWeights())(output, image, mask, style, style_mask, enc, None)
+    with pytest.raises(ValueError, match="style_output"):
+        PurifierLoss(LossWeights(identity=1))(output, image, mask, style, style_mask, enc, _Oracle())
 
 
 def test_per_label_attention_style_separates_sclera_iris_and_pupil():

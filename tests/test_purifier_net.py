@@ -124,3 +124,17 @@ def test_patch_discriminator_grid(size: tuple[int, int]) -> None:
     with torch.no_grad():
         logits = PatchDiscriminator()(torch.rand(2, 3, h, w))
     assert logits.shape == (2, 1, -(-h // 4), -(-w // 4))
+
+
+@pytest.mark.parametrize("size", [(36, 60), (37, 61), (5, 9)])
+def test_fullres_head_keeps_size_starts_near_identity_and_trains(size: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    net = Purifier(PurifierConfig(head="fullres"))
+    image, mask = _batch(2, *size)
+    out = net(image, mask)
+    assert out.shape == image.shape and (out - image).abs().mean() < 0.1
+    out.square().mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    with pytest.raises(UserError, match="head"):
+        PurifierConfig(head="deconv")

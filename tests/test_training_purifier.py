@@ -1,9 +1,11 @@
+import csv
 import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
+from maskpurify.errors import UserError
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import build_segmenter, save_segmenter
 from maskpurify.training.purifier import EncoderConfig, PurifierTrainConfig, train_purifier
@@ -58,3 +60,22 @@ def test_no_mask_ablation_trains_without_task_loss(tmp_path, config):
     summary = train_purifier(cfg, tmp_path / "c", progress=False, arrays=(_arrays(0), _arrays(1)))
     assert summary["finished"]
     assert not load_purifier(tmp_path / "c" / "purifier").config.use_mask
+
+
+def test_identity_gaze_terms_and_fullres_head_train(tmp_path, config):
+    from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, save_gaze_net
+
+    save_gaze_net(tmp_path / "reader", build_gaze_net(GazeNetConfig(hidden=8, input_size=(16, 24))))
+    save_gaze_net(tmp_path / "labels", build_gaze_net(GazeNetConfig(hidden=8, inputs="labels",
+                                                                    input_size=(16, 24))))
+    cfg = dataclasses.replace(config, net=dataclasses.replace(config.net, head="fullres"),
+                              loss=dataclasses.replace(config.loss, identity=5.0, gaze=2.0),
+                              gaze_guide=str(tmp_path / "reader"), gaze_from_labels=str(tmp_path / "labels"))
+    assert train_purifier(cfg, tmp_path / "d", progress=False, arrays=(_arrays(0), _arrays(1)))["finished"]
+    assert load_purifier(tmp_path / "d" / "purifier").config.head == "fullres"
+    with open(tmp_path / "d" / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert float(rows[-1]["identity"]) > 0 and float(rows[-1]["gaze"]) > 0
+    swapped = dataclasses.replace(cfg, gaze_guide=str(tmp_path / "labels"), gaze_from_labels=str(tmp_path / "reader"))
+    with pytest.raises(UserError, match="gaze guide"):
+        train_purifier(swapped, tmp_path / "e", progress=False, arrays=(_arrays(0), _arrays(1)))

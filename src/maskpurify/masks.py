@@ -46,6 +46,8 @@ class LabelSet:
 EYE_LABELS = LabelSet()
 #: Default palette for writing colour previews of eye masks (skin, sclera, iris, pupil).
 EYE_PALETTE: tuple[tuple[int, int, int], ...] = ((0, 0, 0), (230, 230, 230), (40, 160, 220), (220, 40, 60))
+#: Grey level of each eye label in a label image: a flat cartoon eye (mid skin, bright sclera, mid iris, dark pupil).
+LABEL_GREY: tuple[float, ...] = (0.6, 0.9, 0.35, 0.05)
 #: A binary mask: 0 background, 1 attention.
 BINARY_LABELS = LabelSet(names=("background", "attention"), attention=(1,))
 
@@ -77,6 +79,14 @@ def validate_mask(mask: np.ndarray, image_shape: Sequence[int] | None = None, la
         names = ", ".join(labels.names[a] for a in labels.attention)
         raise UserError(f"{source}: empty attention region (no pixel labelled {names})")
     return np.ascontiguousarray(mask, dtype=np.uint8)
+
+
+def label_image(mask: np.ndarray) -> np.ndarray:
+    """(..., H, W) eye label map -> (..., H, W, 3) uint8 cartoon eye (grey levels :data:`LABEL_GREY`).
+
+    A gaze estimator trained on these reads gaze from the region geometry alone (see ``GazeNetConfig.inputs``)."""
+    lut = np.round(np.array(LABEL_GREY) * 255).astype(np.uint8)
+    return np.repeat(lut[mask][..., None], 3, axis=-1)
 
 
 def labels_from_colours(rgb: np.ndarray, palette: Sequence[Sequence[int]], source: str = "mask") -> np.ndarray:

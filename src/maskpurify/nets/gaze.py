@@ -31,6 +31,9 @@ class GazeNetConfig:
     """Everything needed to rebuild a gaze estimator (stored in the checkpoint sidecar)."""
 
     arch: Literal["lenet", "resnet_preact"] = "lenet"
+    #: what the network reads: 'image' (eye images) or 'labels' (the eye's label map drawn by
+    #: :func:`maskpurify.masks.label_image`: gaze from region geometry alone, the purifier's gaze guide target)
+    inputs: Literal["image", "labels"] = "image"
     grey: bool = True
     use_head_pose: bool = False
     standardize: bool = True
@@ -38,6 +41,8 @@ class GazeNetConfig:
     base_channels: int = 16
     #: LeNet: width of the hidden fully connected layer (500 in MPIIGaze)
     hidden: int = 500
+    #: LeNet: output channels of its two 5x5 convolutions (20, 50 in MPIIGaze)
+    conv_channels: tuple[int, int] = (20, 50)
     #: ResNet-preact depth (8 = one basic block per stage; 14 = two, ...): depth = 6 * blocks + 2.
     depth: int = 8
     dropout: float = 0.0
@@ -45,6 +50,8 @@ class GazeNetConfig:
     def __post_init__(self) -> None:
         if self.arch not in ("lenet", "resnet_preact"):
             raise UserError(f"gaze net config: arch must be 'lenet' or 'resnet_preact', got {self.arch!r}")
+        if self.inputs not in ("image", "labels"):
+            raise UserError(f"gaze net config: inputs must be 'image' or 'labels', got {self.inputs!r}")
         if self.arch == "resnet_preact" and (self.depth - 2) % 6 != 0:
             raise UserError(f"gaze net config: resnet_preact depth must be 6n+2 (8, 14, 20), got {self.depth}")
         if min(self.input_size) < 16:
@@ -103,10 +110,11 @@ class LeNetGaze(_GazeBase):
     def __init__(self, config: GazeNetConfig) -> None:
         super().__init__(config)
         h, w = config.input_size
-        self.conv1 = nn.Conv2d(self.in_channels, 20, 5)
-        self.conv2 = nn.Conv2d(20, 50, 5)
+        c1, c2 = config.conv_channels
+        self.conv1 = nn.Conv2d(self.in_channels, c1, 5)
+        self.conv2 = nn.Conv2d(c1, c2, 5)
         fh, fw = ((h - 4) // 2 - 4) // 2, ((w - 4) // 2 - 4) // 2
-        self.fc1 = nn.Linear(50 * fh * fw, config.hidden)
+        self.fc1 = nn.Linear(c2 * fh * fw, config.hidden)
         self.drop = nn.Dropout(config.dropout)
         self.fc = nn.Linear(config.hidden + (2 if config.use_head_pose else 0), 2)
         for m in self.modules():
@@ -187,15 +195,17 @@ def gaze_config_from_dict(data: dict[str, Any]) -> GazeNetConfig:
     if unknown:
         raise UserError(f"gaze net config: unknown key '{unknown[0]}' (known: {', '.join(sorted(known))})")
     values = dict(data)
-    if "input_size" in values:
-        values["input_size"] = tuple(int(v) for v in values["input_size"])
+    for key in ("input_size", "conv_channels"):
+        if key in values:
+            values[key] = tuple(int(v) for v in values[key])
     return GazeNetConfig(**values)
 
 
 def save_gaze_net(path: str | Path, model: nn.Module, extra: dict[str, Any] | None = None) -> Path:
     """Write ``path.safetensors`` + ``path.json``; the sidecar holds the network config."""
     config: GazeNetConfig = model.config  # type: ignore[assignment]
-    meta = {"kind": "gaze", "config": {**asdict(config), "input_size": list(config.input_size)}}
+    meta = {"kind": "gaze", "config": {**asdict(config), "input_size": list(config.input_size),
+                                       "conv_channels": list(config.conv_channels)}}
     meta.update(extra or {})
     return save_checkpoint(path, dict(model.state_dict()), meta)
 

@@ -39,6 +39,11 @@ class PurifierConfig:
     #: regions with their own normalisation statistics: 'attention' (attention vs background, two regions)
     #: or 'labels' (one region per label: skin, sclera, iris, pupil — finer, still split by attention)
     norm_regions: str = "attention"
+    #: output head: 'subpixel' (3x3 conv to 12 channels at 1/2, pixel-shuffled) or 'fullres' (bilinear upsampling,
+    #: then two 3x3 convs at full resolution that also see the input image and mask)
+    head: str = "subpixel"
+    #: width of the full-resolution head's hidden layer
+    head_channels: int = 8
 
     def __post_init__(self) -> None:
         if self.base_channels < 1 or self.num_res_blocks < 0:
@@ -49,6 +54,8 @@ class PurifierConfig:
             raise UserError(f"purifier config: attention labels {bad} are not in 0..{self.num_labels - 1}")
         if self.norm_regions not in ("attention", "labels"):
             raise UserError(f"purifier config: norm_regions must be 'attention' or 'labels', got {self.norm_regions!r}")
+        if self.head not in ("subpixel", "fullres"):
+            raise UserError(f"purifier config: head must be 'subpixel' or 'fullres', got {self.head!r}")
 
     @property
     def num_norm_regions(self) -> int:
@@ -137,9 +144,13 @@ class Purifier(nn.Module):
         self.down2 = _ConvNormAct(c, 2 * c, 2, m, regions=k)          # 1/4
         self.blocks = nn.ModuleList(_ResBlock(2 * c, m, k) for _ in range(self.config.num_res_blocks))
         self.up = _ConvNormAct(2 * c, c, 1, m, regions=k)             # 1/2, after nearest upsampling
-        # Sub-pixel output (ESPCN): 12 channels at 1/2 resolution -> 3 channels at full resolution, so
-        # no convolution runs at full resolution (the cost that dominates otherwise).
-        self.out = nn.Conv2d(c, 3 * 4, 3, padding=1)
+        if self.config.head == "fullres":
+            self.head = nn.Conv2d(c + cin, self.config.head_channels, 3, padding=1)
+            self.out = nn.Conv2d(self.config.head_channels, 3, 3, padding=1)
+        else:
+            # Sub-pixel output (ESPCN): 12 channels at 1/2 resolution -> 3 channels at full resolution, so
+            # no convolution runs at full resolution (the cost that dominates otherwise).
+            self.out = nn.Conv2d(c, 3 * 4, 3, padding=1)
         # Small output weights: starts near the identity, yet gradients reach every layer from step one.
         with torch.no_grad():
             self.out.weight.mul_(0.1)
@@ -197,7 +208,11 @@ class Purifier(nn.Module):
         for block in self.blocks:
             y = block(y, r4)
         y = self.up(F.interpolate(y, scale_factor=2.0, mode="nearest"), r2) + e1
-        residual = F.pixel_shuffle(self.out(y), 2)[:, :, :h, :w]
+        if self.config.head == "fullres":
+            up = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            residual = self.out(F.relu(self.head(torch.cat([up, x], 1))))[:, :, :h, :w]
+        else:
+            residual = F.pixel_shuffle(self.out(y), 2)[:, :, :h, :w]
         base = torch.logit(image.clamp(_LOGIT_EPS, 1 - _LOGIT_EPS))
         return torch.sigmoid(base + residual)
 

@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from maskpurify.config import command_line, parse_size, save_run_record
+from maskpurify.errors import UserError
 from maskpurify.geometry import angular_error_deg
+from maskpurify.masks import label_image
 from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, predict_gaze, save_gaze_net
 from maskpurify.training.augment import photometric_augment
 from maskpurify.training.common import CSVLogger, Checkpointer, DistContext, MinibatchSampler, cleanup_distributed, \
@@ -80,7 +82,6 @@ def _split(data: dict[str, np.ndarray], val_fraction: float, limit: int | None =
 def prepare_training_data(cfg: TrainDataConfig, out_dir: Path, ctx: DistContext, progress: bool = True
                           ) -> dict[str, np.ndarray]:
     if cfg.format:
-        from maskpurify.errors import UserError
         from maskpurify.formats.arrays import require_labels, source_arrays
 
         if not cfg.path:
@@ -121,9 +122,12 @@ def train_gaze(config: GazeTrainConfig, out_dir: str | Path, resume: bool = True
             torch.set_num_threads(config.num_threads)
         seed_everything(config.seed + ctx.rank)
         data = arrays if arrays is not None else prepare_training_data(config.data, out, ctx, progress)
+        if config.model.inputs == "labels":
+            if "masks" not in data:
+                raise UserError("model.inputs=labels but the training data has no masks")
+            data = {**data, "images": label_image(data["masks"])}
         train, val = _split(data, config.data.val_fraction, config.data.limit)
         if config.model.use_head_pose and "head_pose" not in train:
-            from maskpurify.errors import UserError
             raise UserError("model.use_head_pose=true but the training data has no head_pose array")
         if config.model.use_head_pose and config.data.format:
             from maskpurify.formats.arrays import require_labels

@@ -20,9 +20,10 @@ import torch
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import command_line, parse_size, save_run_record
 from maskpurify.errors import UserError
-from maskpurify.losses import LossWeights, PurifierLoss
+from maskpurify.losses import GazeGuide, LossWeights, PurifierLoss
 from maskpurify.masks import EYE_LABELS, LabelSet
 from maskpurify.nets.encoders import build_encoder
+from maskpurify.nets.gaze import load_gaze_net
 from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
 from maskpurify.training.common import CSVLogger, Checkpointer, MinibatchSampler, cleanup_distributed, \
@@ -31,6 +32,8 @@ from maskpurify.training.common import CSVLogger, Checkpointer, MinibatchSampler
 from maskpurify.training.previews import save_preview_grid
 
 DEFAULT_SEGMENTER = str(WEIGHTS_DIR / "segmenter")
+DEFAULT_GAZE_GUIDE = str(WEIGHTS_DIR / "gaze_guide")
+DEFAULT_GAZE_FROM_LABELS = str(WEIGHTS_DIR / "gaze_from_labels")
 
 
 @dataclass
@@ -85,6 +88,8 @@ class LossConfig:
     content_attention: float = 0.0001
     task: float = 50.0
     tv: float = 5.0
+    identity: float = 0.0
+    gaze: float = 0.0
     #: erosion (pixels) of the regions for the style Grams, so style does not bleed across the boundary
     style_erode: int = 1
     #: attention style label by label (sclera, iris, pupil each to its synthetic counterpart)
@@ -94,7 +99,7 @@ class LossConfig:
 
     def weights(self) -> LossWeights:
         return LossWeights(self.style_attention, self.style_background, self.content_full, self.content_attention,
-                           self.task, self.tv)
+                           self.task, self.tv, self.identity, self.gaze)
 
 
 @dataclass
@@ -104,6 +109,7 @@ class NetConfig:
     use_mask: bool = True
     #: normalisation regions inside the network: 'attention' (attention vs background) or 'labels'
     norm_regions: Literal["attention", "labels"] = "attention"
+    head: Literal["subpixel", "fullres"] = "subpixel"
     #: label set of the masks: 4 / (1, 2, 3) the eye labels (skin, sclera, iris, pupil); 2 / (1,) binary masks
     #: (background, attention), e.g. COCO instances (train those with loss.task=0: the segmenter is an eye one)
     num_labels: int = 4
@@ -124,6 +130,10 @@ class PurifierTrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     #: frozen segmenter for the task loss and for automatic content masks
     segmenter: str = DEFAULT_SEGMENTER
+    #: frozen gaze nets of the gaze term (loss.gaze > 0): an image reader and a label-map reader, both trained on
+    #: synthetic eyes only and neither of them the estimator that scores the results
+    gaze_guide: str = DEFAULT_GAZE_GUIDE
+    gaze_from_labels: str = DEFAULT_GAZE_FROM_LABELS
     steps: int = 600
     batch_size: int = 32
     lr: float = 2e-3
@@ -177,7 +187,8 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
         net_config = PurifierConfig(config.net.base_channels, config.net.num_res_blocks,
                                     num_labels=config.net.num_labels,
                                     attention_labels=tuple(config.net.attention_labels),
-                                    use_mask=config.net.use_mask, norm_regions=config.net.norm_regions)
+                                    use_mask=config.net.use_mask, norm_regions=config.net.norm_regions,
+                                    head=config.net.head)
         # the segmenter comes first: a class-count mismatch fails before the datasets are read
         needs_segmenter = config.loss.task > 0 or config.data.content_masks == "segmenter"
         segmenter = load_segmenter(config.segmenter, ctx.device) if needs_segmenter else None
@@ -188,6 +199,10 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
         if config.loss.task > 0 and len(config.loss.task_class_weights) != config.net.num_labels:
             raise UserError(f"loss.task_class_weights has {len(config.loss.task_class_weights)} entries but "
                             f"net.num_labels is {config.net.num_labels}: give one weight per label, or set loss.task=0")
+        gaze_guide = None
+        if config.loss.gaze > 0:
+            gaze_guide = GazeGuide(load_gaze_net(config.gaze_guide, ctx.device),
+                                   load_gaze_net(config.gaze_from_labels, ctx.device))
         if arrays is not None:
             content, style = arrays
         else:
@@ -247,8 +262,14 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
             image, mask, style_image, style_mask = batch(step)
             lr = lr_at(step, config.steps, config.lr, config.schedule, config.warmup)
             set_lr(optimizer, lr)
-            output = net(image, mask)
-            total, logs = criterion(output, image, mask, style_image, style_mask, encoder, segmenter)
+            if config.loss.identity > 0:
+                # one forward over both batches (region norm is per sample), so DDP sees one pass per step
+                both = net(torch.cat([image, style_image]), torch.cat([mask, style_mask]))
+                output, style_output = both[:len(image)], both[len(image):]
+            else:
+                output, style_output = net(image, mask), None
+            total, logs = criterion(output, image, mask, style_image, style_mask, encoder, segmenter,
+                                    style_output, gaze_guide)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
