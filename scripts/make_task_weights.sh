@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Make the shipped task-network weights, weights/gaze.* and weights/segmenter.*, from fixed seeds, then measure them.
+# Make the shipped task-network weights from fixed seeds, then measure them: weights/gaze.* (the estimator every
+# method is scored with), weights/segmenter.*, and the purifier's gaze guide, weights/gaze_guide.* (an image
+# reader trained on other synthetic eyes, seed 1101) and weights/gaze_from_labels.* (gaze from label maps).
 #
 #   scripts/make_task_weights.sh
 #
@@ -20,6 +22,17 @@ $MP train-segmenter --data "$RUN/synthetic_train" --out "$RUN/segmenter" --quiet
 mkdir -p weights
 cp "$RUN/gaze/gaze.safetensors" "$RUN/gaze/gaze.json" weights/
 cp "$RUN/segmenter/segmenter.safetensors" "$RUN/segmenter/segmenter.json" weights/
+
+# the gaze guide: never the scoring estimator (other eyes, other seed, a smaller network)
+$MP render --domain synthetic --n 60000 --size 36x60 --seed 1101 --out "$RUN/synthetic_guide"
+$MP train-gaze --data "$RUN/synthetic_guide" --out "$RUN/gaze_guide" --quiet --set num_threads=1 \
+  --set model.hidden=128 --set seed=1
+$MP train-gaze --data "$RUN/synthetic_train" --out "$RUN/gaze_from_labels" --quiet --set num_threads=1 \
+  --set model.inputs=labels --set model.hidden=128 --set data.limit=60000
+cp "$RUN/gaze_guide/gaze.safetensors" weights/gaze_guide.safetensors
+cp "$RUN/gaze_guide/gaze.json" weights/gaze_guide.json
+cp "$RUN/gaze_from_labels/gaze.safetensors" weights/gaze_from_labels.safetensors
+cp "$RUN/gaze_from_labels/gaze.json" weights/gaze_from_labels.json
 
 $MP render --domain synthetic --n 2000 --size 36x60 --seed 2001 --out "$RUN/synthetic_test"
 $MP render --domain wild --n 2000 --size 36x60 --seed 2002 --out "$RUN/wild_test"

@@ -65,11 +65,14 @@ def test_gaze_guide_is_zero_when_the_reader_agrees_and_has_gradients() -> None:
     twin = build_gaze_net(GazeNetConfig(hidden=16))
     twin.load_state_dict(from_labels.state_dict())
     guide = GazeGuide(twin, from_labels)
-    assert guide(labels_drawn.clone(), mask).item() == pytest.approx(0.0, abs=1e-6)
+    region = (mask > 0).unsqueeze(1).float()
+    assert guide(labels_drawn.clone(), mask, region).item() == pytest.approx(0.0, abs=1e-6)
     output = torch.rand(4, 3, 36, 60, requires_grad=True)
-    loss = guide(output, mask)
+    loss = guide(output, mask, region)
     loss.backward()
-    assert loss.item() > 0 and output.grad is not None and output.grad.abs().sum() > 0
+    assert loss.item() > 0 and output.grad is not None
+    inside, outside = output.grad * region, output.grad * (1 - region)
+    assert inside.abs().sum() > 0 and outside.abs().sum() == 0  # the skin cannot be used to steer the reader
     assert all(not p.requires_grad for p in guide.parameters())
     with pytest.raises(UserError, match="label-map gaze net"):
         GazeGuide(from_labels, twin)

@@ -71,8 +71,9 @@ def test_loading_a_wrong_checkpoint_is_a_user_error(tmp_path):
 
 
 def test_lenet_conv_widths_round_trip(tmp_path):
-    net = build_gaze_net(GazeNetConfig(hidden=16, conv_channels=(8, 12)))
-    assert net.conv1.out_channels == 8 and net.conv2.out_channels == 12
+    net = build_gaze_net(GazeNetConfig(hidden=16, conv_channels=(8, 12), conv_bn=True))
+    assert net.conv1.out_channels == 8 and net.conv2.out_channels == 12 and net.bn2.num_features == 12
+    net.train()(torch.rand(4, 3, 36, 60))  # moves the batch-norm statistics, so the round trip must carry them
     save_gaze_net(tmp_path / "g", net)
     loaded = load_gaze_net(tmp_path / "g")
     assert loaded.config.conv_channels == (8, 12)

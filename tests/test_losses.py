@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from maskpurify.errors import UserError
-from maskpurify.losses import (TERMS, LossWeights, PurifierLoss, content_loss, masked_gram, region_weights,
+from maskpurify.losses import (TERMS, GazeGuide, LossWeights, PurifierLoss, content_loss, masked_gram, region_weights,
                                style_loss_region, task_loss, total_variation)
+from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net
 from maskpurify.nets.encoders import build_encoder
 
 
@@ -139,9 +140,11 @@ def test_purifier_loss_logs_every_term_and_ablates() -> None:
     output = (image * 0.9).requires_grad_(True)
     style, style_mask = torch.rand(3, 3, 36, 60), _mask(3)
     weights = LossWeights(style_attention=2, style_background=1, content_full=1, content_attention=1, task=0.5, tv=3,
-                          identity=4)
+                          identity=4, gaze=2)
     style_output = (style * 0.8).requires_grad_(True)
-    total, logs = PurifierLoss(weights)(output, image, mask, style, style_mask, enc, _Oracle(), style_output)
+    torch.manual_seed(0)
+    guide = GazeGuide(build_gaze_net(GazeNetConfig(hidden=8)), build_gaze_net(GazeNetConfig(hidden=8, inputs="labels")))
+    total, logs = PurifierLoss(weights)(output, image, mask, style, style_mask, enc, _Oracle(), style_output, guide)
     total.backward()
     assert output.grad is not None and output.grad.abs().sum() > 0
     assert style_output.grad is not None and style_output.grad.abs().sum() > 0
@@ -156,6 +159,8 @@ def test_purifier_loss_logs_every_term_and_ablates() -> None:
     assert logs["identity"] == 0
     with pytest.raises(UserError, match="no segmenter"):
         PurifierLoss(LossWeights())(output, image, mask, style, style_mask, enc, None)
+    with pytest.raises(UserError, match="no gaze guide"):
+        PurifierLoss(LossWeights(gaze=1))(output, image, mask, style, style_mask, enc, _Oracle())
     with pytest.raises(ValueError, match="style_output"):
         PurifierLoss(LossWeights(identity=1))(output, image, mask, style, style_mask, enc, _Oracle())
 

@@ -150,3 +150,9 @@ def test_two_label_purifier_refuses_the_eye_segmenter_task_loss(tmp_path: Path) 
     config = _coco_purifier_config(tmp_path, [f"segmenter={seg}", "loss.task=50"])
     with pytest.raises(UserError, match="loss.task=0"):
         train_purifier(config, tmp_path / "run", progress=False)
+
+
+def test_two_label_purifier_refuses_the_eye_gaze_guide(tmp_path: Path) -> None:
+    config = _coco_purifier_config(tmp_path, ["loss.gaze=10"])
+    with pytest.raises(UserError, match="loss.gaze=0"):
+        train_purifier(config, tmp_path / "run", progress=False)

@@ -185,12 +185,16 @@ class GazeGuide(nn.Module):
             p.requires_grad_(False)
         self.register_buffer("grey", torch.tensor(LABEL_GREY), persistent=False)
 
-    def forward(self, output: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean L1 (radians) between the pitch/yaw read from the output and the one implied by the mask."""
+    def forward(self, output: torch.Tensor, mask: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        """Mean L1 (radians) between the pitch/yaw read from the output and the one implied by the mask.
+
+        Gradients reach only the attention ``region`` (N,1,H,W): the guide may re-render the eye, but it cannot
+        steer the reader with patterns painted on the skin."""
         with torch.no_grad():
             labels = self.grey.to(output.dtype)[mask.long()].unsqueeze(1).expand(-1, 3, -1, -1)
             target = self.from_labels(labels)
-        return (self.reader(output) - target).abs().mean()
+        seen = output * region + output.detach() * (1 - region)
+        return (self.reader(seen) - target).abs().mean()
 
 
 class PurifierLoss(nn.Module):
@@ -279,7 +283,7 @@ class PurifierLoss(nn.Module):
         if w.identity > 0 and style_output is not None:
             terms["identity"] = (style_output - style_images).abs().mean()
         if w.gaze > 0 and gaze_guide is not None:
-            terms["gaze"] = gaze_guide(output, input_mask)
+            terms["gaze"] = gaze_guide(output, input_mask, region)
         total = sum((getattr(w, name) * value for name, value in terms.items()), output.new_zeros(()))
         logs: dict[str, float] = {}
         for name in TERMS:

@@ -43,6 +43,8 @@ class GazeNetConfig:
     hidden: int = 500
     #: LeNet: output channels of its two 5x5 convolutions (20, 50 in MPIIGaze)
     conv_channels: tuple[int, int] = (20, 50)
+    #: LeNet: batch norm and ReLU after each convolution (MPIIGaze's LeNet has neither; they speed up fitting)
+    conv_bn: bool = False
     #: ResNet-preact depth (8 = one basic block per stage; 14 = two, ...): depth = 6 * blocks + 2.
     depth: int = 8
     dropout: float = 0.0
@@ -113,6 +115,7 @@ class LeNetGaze(_GazeBase):
         c1, c2 = config.conv_channels
         self.conv1 = nn.Conv2d(self.in_channels, c1, 5)
         self.conv2 = nn.Conv2d(c1, c2, 5)
+        self.bn1, self.bn2 = (nn.BatchNorm2d(c1), nn.BatchNorm2d(c2)) if config.conv_bn else (None, None)
         fh, fw = ((h - 4) // 2 - 4) // 2, ((w - 4) // 2 - 4) // 2
         self.fc1 = nn.Linear(c2 * fh * fw, config.hidden)
         self.drop = nn.Dropout(config.dropout)
@@ -124,8 +127,11 @@ class LeNetGaze(_GazeBase):
         nn.init.normal_(self.fc.weight, std=1e-3)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(self.conv1(x), 2)
-        x = F.max_pool2d(self.conv2(x), 2)
+        for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2)):
+            x = conv(x)
+            if bn is not None:
+                x = F.relu(bn(x))
+            x = F.max_pool2d(x, 2)
         return self.drop(F.relu(self.fc1(x.flatten(1))))
 
 

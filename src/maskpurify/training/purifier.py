@@ -73,13 +73,16 @@ class EncoderConfig:
 
 @dataclass
 class LossConfig:
-    """Loss weights of the shipped purifier, chosen by gaze error on a held-out wild set.
+    """Loss weights of the shipped purifier, chosen by gaze error on a held-out wild set (seed 2002).
 
-    Measured at 400 steps (runs/lead sweep): the region-level task loss is the strongest lever (weight 10 ->
-    50: 10.0 -> 9.2 deg with exact masks, raw 14.9), label-by-label attention style beats attention-wide style,
-    and content must stay weak (a perfect restyling costs about 100x more content loss than it gains in
-    style, see benchmarks/results/loss_magnitudes.json). :class:`maskpurify.losses.LossWeights` holds the
-    balanced-at-initialisation weights these started from.
+    Measured at 400-600 steps (runs/lead sweeps, exact masks, raw 14.9 deg): the region-level task loss is the
+    first lever (weight 10 -> 50: 10.0 -> 9.2 deg), label-by-label attention style beats attention-wide style,
+    and content must stay weak (a perfect restyling costs about 100x more content loss than it gains in style,
+    see benchmarks/results/loss_magnitudes.json). The identity term and the full-resolution head took it from
+    8.9 to 8.0 deg. Then the gaze guide: a purifier that leaves clean synthetic eyes at 2.9 deg still made
+    them 5-7 deg, because the style loss paints the synthetic corneal highlight into every pupil, where the
+    frontal light never puts it; the guide (weight 20 / 100 / 300) took wild eyes to 5.9 / 5.6 / 5.2 deg.
+    :class:`maskpurify.losses.LossWeights` holds the balanced-at-initialisation weights these started from.
     """
 
     style_attention: float = 1.0
@@ -88,8 +91,8 @@ class LossConfig:
     content_attention: float = 0.0001
     task: float = 50.0
     tv: float = 5.0
-    identity: float = 0.0
-    gaze: float = 0.0
+    identity: float = 10.0
+    gaze: float = 300.0
     #: erosion (pixels) of the regions for the style Grams, so style does not bleed across the boundary
     style_erode: int = 1
     #: attention style label by label (sclera, iris, pupil each to its synthetic counterpart)
@@ -109,7 +112,8 @@ class NetConfig:
     use_mask: bool = True
     #: normalisation regions inside the network: 'attention' (attention vs background) or 'labels'
     norm_regions: Literal["attention", "labels"] = "attention"
-    head: Literal["subpixel", "fullres"] = "subpixel"
+    #: output head (see :class:`maskpurify.nets.purifier.PurifierConfig`); fullres sees the input pixels directly
+    head: Literal["subpixel", "fullres"] = "fullres"
     #: label set of the masks: 4 / (1, 2, 3) the eye labels (skin, sclera, iris, pupil); 2 / (1,) binary masks
     #: (background, attention), e.g. COCO instances (train those with loss.task=0: the segmenter is an eye one)
     num_labels: int = 4
@@ -200,6 +204,9 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
             raise UserError(f"loss.task_class_weights has {len(config.loss.task_class_weights)} entries but "
                             f"net.num_labels is {config.net.num_labels}: give one weight per label, or set loss.task=0")
         gaze_guide = None
+        if config.loss.gaze > 0 and config.net.num_labels != len(EYE_LABELS.names):
+            raise UserError(f"loss.gaze > 0 needs eye masks ({len(EYE_LABELS.names)} labels) but net.num_labels is "
+                            f"{config.net.num_labels}: set loss.gaze=0 -- the gaze guide reads eye label maps")
         if config.loss.gaze > 0:
             gaze_guide = GazeGuide(load_gaze_net(config.gaze_guide, ctx.device),
                                    load_gaze_net(config.gaze_from_labels, ctx.device))
