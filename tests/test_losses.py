@@ -9,8 +9,8 @@ from torch import nn
 from maskpurify.errors import UserError
 from maskpurify.losses import (TERMS, GazeGuide, LossWeights, PurifierLoss, content_loss, masked_gram, region_weights,
                                style_loss_region, task_loss, total_variation)
-from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net
 from maskpurify.nets.encoders import build_encoder
+from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net
 
 
 def _mask(n: int, h: int = 36, w: int = 60) -> torch.Tensor:
