@@ -34,7 +34,7 @@ class TrainDataConfig:
     """
 
     path: str | None = None
-    render_n: int = 60000
+    render_n: int = 120000
     render_seed: int = 1001
     size: str = "36x60"
     #: use only the first ``limit`` samples (None = all); renders are deterministic per index, so the first N
@@ -49,8 +49,10 @@ class TrainDataConfig:
 @dataclass
 class GazeTrainConfig:
     data: TrainDataConfig = field(default_factory=TrainDataConfig)
-    model: GazeNetConfig = field(default_factory=GazeNetConfig)
-    steps: int = 2000
+    #: the shipped estimator: LeNet with batch norm after its convolutions and a 256-wide hidden layer (2.48 deg
+    #: on fresh synthetic eyes; MPIIGaze's plain LeNet with fc 500 reached 2.77 on 60k eyes, 2.63 on 120k)
+    model: GazeNetConfig = field(default_factory=lambda: GazeNetConfig(hidden=256, conv_bn=True))
+    steps: int = 3000
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
