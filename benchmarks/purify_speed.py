@@ -1,6 +1,6 @@
-"""Inference speed of the purifier (and of the loss encoder), with FLOP/s against a plain matmul.
+"""Inference speed of the shipped purifiers (and of the loss encoder), with FLOP/s against a plain matmul.
 
-Images/s at 36x60 (batch 256) and 480x640 (batch 4), torch.inference_mode, fp32, default thread count.
+Images/s at 36x60 (batch 64, purify's default, and 256) and 480x640 (batch 4), torch.inference_mode, fp32, default thread count.
 FLOPs are counted with torch.utils.flop_counter (convolutions and matmuls only; norms and elementwise
 ops are not counted), and the achieved FLOP/s is compared with a 2048x2048 fp32 matmul timed in the
 same run, on the same machine, right before each measurement (so a busy machine slows both alike; the
@@ -24,7 +24,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from maskpurify.nets.encoders import build_encoder
-from maskpurify.nets.purifier import Purifier, PurifierConfig
+from maskpurify.checkpoints import WEIGHTS_DIR
+from maskpurify.nets.purifier import load_purifier
 
 
 def _sync(device: torch.device) -> None:
@@ -71,22 +72,23 @@ def main() -> None:
         def matmul_rate() -> float:
             return 2 * 2048 ** 3 / seconds_per_call(lambda: a @ b, device, min_time=1.0)
 
-        for use_mask in (True, False):
-            config = PurifierConfig(use_mask=use_mask)
-            net = Purifier(config).to(device).eval()
+        for use_mask, name in ((True, "purifier"), (False, "purifier_nomask")):
+            net = load_purifier(WEIGHTS_DIR / name, device)  # the shipped networks, as `maskpurify purify` runs them
+            config = net.config
             rows = {}
-            for (h, w), batch in (((36, 60), 256), ((480, 640), 4)):
+            # batch 64 is `maskpurify purify`'s default; 256 shows the cache cost of larger batches at 36x60
+            for (h, w), batch in (((36, 60), 64), ((36, 60), 256), ((480, 640), 4)):
                 image = torch.rand(batch, 3, h, w, device=device)
                 mask = torch.randint(0, config.num_labels, (batch, h, w), device=device)
                 flops = count_flops(lambda: net(image, mask))
                 reference = matmul_rate()
                 sec = seconds_per_call(lambda: net(image, mask), device)
-                rows[f"{h}x{w}"] = {"batch": batch, "images_per_s": round(batch / sec, 1),
+                rows[f"{h}x{w}_batch{batch}"] = {"batch": batch, "images_per_s": round(batch / sec, 1),
                                     "mflop_per_image": round(flops / batch / 1e6, 2),
                                     "achieved_gflops": round(flops / sec / 1e9, 2),
                                     "matmul_2048_gflops": round(reference / 1e9, 2),
                                     "fraction_of_matmul_flops": round(flops / sec / reference, 3)}
-                print(f"purifier use_mask={use_mask} {h}x{w} batch {batch}: {rows[f'{h}x{w}']}")
+                print(f"purifier use_mask={use_mask} {h}x{w} batch {batch}: {rows[f'{h}x{w}_batch{batch}']}")
             results[f"purifier_use_mask_{str(use_mask).lower()}"] = {
                 "config": net.config_dict(), "parameters": sum(p.numel() for p in net.parameters()), **rows}
         image = torch.rand(64, 3, 36, 60, device=device)
