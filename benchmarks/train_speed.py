@@ -1,6 +1,7 @@
 """Training throughput of the purifier with the shipped recipe (images/s and FLOP/s of one full step:
-purifier forward, the frozen EfficientNet-Lite0 loss network on output / input / style batch, the frozen
-segmenter's task loss, backward, Adam), against a 2048x2048 fp32 matmul timed in the same run.
+purifier forward on the wild and the synthetic batch (identity term), the frozen EfficientNet-Lite0 loss
+network on output / input / style batch, the frozen segmenter's task loss, the frozen gaze guide, backward,
+Adam), against a 2048x2048 fp32 matmul timed in the same run.
 Run: .venv/bin/python benchmarks/train_speed.py [--threads N] [--out PATH]
 """
 
@@ -18,8 +19,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from purify_speed import count_flops, seconds_per_call  # noqa: E402
 
-from maskpurify.losses import PurifierLoss  # noqa: E402
+from maskpurify.losses import GazeGuide, PurifierLoss  # noqa: E402
 from maskpurify.nets.encoders import build_encoder  # noqa: E402
+from maskpurify.nets.gaze import load_gaze_net  # noqa: E402
 from maskpurify.nets.purifier import Purifier, PurifierConfig  # noqa: E402
 from maskpurify.nets.segmenter import build_segmenter  # noqa: E402
 from maskpurify.training.purifier import PurifierTrainConfig  # noqa: E402
@@ -35,7 +37,8 @@ def main() -> None:
     torch.manual_seed(0)
     recipe = PurifierTrainConfig()
     batch = recipe.batch_size
-    net = Purifier(PurifierConfig(recipe.net.base_channels, recipe.net.num_res_blocks))
+    net = Purifier(PurifierConfig(recipe.net.base_channels, recipe.net.num_res_blocks, head=recipe.net.head))
+    guide = GazeGuide(load_gaze_net(recipe.gaze_guide), load_gaze_net(recipe.gaze_from_labels))
     encoder = build_encoder(recipe.encoder.name, upsample=recipe.encoder.upsample)
     segmenter = build_segmenter().eval().requires_grad_(False)
     loss = PurifierLoss(recipe.loss.weights(), style_erode=recipe.loss.style_erode,
@@ -45,7 +48,8 @@ def main() -> None:
     mask, style_mask = torch.randint(0, 4, (batch, 36, 60)), torch.randint(0, 4, (batch, 36, 60))
 
     def step() -> None:
-        total, _ = loss(net(image, mask), image, mask, style, style_mask, encoder, segmenter)
+        both = net(torch.cat([image, style]), torch.cat([mask, style_mask]))  # as the trainer does it
+        total, _ = loss(both[:batch], image, mask, style, style_mask, encoder, segmenter, both[batch:], guide)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
