@@ -24,7 +24,7 @@ from maskpurify.nets.encoders import build_encoder  # noqa: E402
 from maskpurify.nets.gaze import load_gaze_net  # noqa: E402
 from maskpurify.nets.purifier import Purifier, PurifierConfig  # noqa: E402
 from maskpurify.nets.segmenter import build_segmenter  # noqa: E402
-from maskpurify.training.purifier import PurifierTrainConfig  # noqa: E402
+from maskpurify.training.purifier import PurifierTrainConfig, purify_batches  # noqa: E402
 
 
 def main() -> None:
@@ -48,8 +48,8 @@ def main() -> None:
     mask, style_mask = torch.randint(0, 4, (batch, 36, 60)), torch.randint(0, 4, (batch, 36, 60))
 
     def step() -> None:
-        both = net(torch.cat([image, style]), torch.cat([mask, style_mask]))  # as the trainer does it
-        total, _ = loss(both[:batch], image, mask, style, style_mask, encoder, segmenter, both[batch:], guide)
+        output, style_output = purify_batches(net, image, mask, style, style_mask, recipe.loss.identity > 0)
+        total, _ = loss(output, image, mask, style, style_mask, encoder, segmenter, style_output, guide)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()

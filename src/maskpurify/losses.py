@@ -178,7 +178,7 @@ class GazeGuide(nn.Module):
 
     def __init__(self, reader: nn.Module, from_labels: nn.Module) -> None:
         super().__init__()
-        if getattr(reader.config, "inputs", "image") != "image" or from_labels.config.inputs != "labels":
+        if reader.config.inputs != "image" or from_labels.config.inputs != "labels":
             raise UserError("gaze guide: needs an image gaze net and a label-map gaze net (inputs: labels)")
         self.reader, self.from_labels = reader.eval(), from_labels.eval()
         for p in self.parameters():

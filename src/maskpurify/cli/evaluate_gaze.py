@@ -23,8 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     from maskpurify.errors import UserError
     from maskpurify.evaluation.gaze_metrics import gaze_report, write_gaze_report
-    from maskpurify.masks import label_image
-    from maskpurify.nets.gaze import load_gaze_net, predict_gaze
+    from maskpurify.nets.gaze import gaze_net_inputs, load_gaze_net, predict_gaze
     from maskpurify.training.common import choose_device, load_arrays_checked
 
     if args.batch_size < 1:
@@ -36,11 +35,7 @@ def run(args: argparse.Namespace) -> int:
         if "head_pose" not in data:
             raise UserError(f"--data {args.data}: the model needs head poses but the dataset has none")
         pose = torch.from_numpy(np.ascontiguousarray(data["head_pose"], np.float32))
-    images = data["images"]
-    if model.config.inputs == "labels":
-        if "masks" not in data:
-            raise UserError(f"--data {args.data}: the model reads label maps but the dataset has no masks")
-        images = label_image(data["masks"])
+    images = gaze_net_inputs(model.config, data, f"--data {args.data}")
     pred = predict_gaze(model, torch.from_numpy(np.ascontiguousarray(images)), pose, args.batch_size)
     report, errors = gaze_report(pred.numpy(), data["gaze"], extra={"model": str(args.model), "data": str(args.data)})
     if args.out:

@@ -15,12 +15,14 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from maskpurify.checkpoints import load_network, save_checkpoint
 from maskpurify.errors import UserError
+from maskpurify.masks import label_image
 
 #: ITU-R BT.601 luma weights used for the RGB -> grey conversion inside the models.
 LUMA = (0.299, 0.587, 0.114)
@@ -205,6 +207,16 @@ def gaze_config_from_dict(data: dict[str, Any]) -> GazeNetConfig:
         if key in values:
             values[key] = tuple(int(v) for v in values[key])
     return GazeNetConfig(**values)
+
+
+def gaze_net_inputs(config: GazeNetConfig, data: dict[str, np.ndarray], what: str) -> np.ndarray:
+    """The (N,H,W,3) uint8 array a gaze net with ``config`` reads from a dataset: its images, or for
+    ``inputs: labels`` its masks drawn by :func:`maskpurify.masks.label_image`."""
+    if config.inputs == "image":
+        return data["images"]
+    if "masks" not in data:
+        raise UserError(f"{what}: the gaze net reads label maps (inputs: labels) but the data has no masks")
+    return label_image(data["masks"])
 
 
 def save_gaze_net(path: str | Path, model: nn.Module, extra: dict[str, Any] | None = None) -> Path:

@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from maskpurify.config import command_line, parse_size, save_run_record
 from maskpurify.errors import UserError
 from maskpurify.geometry import angular_error_deg
-from maskpurify.masks import label_image
-from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, predict_gaze, save_gaze_net
+from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, gaze_net_inputs, predict_gaze, save_gaze_net
 from maskpurify.training.augment import photometric_augment
 from maskpurify.training.common import CSVLogger, Checkpointer, DistContext, MinibatchSampler, cleanup_distributed, \
     init_distributed, load_arrays_checked, lr_at, render_once, run_loop, seed_everything, set_lr, \
@@ -124,10 +123,7 @@ def train_gaze(config: GazeTrainConfig, out_dir: str | Path, resume: bool = True
             torch.set_num_threads(config.num_threads)
         seed_everything(config.seed + ctx.rank)
         data = arrays if arrays is not None else prepare_training_data(config.data, out, ctx, progress)
-        if config.model.inputs == "labels":
-            if "masks" not in data:
-                raise UserError("model.inputs=labels but the training data has no masks")
-            data = {**data, "images": label_image(data["masks"])}
+        data = {**data, "images": gaze_net_inputs(config.model, data, "training data")}
         train, val = _split(data, config.data.val_fraction, config.data.limit)
         if config.model.use_head_pose and "head_pose" not in train:
             raise UserError("model.use_head_pose=true but the training data has no head_pose array")

@@ -20,7 +20,7 @@ import torch
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import command_line, parse_size, save_run_record
 from maskpurify.errors import UserError
-from maskpurify.losses import GazeGuide, LossWeights, PurifierLoss
+from maskpurify.losses import TERMS, GazeGuide, LossWeights, PurifierLoss
 from maskpurify.masks import EYE_LABELS, LabelSet
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import load_gaze_net
@@ -101,8 +101,7 @@ class LossConfig:
     task_class_weights: tuple[float, float, float, float] = (1.0, 1.0, 2.0, 2.0)
 
     def weights(self) -> LossWeights:
-        return LossWeights(self.style_attention, self.style_background, self.content_full, self.content_attention,
-                           self.task, self.tv, self.identity, self.gaze)
+        return LossWeights(**{term: getattr(self, term) for term in TERMS})
 
 
 @dataclass
@@ -150,6 +149,16 @@ class PurifierTrainConfig:
     device: str = "auto"
     #: torch CPU threads (0 = torch's default); 1 is fastest when several jobs share the cores
     num_threads: int = 0
+
+
+def purify_batches(net: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor, style_image: torch.Tensor,
+                   style_mask: torch.Tensor, with_style: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The training step's forward: the purified content batch, and with ``with_style`` (the identity term) the
+    purified style batch too, from one pass over both (region norm is per sample), so DDP sees one pass a step."""
+    if not with_style:
+        return net(image, mask), None
+    both = net(torch.cat([image, style_image]), torch.cat([mask, style_mask]))
+    return both[:len(image)], both[len(image):]
 
 
 def _source_arrays(source: SourceConfig, domain: str, size: tuple[int, int], out: Path, ctx: Any,
@@ -204,10 +213,10 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
             raise UserError(f"loss.task_class_weights has {len(config.loss.task_class_weights)} entries but "
                             f"net.num_labels is {config.net.num_labels}: give one weight per label, or set loss.task=0")
         gaze_guide = None
-        if config.loss.gaze > 0 and config.net.num_labels != len(EYE_LABELS.names):
-            raise UserError(f"loss.gaze > 0 needs eye masks ({len(EYE_LABELS.names)} labels) but net.num_labels is "
-                            f"{config.net.num_labels}: set loss.gaze=0 -- the gaze guide reads eye label maps")
         if config.loss.gaze > 0:
+            if config.net.num_labels != len(EYE_LABELS.names):
+                raise UserError(f"loss.gaze > 0 needs eye masks ({len(EYE_LABELS.names)} labels) but net.num_labels "
+                                f"is {config.net.num_labels}: set loss.gaze=0 -- the gaze guide reads eye label maps")
             gaze_guide = GazeGuide(load_gaze_net(config.gaze_guide, ctx.device),
                                    load_gaze_net(config.gaze_from_labels, ctx.device))
         if arrays is not None:
@@ -269,12 +278,8 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
             image, mask, style_image, style_mask = batch(step)
             lr = lr_at(step, config.steps, config.lr, config.schedule, config.warmup)
             set_lr(optimizer, lr)
-            if config.loss.identity > 0:
-                # one forward over both batches (region norm is per sample), so DDP sees one pass per step
-                both = net(torch.cat([image, style_image]), torch.cat([mask, style_mask]))
-                output, style_output = both[:len(image)], both[len(image):]
-            else:
-                output, style_output = net(image, mask), None
+            output, style_output = purify_batches(net, image, mask, style_image, style_mask,
+                                                  config.loss.identity > 0)
             total, logs = criterion(output, image, mask, style_image, style_mask, encoder, segmenter,
                                     style_output, gaze_guide)
             optimizer.zero_grad(set_to_none=True)
