@@ -79,7 +79,8 @@ class Method:
     masks: Literal["given", "segmenter"] | None = None
 
 
-def _purifier_transform(path: Path, device: str, batch_size: int) -> Transform:
+def purifier_transform(path: Path, device: str, batch_size: int) -> Transform:
+    """A purifier checkpoint as a batched (uint8 images, masks) -> uint8 images function."""
     model = load_purifier(path, device)
 
     @torch.inference_mode()
@@ -117,7 +118,7 @@ def build_methods(config: ExperimentConfig, reference: dict[str, np.ndarray], no
         elif kind == "gaze":
             methods.append(Method(name, group, description, gaze_model=str(path)))
         else:
-            methods.append(Method(name, group, description, _purifier_transform(path, config.device,
+            methods.append(Method(name, group, description, purifier_transform(path, config.device,
                                                                                   config.batch_size)))
 
     optional("simgan", "simgan_gaze", "baseline", "SimGAN: gaze net retrained on synthetic eyes refined to look "
