@@ -19,7 +19,7 @@ def test_two_process_torchrun_trains_the_purifier(tmp_path):
         torchrun = shutil.which("torchrun")
     assert torchrun, "torchrun is installed with torch"
     out = tmp_path / "ddp"
-    command = [str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", "-m", "maskpurify",
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "maskpurify",
                "train-purifier", "--out", str(out), "--quiet", "--device", "cpu",
                "--set", "steps=4", "--set", "batch_size=4", "--set", "log_every=2", "--set", "checkpoint_every=2",
                "--set", "preview_every=4", "--set", "encoder.name=random", "--set", "num_threads=1",
