@@ -119,7 +119,7 @@ def build_methods(config: ExperimentConfig, reference: dict[str, np.ndarray], no
             methods.append(Method(name, group, description, gaze_model=str(path)))
         else:
             methods.append(Method(name, group, description, purifier_transform(path, config.device,
-                                                                                  config.batch_size)))
+                                                                                 config.batch_size)))
 
     optional("simgan", "simgan_gaze", "baseline", "SimGAN: gaze net retrained on synthetic eyes refined to look "
              "wild (syn->real refiner); raw wild input", kind="gaze")
