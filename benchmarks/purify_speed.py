@@ -83,12 +83,13 @@ def main() -> None:
                 flops = count_flops(lambda: net(image, mask))
                 reference = matmul_rate()
                 sec = seconds_per_call(lambda: net(image, mask), device)
-                rows[f"{h}x{w}_batch{batch}"] = {"batch": batch, "images_per_s": round(batch / sec, 1),
-                                    "mflop_per_image": round(flops / batch / 1e6, 2),
-                                    "achieved_gflops": round(flops / sec / 1e9, 2),
-                                    "matmul_2048_gflops": round(reference / 1e9, 2),
-                                    "fraction_of_matmul_flops": round(flops / sec / reference, 3)}
-                print(f"purifier use_mask={use_mask} {h}x{w} batch {batch}: {rows[f'{h}x{w}_batch{batch}']}")
+                key = f"{h}x{w}_batch{batch}"
+                rows[key] = {"batch": batch, "images_per_s": round(batch / sec, 1),
+                             "mflop_per_image": round(flops / batch / 1e6, 2),
+                             "achieved_gflops": round(flops / sec / 1e9, 2),
+                             "matmul_2048_gflops": round(reference / 1e9, 2),
+                             "fraction_of_matmul_flops": round(flops / sec / reference, 3)}
+                print(f"purifier use_mask={use_mask} {h}x{w} batch {batch}: {rows[key]}")
             results[f"purifier_use_mask_{str(use_mask).lower()}"] = {
                 "config": net.config_dict(), "parameters": sum(p.numel() for p in net.parameters()), **rows}
         image = torch.rand(64, 3, 36, 60, device=device)

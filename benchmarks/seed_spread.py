@@ -74,7 +74,6 @@ def main() -> None:
         "std_deg": float(values.std(ddof=1)) if len(values) > 1 else None,
     }
     out = Path(args.out or f"benchmarks/results/seed_spread_{variant}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, result)
     print(json.dumps(result, indent=2))
 

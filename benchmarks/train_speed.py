@@ -22,7 +22,7 @@ from purify_speed import count_flops, seconds_per_call  # noqa: E402
 from maskpurify.losses import GazeGuide, PurifierLoss  # noqa: E402
 from maskpurify.nets.encoders import build_encoder  # noqa: E402
 from maskpurify.nets.gaze import load_gaze_net  # noqa: E402
-from maskpurify.nets.purifier import Purifier, PurifierConfig  # noqa: E402
+from maskpurify.nets.purifier import Purifier  # noqa: E402
 from maskpurify.nets.segmenter import build_segmenter  # noqa: E402
 from maskpurify.training.purifier import PurifierTrainConfig, purify_batches  # noqa: E402
 
@@ -37,7 +37,7 @@ def main() -> None:
     torch.manual_seed(0)
     recipe = PurifierTrainConfig()
     batch = recipe.batch_size
-    net = Purifier(PurifierConfig(recipe.net.base_channels, recipe.net.num_res_blocks, head=recipe.net.head))
+    net = Purifier(recipe.net.purifier_config())
     guide = GazeGuide(load_gaze_net(recipe.gaze_guide), load_gaze_net(recipe.gaze_from_labels))
     encoder = build_encoder(recipe.encoder.name, upsample=recipe.encoder.upsample)
     segmenter = build_segmenter().eval().requires_grad_(False)

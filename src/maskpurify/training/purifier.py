@@ -124,6 +124,12 @@ class NetConfig:
 
         return label_set_for(self.num_labels, self.attention_labels)
 
+    def purifier_config(self) -> PurifierConfig:
+        """The network this config describes (what the checkpoint sidecar stores)."""
+        return PurifierConfig(self.base_channels, self.num_res_blocks, num_labels=self.num_labels,
+                              attention_labels=tuple(self.attention_labels), use_mask=self.use_mask,
+                              norm_regions=self.norm_regions, head=self.head)
+
 
 @dataclass
 class PurifierTrainConfig:
@@ -197,11 +203,7 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
             torch.set_num_threads(config.num_threads)
         size = parse_size(config.data.size)
         labels = config.net.label_set()
-        net_config = PurifierConfig(config.net.base_channels, config.net.num_res_blocks,
-                                    num_labels=config.net.num_labels,
-                                    attention_labels=tuple(config.net.attention_labels),
-                                    use_mask=config.net.use_mask, norm_regions=config.net.norm_regions,
-                                    head=config.net.head)
+        net_config = config.net.purifier_config()
         # the segmenter comes first: a class-count mismatch fails before the datasets are read
         needs_segmenter = config.loss.task > 0 or config.data.content_masks == "segmenter"
         segmenter = load_segmenter(config.segmenter, ctx.device) if needs_segmenter else None
