@@ -37,8 +37,11 @@ def main() -> None:
     torch.manual_seed(0)
     recipe = PurifierTrainConfig()
     batch = recipe.batch_size
-    net = Purifier(recipe.net.purifier_config())
-    guide = GazeGuide(load_gaze_net(recipe.gaze_guide), load_gaze_net(recipe.gaze_from_labels))
+    from_labels = load_gaze_net(recipe.gaze_from_labels)
+    net = Purifier(recipe.net.purifier_config(from_labels if recipe.net.gaze_prior else None))
+    if net.prior is not None:
+        net.load_gaze_prior(from_labels)
+    guide = GazeGuide(load_gaze_net(recipe.gaze_guide), from_labels)
     encoder = build_encoder(recipe.encoder.name, upsample=recipe.encoder.upsample)
     segmenter = build_segmenter().eval().requires_grad_(False)
     loss = PurifierLoss(recipe.loss.weights(), style_erode=recipe.loss.style_erode,

@@ -8,7 +8,9 @@
 # 1. render 120k synthetic training eyes (seed 1001); 2. train the gaze estimator and the segmenter on them
 # (synthetic only; both resume after a kill: rerun the script); 3. copy the final weights into weights/;
 # 4. render fresh test sets (synthetic seed 2001, wild seed 2002; never used in training) and evaluate.
-# Gaze: LeNet with batch norm, fc 256, 3000 steps x 128 on all 120k; segmenter: U-Net (8/16/32 channels),
+# Gaze: LeNet with batch norm, fc 256, 3000 steps x 128 on all 120k (the label-map net, which the purifier also
+# carries as its gaze prior: the same reading label maps, with thinner convolutions 12/32 since it runs at every
+# purification); segmenter: U-Net (8/16/32 channels),
 # 2000 steps x 32 on the first 30k, photometric augmentation. Every setting is a config default (num_threads=1 only pins float summation order),
 # so `maskpurify train-gaze` / `train-segmenter` alone give the same recipe.
 set -euo pipefail
@@ -28,7 +30,7 @@ $MP render --domain synthetic --n 60000 --size 36x60 --seed 1101 --out "$RUN/syn
 $MP train-gaze --data "$RUN/synthetic_guide" --out "$RUN/gaze_guide" --quiet --set num_threads=1 \
   --set model.hidden=128 --set model.conv_bn=false --set seed=1
 $MP train-gaze --data "$RUN/synthetic_train" --out "$RUN/gaze_from_labels" --quiet --set num_threads=1 \
-  --set model.inputs=labels --set model.hidden=128 --set model.conv_bn=false --set data.limit=60000
+  --set model.inputs=labels --set steps=3000 --set 'model.conv_channels=[12,32]'
 cp "$RUN/gaze_guide/gaze.safetensors" weights/gaze_guide.safetensors
 cp "$RUN/gaze_guide/gaze.json" weights/gaze_guide.json
 cp "$RUN/gaze_from_labels/gaze.safetensors" weights/gaze_from_labels.safetensors

@@ -60,7 +60,7 @@ def test_gaze_guide_is_zero_when_the_reader_agrees_and_has_gradients() -> None:
     torch.manual_seed(0)
     from_labels = build_gaze_net(GazeNetConfig(inputs="labels", hidden=16))
     mask = torch.from_numpy(_eyes(4)["masks"]).long()
-    labels_drawn = torch.tensor(LABEL_GREY)[mask].unsqueeze(1).expand(-1, 3, -1, -1)
+    labels_drawn = torch.from_numpy(label_image(mask.numpy())).permute(0, 3, 1, 2).float() / 255
     # a reader identical to the label reader, fed the label drawing, agrees exactly
     twin = build_gaze_net(GazeNetConfig(hidden=16))
     twin.load_state_dict(from_labels.state_dict())

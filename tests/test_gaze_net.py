@@ -1,5 +1,7 @@
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from maskpurify.errors import UserError
 from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, load_gaze_net, predict_gaze, save_gaze_net
@@ -79,3 +81,26 @@ def test_lenet_conv_widths_round_trip(tmp_path):
     assert loaded.config.conv_channels == (8, 12)
     x = torch.rand(2, 3, 36, 60)
     torch.testing.assert_close(loaded(x), net.eval()(x))
+
+
+@pytest.mark.parametrize("size", [(32, 56), (13, 27)])
+def test_fast_max_pool_matches_max_pool2d_with_and_without_gradients(size):
+    from maskpurify.nets.gaze import _max_pool2
+
+    x = torch.randn(2, 3, *size)
+    x[0, 0, :4, :4] = 0.5  # tied windows
+    with torch.no_grad():
+        assert torch.equal(_max_pool2(x), F.max_pool2d(x, 2))
+    x.requires_grad_(True)
+    _max_pool2(x).sum().backward()
+    expected = torch.autograd.grad(F.max_pool2d(x, 2).sum(), x)[0]
+    assert torch.equal(x.grad, expected)
+
+
+def test_label_maps_match_label_image():
+    from maskpurify.masks import label_image
+    from maskpurify.nets.gaze import label_maps
+
+    mask = np.random.default_rng(0).integers(0, 4, (2, 5, 7)).astype(np.uint8)
+    expected = torch.from_numpy(label_image(mask)).permute(0, 3, 1, 2).float() / 255
+    assert torch.equal(label_maps(torch.from_numpy(mask)), expected)

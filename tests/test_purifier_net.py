@@ -138,3 +138,61 @@ def test_fullres_head_keeps_size_starts_near_identity_and_trains(size: tuple[int
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     with pytest.raises(UserError, match="head"):
         PurifierConfig(head="deconv")
+
+
+def _prior_config() -> dict:
+    from maskpurify.nets.gaze import GazeNetConfig, gaze_config_dict
+
+    return gaze_config_dict(GazeNetConfig(inputs="labels", hidden=8, input_size=(16, 24)))
+
+
+def test_gaze_prior_starts_as_the_network_without_it() -> None:
+    torch.manual_seed(0)
+    with_prior = Purifier(PurifierConfig(base_channels=8, num_res_blocks=2, gaze_prior=_prior_config()))
+    plain = Purifier(PurifierConfig(base_channels=8, num_res_blocks=2))
+    shared = {k: v for k, v in with_prior.state_dict().items() if not k.startswith(("prior.", "film."))}
+    plain.load_state_dict(shared)
+    image, mask = _batch(2, 36, 60)
+    with torch.no_grad():
+        torch.testing.assert_close(with_prior(image, mask), plain(image, mask))
+
+
+def test_gaze_prior_reading_modulates_the_output_and_stays_frozen() -> None:
+    torch.manual_seed(0)
+    net = Purifier(PurifierConfig(base_channels=8, num_res_blocks=1, gaze_prior=_prior_config()))
+    torch.nn.init.normal_(net.film[2].weight, std=0.5)
+    net.train()
+    assert not net.prior.training
+    image, mask = _batch(2, 36, 60)
+    out = net(image, mask)
+    out.square().mean().backward()
+    assert net.film[2].weight.grad is not None and net.film[2].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in net.prior.parameters())
+    with torch.no_grad():
+        net.prior.fc.bias.add_(1.0)  # the prior now reads another gaze from the same mask
+        assert (net(image, mask) - out).abs().max() > 1e-4
+
+
+def test_gaze_prior_is_saved_inside_the_checkpoint(tmp_path) -> None:
+    from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net
+    from maskpurify.nets.purifier import load_purifier, save_purifier
+
+    torch.manual_seed(0)
+    prior = build_gaze_net(_prior_config())
+    net = Purifier(PurifierConfig(base_channels=8, num_res_blocks=1, gaze_prior=_prior_config()))
+    net.load_gaze_prior(prior)
+    torch.nn.init.normal_(net.film[2].weight, std=0.5)
+    image, mask = _batch(2, 36, 60)
+    save_purifier(tmp_path / "p", net)
+    loaded = load_purifier(tmp_path / "p")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(image, mask), net.eval()(image, mask))
+    torch.testing.assert_close(loaded.prior.state_dict(), prior.state_dict())
+    with pytest.raises(UserError, match="gaze_prior"):
+        net.load_gaze_prior(build_gaze_net(GazeNetConfig(inputs="labels", hidden=16, input_size=(16, 24))))
+
+
+@pytest.mark.parametrize("kwargs", [{"use_mask": False}, {"num_labels": 2, "attention_labels": (1,)}])
+def test_gaze_prior_needs_eye_masks(kwargs: dict) -> None:
+    with pytest.raises(UserError, match="gaze prior reads eye masks"):
+        PurifierConfig(gaze_prior=_prior_config(), **kwargs)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from maskpurify.errors import UserError
+from maskpurify.nets.gaze import load_gaze_net
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import build_segmenter, save_segmenter
 from maskpurify.training.purifier import EncoderConfig, PurifierTrainConfig, train_purifier
@@ -36,6 +37,8 @@ def test_purifier_trains_saves_and_previews(tmp_path, config):
     model = load_purifier(out / "purifier")
     y = model(torch.rand(2, 3, 16, 24), torch.zeros(2, 16, 24, dtype=torch.long))
     assert y.shape == (2, 3, 16, 24)
+    # the gaze prior is the label-map gaze net, copied into the checkpoint unchanged
+    torch.testing.assert_close(model.prior.state_dict(), load_gaze_net(config.gaze_from_labels).state_dict())
     assert (out / "previews" / "step_000006.png").is_file()
     header = (out / "log.csv").read_text().splitlines()[0]
     for term in ("style_attention", "style_background", "content_full", "content_attention", "task", "tv"):
@@ -55,11 +58,18 @@ def test_purifier_resume_matches_uninterrupted_run(tmp_path, config):
 
 
 def test_no_mask_ablation_trains_without_task_loss(tmp_path, config):
-    cfg = dataclasses.replace(config, net=dataclasses.replace(config.net, use_mask=False),
+    cfg = dataclasses.replace(config, net=dataclasses.replace(config.net, use_mask=False, gaze_prior=False),
                               loss=dataclasses.replace(config.loss, task=0.0))
     summary = train_purifier(cfg, tmp_path / "c", progress=False, arrays=(_arrays(0), _arrays(1)))
     assert summary["finished"]
-    assert not load_purifier(tmp_path / "c" / "purifier").config.use_mask
+    model = load_purifier(tmp_path / "c" / "purifier")
+    assert not model.config.use_mask and model.prior is None
+
+
+def test_gaze_prior_without_mask_is_refused(tmp_path, config):
+    cfg = dataclasses.replace(config, net=dataclasses.replace(config.net, use_mask=False))
+    with pytest.raises(UserError, match="net.gaze_prior=false"):
+        train_purifier(cfg, tmp_path / "d", progress=False, arrays=(_arrays(0), _arrays(1)))
 
 
 def test_identity_gaze_terms_and_fullres_head_train(tmp_path, config):

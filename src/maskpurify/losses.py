@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskpurify.errors import UserError
-from maskpurify.masks import LABEL_GREY
 from maskpurify.nets.encoders import FeatureEncoder
+from maskpurify.nets.gaze import label_maps
 
 _EPS = 1e-6
 
@@ -183,7 +183,6 @@ class GazeGuide(nn.Module):
         self.reader, self.from_labels = reader.eval(), from_labels.eval()
         for p in self.parameters():
             p.requires_grad_(False)
-        self.register_buffer("grey", torch.tensor(LABEL_GREY), persistent=False)
 
     def forward(self, output: torch.Tensor, mask: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
         """Mean L1 (radians) between the pitch/yaw read from the output and the one implied by the mask.
@@ -191,8 +190,7 @@ class GazeGuide(nn.Module):
         Gradients reach only the attention ``region`` (N,1,H,W): the guide may re-render the eye, but it cannot
         steer the reader with patterns painted on the skin."""
         with torch.no_grad():
-            labels = self.grey.to(output.dtype)[mask.long()].unsqueeze(1).expand(-1, 3, -1, -1)
-            target = self.from_labels(labels)
+            target = self.from_labels(label_maps(mask).to(output.dtype))
         seen = output * region + output.detach() * (1 - region)
         return (self.reader(seen) - target).abs().mean()
 

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: render data.content.render_n wild eyes into OUT/data)")
     parser.add_argument("--style", metavar="DIR", help="dataset folder of synthetic images with masks "
                         "(default: render data.style.render_n synthetic eyes into OUT/data)")
-    parser.add_argument("--no-mask", action="store_true", help="the ablation: same network, mask not used")
+    parser.add_argument("--no-mask", action="store_true", help="the ablation: same network, mask not used "
+                        "(nor read by the gaze prior)")
     add_training_arguments(parser, "runs/purifier")
 
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         data = dataclasses.replace(data, style=dataclasses.replace(data.style, path=args.style))
     config = dataclasses.replace(config, data=data)
     if args.no_mask:
-        config = dataclasses.replace(config, net=dataclasses.replace(config.net, use_mask=False))
+        config = dataclasses.replace(config, net=dataclasses.replace(config.net, use_mask=False, gaze_prior=False))
     if args.device:
         config = dataclasses.replace(config, device=args.device)
     summary = train_purifier(config, args.out, resume=args.resume, stop_at=args.max_steps, progress=not args.quiet)

@@ -6,6 +6,11 @@ instance-norm statistics and learned affine parameters are kept separately for t
 MGCAM / region-normalisation idea behind the paper's "style learnt separately from attention and bkgd").
 The network predicts a residual in logit space, so at initialisation it is close to the identity and
 the eye geometry is preserved unless the losses ask for a change.
+
+Optionally the mask is also read as a whole: a frozen *gaze prior* (a gaze net trained on synthetic label maps)
+reads the gaze the mask's regions imply, and that reading modulates every residual block (FiLM, Perez et al.
+2018). Convolutions and region norms see the eye only locally; the gaze cues a synthetic-trained estimator reads
+(where the glint sits, how the sclera is shaded around the eyeball) depend on the eye's geometry as a whole.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from torch import nn
 
 from maskpurify.checkpoints import load_network, save_checkpoint
 from maskpurify.errors import UserError
+from maskpurify.masks import LABEL_GREY
+from maskpurify.nets.gaze import build_gaze_net, gaze_config_dict, label_maps
 
 #: Pixels are clamped to [EPS, 1-EPS] before the logit so the residual never has to fight infinities.
 _LOGIT_EPS = 1e-3
@@ -39,11 +46,15 @@ class PurifierConfig:
     #: regions with their own normalisation statistics: 'attention' (attention vs background, two regions)
     #: or 'labels' (one region per label: skin, sclera, iris, pupil — finer, still split by attention)
     norm_regions: str = "attention"
-    #: output head: 'subpixel' (3x3 conv to 12 channels at 1/2, pixel-shuffled) or 'fullres' (bilinear upsampling,
-    #: then two 3x3 convs at full resolution that also see the input image and mask)
+    #: output head: 'subpixel' (3x3 conv to 12 channels at 1/2, pixel-shuffled) or 'fullres' (a 3x3 conv of the
+    #: 1/2 features, bilinearly upsampled, plus a 3x3 conv of the input image and mask at full resolution, then a
+    #: 3x3 conv to the residual)
     head: str = "subpixel"
     #: width of the full-resolution head's hidden layer
     head_channels: int = 8
+    #: config (JSON form) of the frozen label-map gaze net whose reading of the mask modulates the residual
+    #: blocks; None: no gaze prior. Its weights are part of the purifier's checkpoint.
+    gaze_prior: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.base_channels < 1 or self.num_res_blocks < 0:
@@ -56,6 +67,9 @@ class PurifierConfig:
             raise UserError(f"purifier config: norm_regions must be 'attention' or 'labels', got {self.norm_regions!r}")
         if self.head not in ("subpixel", "fullres"):
             raise UserError(f"purifier config: head must be 'subpixel' or 'fullres', got {self.head!r}")
+        if self.gaze_prior is not None and not (self.use_mask and self.num_labels == len(LABEL_GREY)):
+            raise UserError("purifier config: the gaze prior reads eye masks, so it needs use_mask and "
+                            f"{len(LABEL_GREY)} labels (skin, sclera, iris, pupil)")
 
     @property
     def num_norm_regions(self) -> int:
@@ -144,8 +158,20 @@ class Purifier(nn.Module):
         self.down2 = _ConvNormAct(c, 2 * c, 2, m, regions=k)          # 1/4
         self.blocks = nn.ModuleList(_ResBlock(2 * c, m, k) for _ in range(self.config.num_res_blocks))
         self.up = _ConvNormAct(2 * c, c, 1, m, regions=k)             # 1/2, after nearest upsampling
+        self.prior: nn.Module | None = None
+        if self.config.gaze_prior is not None:
+            self.prior = build_gaze_net(dict(self.config.gaze_prior)).eval().requires_grad_(False)
+            # pitch/yaw -> a (scale, shift) per channel of every residual block; zero at first, so training
+            # starts from the network without the prior
+            self.film = nn.Sequential(nn.Linear(2, 64), nn.ReLU(),
+                                      nn.Linear(64, max(self.config.num_res_blocks, 1) * 2 * 2 * c))
+            with torch.no_grad():
+                self.film[2].weight.zero_()
+                self.film[2].bias.zero_()
         if self.config.head == "fullres":
-            self.head = nn.Conv2d(c + cin, self.config.head_channels, 3, padding=1)
+            # the features are projected to head_channels before upsampling, so only thin convs run at full size
+            self.head_features = nn.Conv2d(c, self.config.head_channels, 3, padding=1)
+            self.head_input = nn.Conv2d(cin, self.config.head_channels, 3, padding=1)
             self.out = nn.Conv2d(self.config.head_channels, 3, 3, padding=1)
         else:
             # Sub-pixel output (ESPCN): 12 channels at 1/2 resolution -> 3 channels at full resolution, so
@@ -184,6 +210,19 @@ class Purifier(nn.Module):
         data["attention_labels"] = list(data["attention_labels"])
         return data
 
+    def load_gaze_prior(self, net: nn.Module) -> None:
+        """Copy a trained label-map gaze net into the prior; it must match ``config.gaze_prior``."""
+        if self.prior is None or gaze_config_dict(net.config) != dict(self.config.gaze_prior):  # type: ignore[arg-type]
+            raise UserError("purifier: this gaze net is not the one the purifier's gaze_prior config describes")
+        self.prior.load_state_dict(net.state_dict())
+
+    def train(self, mode: bool = True) -> Purifier:
+        """As nn.Module.train, but the frozen gaze prior always stays in eval mode."""
+        super().train(mode)
+        if self.prior is not None:
+            self.prior.eval()
+        return self
+
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """image (N,3,H,W) in [0,1], mask (N,H,W) int64 labels -> (N,3,H,W) in (0,1)."""
         n, _, h, w = image.shape
@@ -205,12 +244,19 @@ class Purifier(nn.Module):
 
         e1 = self.down1(x, r2)
         y = self.down2(e1, r4)
-        for block in self.blocks:
+        film = None
+        if self.prior is not None:
+            with torch.no_grad():
+                gaze = self.prior(label_maps(mask).to(image.dtype))
+            film = self.film(gaze).view(n, -1, 2, y.shape[1], 1, 1)
+        for index, block in enumerate(self.blocks):
             y = block(y, r4)
+            if film is not None:
+                y = torch.addcmul(film[:, index, 1], y, 1 + film[:, index, 0])
         y = self.up(F.interpolate(y, scale_factor=2.0, mode="nearest"), r2) + e1
         if self.config.head == "fullres":
-            up = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
-            residual = self.out(F.relu(self.head(torch.cat([up, x], 1))))[:, :, :h, :w]
+            up = F.interpolate(self.head_features(y), size=x.shape[-2:], mode="bilinear", align_corners=False)
+            residual = self.out(F.relu(up + self.head_input(x)))[:, :, :h, :w]
         else:
             residual = F.pixel_shuffle(self.out(y), 2)[:, :, :h, :w]
         base = torch.logit(image.clamp(_LOGIT_EPS, 1 - _LOGIT_EPS))

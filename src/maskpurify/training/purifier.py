@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch import nn
 
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import command_line, parse_size, save_run_record
@@ -23,7 +24,7 @@ from maskpurify.errors import UserError
 from maskpurify.losses import TERMS, GazeGuide, LossWeights, PurifierLoss
 from maskpurify.masks import EYE_LABELS, LabelSet
 from maskpurify.nets.encoders import build_encoder
-from maskpurify.nets.gaze import load_gaze_net
+from maskpurify.nets.gaze import gaze_config_dict, load_gaze_net
 from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
 from maskpurify.training.common import CSVLogger, Checkpointer, MinibatchSampler, cleanup_distributed, \
@@ -117,6 +118,9 @@ class NetConfig:
     #: (background, attention), e.g. COCO instances (train those with loss.task=0: the segmenter is an eye one)
     num_labels: int = 4
     attention_labels: tuple[int, ...] = (1, 2, 3)
+    #: a frozen label-map gaze net (``gaze_from_labels``, the gaze guide's target) reads the mask and modulates
+    #: the residual blocks (:class:`maskpurify.nets.purifier.Purifier`); eye masks only
+    gaze_prior: bool = True
 
     def label_set(self) -> LabelSet:
         """The label set the sources' masks must use (eye labels, binary, or generic)."""
@@ -124,11 +128,13 @@ class NetConfig:
 
         return label_set_for(self.num_labels, self.attention_labels)
 
-    def purifier_config(self) -> PurifierConfig:
-        """The network this config describes (what the checkpoint sidecar stores)."""
+    def purifier_config(self, gaze_prior: nn.Module | None = None) -> PurifierConfig:
+        """The network this config describes (what the checkpoint sidecar stores); ``gaze_prior`` is the
+        label-map gaze net when ``self.gaze_prior`` is on."""
         return PurifierConfig(self.base_channels, self.num_res_blocks, num_labels=self.num_labels,
                               attention_labels=tuple(self.attention_labels), use_mask=self.use_mask,
-                              norm_regions=self.norm_regions, head=self.head)
+                              norm_regions=self.norm_regions, head=self.head,
+                              gaze_prior=gaze_config_dict(gaze_prior.config) if gaze_prior is not None else None)
 
 
 @dataclass
@@ -203,7 +209,14 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
             torch.set_num_threads(config.num_threads)
         size = parse_size(config.data.size)
         labels = config.net.label_set()
-        net_config = config.net.purifier_config()
+        eye_masks = config.net.num_labels == len(EYE_LABELS.names)
+        gaze_prior = None
+        if config.net.gaze_prior:
+            if not (eye_masks and config.net.use_mask):
+                raise UserError("net.gaze_prior reads eye masks, so it needs net.use_mask and "
+                                f"{len(EYE_LABELS.names)} labels: set net.gaze_prior=false")
+            gaze_prior = load_gaze_net(config.gaze_from_labels, ctx.device)
+        net_config = config.net.purifier_config(gaze_prior)
         # the segmenter comes first: a class-count mismatch fails before the datasets are read
         needs_segmenter = config.loss.task > 0 or config.data.content_masks == "segmenter"
         segmenter = load_segmenter(config.segmenter, ctx.device) if needs_segmenter else None
@@ -216,11 +229,11 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
                             f"net.num_labels is {config.net.num_labels}: give one weight per label, or set loss.task=0")
         gaze_guide = None
         if config.loss.gaze > 0:
-            if config.net.num_labels != len(EYE_LABELS.names):
+            if not eye_masks:
                 raise UserError(f"loss.gaze > 0 needs eye masks ({len(EYE_LABELS.names)} labels) but net.num_labels "
                                 f"is {config.net.num_labels}: set loss.gaze=0 -- the gaze guide reads eye label maps")
             gaze_guide = GazeGuide(load_gaze_net(config.gaze_guide, ctx.device),
-                                   load_gaze_net(config.gaze_from_labels, ctx.device))
+                                   gaze_prior or load_gaze_net(config.gaze_from_labels, ctx.device))
         if arrays is not None:
             content, style = arrays
         else:
@@ -247,6 +260,8 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
         }
 
         model = Purifier(net_config).to(ctx.device)
+        if gaze_prior is not None:
+            model.load_gaze_prior(gaze_prior)
         encoder = build_encoder(config.encoder.name, config.encoder.weights_path, config.encoder.upsample)
         encoder = encoder.to(ctx.device)
         criterion = PurifierLoss(config.loss.weights(), style_erode=config.loss.style_erode,
