@@ -83,6 +83,9 @@ class LossConfig:
     8.9 to 8.0 deg. Then the gaze guide: a purifier that leaves clean synthetic eyes at 2.9 deg still made
     them 5-7 deg, because the style loss paints the synthetic corneal highlight into every pupil, where the
     frontal light never puts it; the guide (weight 20 / 100 / 300) took wild eyes to 5.9 / 5.6 / 5.2 deg.
+    Last, the gaze prior (net.gaze_prior, raw 13.7 deg on a new tuning set): 5.12 -> 4.83 deg, 4.70 deg with a
+    label-map net of 3.55 instead of 4.0 deg. No reweighting had moved the error below 5.1 deg: the purifier could
+    not make the guide's reader see its target closer than 3.7 deg until it was told the gaze (then 3.0 deg).
     :class:`maskpurify.losses.LossWeights` holds the balanced-at-initialisation weights these started from.
     """
 
@@ -233,7 +236,7 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
                 raise UserError(f"loss.gaze > 0 needs eye masks ({len(EYE_LABELS.names)} labels) but net.num_labels "
                                 f"is {config.net.num_labels}: set loss.gaze=0 -- the gaze guide reads eye label maps")
             gaze_guide = GazeGuide(load_gaze_net(config.gaze_guide, ctx.device),
-                                   gaze_prior or load_gaze_net(config.gaze_from_labels, ctx.device))
+                                   load_gaze_net(config.gaze_from_labels, ctx.device))
         if arrays is not None:
             content, style = arrays
         else:
