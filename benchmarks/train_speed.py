@@ -38,9 +38,8 @@ def main() -> None:
     recipe = PurifierTrainConfig()
     batch = recipe.batch_size
     from_labels = load_gaze_net(recipe.gaze_from_labels)
-    net = Purifier(recipe.net.purifier_config(from_labels if recipe.net.gaze_prior else None))
-    if net.prior is not None:
-        net.load_gaze_prior(from_labels)
+    prior = from_labels if recipe.net.gaze_prior else None
+    net = Purifier(recipe.net.purifier_config(prior), prior)
     guide = GazeGuide(load_gaze_net(recipe.gaze_guide), from_labels)
     encoder = build_encoder(recipe.encoder.name, upsample=recipe.encoder.upsample)
     segmenter = build_segmenter().eval().requires_grad_(False)

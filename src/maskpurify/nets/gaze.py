@@ -225,11 +225,14 @@ def gaze_config_dict(config: GazeNetConfig) -> dict[str, Any]:
     return {**asdict(config), "input_size": list(config.input_size), "conv_channels": list(config.conv_channels)}
 
 
+#: The grey level of each eye label as :func:`maskpurify.masks.label_image` draws it (uint8), in [0, 1].
+_LABEL_LEVELS = torch.from_numpy(label_image(np.arange(len(LABEL_GREY), dtype=np.uint8))[:, 0]).float() / 255.0
+
+
 def label_maps(mask: torch.Tensor) -> torch.Tensor:
     """(N,H,W) eye labels -> (N,3,H,W) float label images in [0, 1]: :func:`maskpurify.masks.label_image`
     for tensors, to the same uint8 grey levels, so a label-map gaze net reads both alike."""
-    lut = torch.from_numpy(label_image(np.arange(len(LABEL_GREY), dtype=np.uint8))[:, 0]).float() / 255.0
-    return lut.to(mask.device)[mask.long()].unsqueeze(1).expand(-1, 3, -1, -1)
+    return _LABEL_LEVELS.to(mask.device)[mask.long()].unsqueeze(1).expand(-1, 3, -1, -1)
 
 
 def gaze_net_inputs(config: GazeNetConfig, data: dict[str, np.ndarray], what: str) -> np.ndarray:

@@ -148,7 +148,9 @@ class Purifier(nn.Module):
 
     STRIDE = 4
 
-    def __init__(self, config: PurifierConfig | None = None) -> None:
+    def __init__(self, config: PurifierConfig | None = None, gaze_prior: nn.Module | None = None) -> None:
+        """``gaze_prior``: the trained label-map gaze net that ``config.gaze_prior`` describes, copied in (see
+        :meth:`load_gaze_prior`); without it the prior keeps its initial weights, to be loaded from a checkpoint."""
         super().__init__()
         self.config = config or PurifierConfig()
         c, m, k = self.config.base_channels, self.config.use_mask, self.config.num_norm_regions
@@ -181,6 +183,8 @@ class Purifier(nn.Module):
         with torch.no_grad():
             self.out.weight.mul_(0.1)
             self.out.bias.zero_()
+        if gaze_prior is not None:
+            self.load_gaze_prior(gaze_prior)
 
     @staticmethod
     def _lut(config: PurifierConfig) -> torch.Tensor:

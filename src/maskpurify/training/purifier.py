@@ -262,9 +262,7 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
             "style_masks": torch.from_numpy(np.ascontiguousarray(style["masks"])).long(),
         }
 
-        model = Purifier(net_config).to(ctx.device)
-        if gaze_prior is not None:
-            model.load_gaze_prior(gaze_prior)
+        model = Purifier(net_config, gaze_prior).to(ctx.device)
         encoder = build_encoder(config.encoder.name, config.encoder.weights_path, config.encoder.upsample)
         encoder = encoder.to(ctx.device)
         criterion = PurifierLoss(config.loss.weights(), style_erode=config.loss.style_erode,
