@@ -1,24 +1,46 @@
 """Checkpoints as safetensors (tensors only, nothing executable) plus a JSON sidecar (config and metadata).
 
-``name.safetensors`` holds the weights, ``name.json`` says what network they belong to and how it was made.
+Two layouts, both read by :func:`load_checkpoint`:
+
+- **plain** (final models, the shipped ``weights/``): ``name.safetensors`` holds the weights, ``name.json`` says
+  what network they belong to and how it was made. The sidecar is written last and records the weights' sha256
+  (``weights_sha256``), so a sidecar that does not belong to its weights is detected instead of silently mixed.
+  Sidecars without the hash (the shipped weights) load unchanged.
+- **committed** (training state, written every few steps and killed at any moment): each save goes into a new
+  version folder ``name.v<step>-<token>/`` (``weights.safetensors`` + ``meta.json``, built under a temporary name
+  and renamed into place when complete), then the pointer ``name.json`` is atomically replaced. The pointer is the
+  single commit point: it names the folder and the sha256 of every file in it, and the previous version as a
+  fallback. A kill at any moment leaves either the old or the new checkpoint visible, never a mix; the next save
+  removes what a killed one left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save as save_bytes
+from safetensors.torch import load as load_bytes, load_file, save as save_bytes
 
 from maskpurify.errors import UserError
-from maskpurify.fileio import atomic_write_bytes, atomic_write_json, read_json
+from maskpurify.fileio import atomic_write_bytes, atomic_write_json, current_umask, fsync_dir, json_bytes, read_json
 
 
 #: The shipped checkpoints (``weights/`` at the repository root, beside ``src/``).
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+
+#: ``format`` of a committed checkpoint's pointer file.
+POINTER_FORMAT = "maskpurify-checkpoint"
+_WEIGHTS, _META = "weights.safetensors", "meta.json"
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
@@ -29,27 +51,209 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     return path.with_suffix(".safetensors"), path.with_suffix(".json")
 
 
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tensor_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    return save_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Plain layout (final models)
+
+
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
-    """Write weights then sidecar, each atomically. Returns the weights path."""
+    """Write weights, then the sidecar (carrying the weights' sha256), each atomically. Returns the weights path.
+
+    The sidecar is the commit point: after a kill between the two writes the old sidecar no longer matches the
+    new weights, and :func:`load_checkpoint` says so instead of mixing them.
+    """
     weights, sidecar = checkpoint_paths(path)
-    contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write_bytes(weights, save_bytes(contiguous))
-    atomic_write_json(sidecar, meta)
+    data = _tensor_bytes(tensors)
+    atomic_write_bytes(weights, data)
+    atomic_write_json(sidecar, {**meta, "weights_sha256": sha256_bytes(data)})
     return weights
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint; a missing or corrupt file is a UserError naming it."""
+    """Read a checkpoint of either layout; a missing, corrupt or mismatched file is a UserError naming it."""
     weights, sidecar = checkpoint_paths(path)
+    meta = read_json(sidecar) if sidecar.is_file() else None
+    if isinstance(meta, dict) and meta.get("format") == POINTER_FORMAT:
+        return load_committed(sidecar.with_suffix(""))
     if not weights.is_file():
         raise UserError(f"{weights}: no such checkpoint")
-    if not sidecar.is_file():
+    if meta is None:
         raise UserError(f"{sidecar}: checkpoint sidecar missing (expected next to {weights.name})")
+    if not isinstance(meta, dict):
+        raise UserError(f"{sidecar}: checkpoint sidecar must be a JSON object")
+    expected = meta.get("weights_sha256")
+    if expected is not None and sha256_file(weights) != expected:
+        raise UserError(f"{weights}: does not match its sidecar {sidecar.name} (weights_sha256 differs; an "
+                        "interrupted save or a replaced file): save it again")
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{weights}: not a readable safetensors file ({exc})") from None
-    return tensors, read_json(sidecar)
+    return tensors, meta
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Committed layout (training state)
+
+
+def _temp_pattern(name: str) -> re.Pattern[str]:
+    """What a killed save of checkpoint ``name`` can leave: temporary version folders and atomic-write temps."""
+    n = re.escape(name)
+    return re.compile(rf"^\.(?:{n}\.v\d+-[0-9a-f]+\..*\.tmp|{n}\.json\..*\.tmp|{n}\.safetensors\..*\.tmp)$")
+
+
+def _version_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(name)}\.v\d+-[0-9a-f]+$")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def read_pointer(directory: str | Path, name: str = "last") -> dict[str, Any] | None:
+    """The pointer of committed checkpoint ``directory/name``; None when there is none (or a legacy sidecar)."""
+    path = Path(directory) / f"{name}.json"
+    if not path.is_file():
+        return None
+    pointer = read_json(path)
+    if isinstance(pointer, dict) and pointer.get("format") == POINTER_FORMAT:
+        return pointer
+    return None
+
+
+def clean_stale(directory: str | Path, name: str = "last") -> list[Path]:
+    """Remove what interrupted saves of checkpoint ``name`` left in ``directory``: temporary files and folders,
+    version folders the pointer names neither as current nor as previous, and a legacy ``name.safetensors``
+    once a pointer exists. Returns what was removed. Only the single writer of ``directory`` may call it."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    pointer = read_pointer(directory, name)
+    keep = set()
+    if pointer is not None:
+        keep = {entry["folder"] for entry in (pointer.get("current"), pointer.get("previous"))
+                if isinstance(entry, dict) and isinstance(entry.get("folder"), str)}
+    temps, versions = _temp_pattern(name), _version_pattern(name)
+    removed = []
+    for child in directory.iterdir():
+        stale = bool(temps.match(child.name)) or (bool(versions.match(child.name)) and child.name not in keep
+                                                   and pointer is not None)
+        if pointer is not None and child.name == f"{name}.safetensors":
+            stale = True  # the legacy layout's weights, superseded by the pointer
+        if stale:
+            _remove(child)
+            removed.append(child)
+    return removed
+
+
+def commit_checkpoint(directory: str | Path, name: str, step: int, tensors: dict[str, torch.Tensor],
+                      meta: dict[str, Any], keep_previous: bool = True) -> Path:
+    """Save a training-state checkpoint with one commit point (see the module docstring); returns the new
+    version folder. ``keep_previous`` keeps the version before it as a fallback."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    clean_stale(directory, name)
+    old = read_pointer(directory, name)
+    folder_name = f"{name}.v{int(step):09d}-{secrets.token_hex(4)}"
+    temp = directory / f".{folder_name}.{secrets.token_hex(4)}.tmp"
+    files: dict[str, dict[str, Any]] = {}
+    temp.mkdir()
+    try:
+        for file_name, data in ((_WEIGHTS, _tensor_bytes(tensors)),
+                                (_META, json_bytes({**meta, "step": int(step)}))):
+            with open(temp / file_name, "xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(temp / file_name, 0o666 & ~current_umask())
+            files[file_name] = {"sha256": sha256_bytes(data), "size": len(data)}
+        fsync_dir(temp)
+        os.chmod(temp, 0o777 & ~current_umask())
+        os.rename(temp, directory / folder_name)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    fsync_dir(directory)
+    current = {"folder": folder_name, "step": int(step), "files": files}
+    previous = old.get("current") if (old is not None and keep_previous) else None
+    atomic_write_json(directory / f"{name}.json", {"format": POINTER_FORMAT, "version": 1, "step": int(step),
+                                                   "current": current, "previous": previous})
+    fsync_dir(directory)
+    clean_stale(directory, name)
+    return directory / folder_name
+
+
+def _verified(directory: Path, entry: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The tensors and metadata of one version entry, or None unless every file is present with its hash."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("folder"), str) or "/" in entry["folder"] \
+            or entry["folder"] in ("", ".", "..") or not isinstance(entry.get("files"), dict):
+        return None
+    folder = directory / entry["folder"]
+    blobs: dict[str, bytes] = {}
+    for file_name in (_WEIGHTS, _META):
+        expected = entry["files"].get(file_name)
+        try:
+            data = (folder / file_name).read_bytes()
+        except OSError:
+            return None
+        if not isinstance(expected, dict) or sha256_bytes(data) != expected.get("sha256"):
+            return None
+        blobs[file_name] = data
+    try:
+        tensors = load_bytes(blobs[_WEIGHTS])
+        meta = json.loads(blobs[_META].decode("utf-8"))
+    except (SafetensorError, ValueError, UnicodeDecodeError):
+        return None
+    return (tensors, meta) if isinstance(meta, dict) else None
+
+
+def load_committed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The newest complete, verified version of committed checkpoint ``path`` (``dir/name``): the pointer's
+    current version, else its previous one. UserError when neither verifies."""
+    path = Path(path)
+    directory, name = path.parent, path.name
+    pointer = read_pointer(directory, name)
+    if pointer is None:
+        raise UserError(f"{directory / (name + '.json')}: no committed checkpoint")
+    for key in ("current", "previous"):
+        found = _verified(directory, pointer.get(key))
+        if found is not None:
+            return found
+    raise UserError(f"{directory / (name + '.json')}: no complete checkpoint verifies against its sha256 "
+                    "(files damaged or removed); start afresh with --no-resume or a new --out")
+
+
+def checkpoint_exists(path: str | Path) -> bool:
+    """Whether ``dir/name`` holds a checkpoint of either layout (a pointer, or weights + sidecar)."""
+    weights, sidecar = checkpoint_paths(path)
+    if weights.is_file() and sidecar.is_file():
+        return True
+    if not sidecar.is_file():
+        return False
+    try:
+        return read_pointer(sidecar.parent, sidecar.stem) is not None
+    except UserError:
+        return True  # a pointer that is there but unreadable: restoring will say what is wrong
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Safe file I/O: atomic writes, no silent overwrites, validated image reads."""
+"""Safe file I/O: atomic writes, no silent overwrites, validated image reads, output paths checked in one place."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,13 +19,60 @@ from PIL import Image, UnidentifiedImageError
 
 from maskpurify.errors import UserError
 
-#: Images with more pixels than this are refused (decompression-bomb guard); 8k x 8k.
+#: Images with more pixels than this are refused (decompression-bomb guard); 8k x 8k. Checked from the header,
+#: before any decoder runs. PIL's own guard is set to the same limit, so the two never disagree.
 MAX_IMAGE_PIXELS = 8192 * 8192
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+#: Names of the temporary files :func:`atomic_write` creates (``.NAME.XXXXXXXX.tmp``).
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc), so that files written
+    through a temporary name get the permissions a plain ``open(path, "w")`` would."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make a rename or a new entry in directory ``path`` durable (no-op where directories cannot be opened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Strict JSON (NaN and infinities become null, so every JSON parser reads it) as UTF-8 bytes."""
+    return (json.dumps(_finite(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+            + "\n").encode("utf-8")
+
+
+def clean_stale_temps(folder: str | Path, names: Iterable[str] | None = None) -> list[Path]:
+    """Remove temporary files that a killed :func:`atomic_write` left in ``folder`` (not recursive): those of the
+    given final ``names``, or all of them when None. Only the single writer of ``folder`` may call this."""
+    folder = Path(folder)
+    wanted = None if names is None else set(names)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for child in folder.iterdir():
+        match = _TEMP_NAME.match(child.name)
+        if match and (wanted is None or match.group("name") in wanted) and child.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                child.unlink()
+            removed.append(child)
+    return removed
 
 
 @contextlib.contextmanager
@@ -40,8 +89,9 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the permissions a plain write would
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; give what a plain write would
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -59,8 +109,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Strict JSON (NaN and infinities become null, so every JSON parser reads it), written atomically."""
-    atomic_write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=False, default=_json_default,
-                                       allow_nan=False) + "\n")
+    atomic_write_bytes(path, json_bytes(obj))
 
 
 def read_json(path: str | Path) -> Any:

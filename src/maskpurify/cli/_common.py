@@ -20,7 +20,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_out: str) ->
     """The flags every trainer shares: output folder, resume, an early stop, device and progress bar."""
     parser.add_argument("--out", metavar="DIR", default=default_out, help=f"output folder (default: {default_out})")
     parser.add_argument("--no-resume", dest="resume", action="store_false",
-                        help="start afresh even when OUT/last.safetensors exists")
+                        help="start afresh even when OUT holds a checkpoint (OUT/last.json)")
     parser.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps (resumable), e.g. to test")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -3,7 +3,7 @@
 - :func:`seed_everything`, :func:`choose_device`;
 - :func:`init_distributed` -> :class:`DistContext` (torchrun env; gloo on CPU, nccl on CUDA; no-op alone);
 - :class:`CSVLogger` (appends; on resume drops the rows after the checkpoint, so none is duplicated);
-- :class:`Checkpointer` (models + optimizers + step + RNG state as ``last.safetensors`` + ``last.json``, atomic);
+- :class:`Checkpointer` (models + optimizers + step + RNG state, one commit point per save: ``last.json`` + folder);
 - :class:`MinibatchSampler` (random minibatches from in-memory arrays, sharded by rank, a pure function of the
   step, so a resumed run draws exactly the batches the uninterrupted run would have drawn);
 - :func:`lr_at` / :func:`set_lr` (warmup + cosine / step / constant schedules, a pure function of the step);
@@ -29,10 +29,10 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from maskpurify.checkpoints import checkpoint_paths, load_checkpoint, optimizer_state, restore_optimizer, \
-    save_checkpoint
+from maskpurify.checkpoints import checkpoint_exists, checkpoint_paths, clean_stale, commit_checkpoint, \
+    load_checkpoint, optimizer_state, restore_optimizer
 from maskpurify.errors import UserError
-from maskpurify.fileio import atomic_write_text
+from maskpurify.fileio import atomic_write_text, clean_stale_temps
 
 # ----------------------------------------------------------------------------------------------------------------
 # Seeding, devices, distributed
@@ -235,24 +235,33 @@ def _restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None
 
 
 class Checkpointer:
-    """Save / restore the whole training state as ``<out_dir>/<name>.safetensors`` + ``.json``.
+    """Save / restore the whole training state as committed checkpoint ``<out_dir>/<name>``: a version folder per
+    save plus the pointer ``<name>.json``, replaced last (see :mod:`maskpurify.checkpoints`), so a kill at any
+    moment leaves the previous or the new state, never a mix, and the next save clears what it left behind.
 
     Models (``state_dict`` incl. buffers) are stored under ``model.<key>.``, optimizers under ``optim.<key>.``
     (through :func:`maskpurify.checkpoints.optimizer_state`), plus the step, the RNG states and ``extra``.
-    Only rank 0 writes; every rank restores.
+    Only rank 0 writes; every rank restores. A run folder of the older layout (``last.safetensors`` +
+    ``last.json``) is still restored, and replaced by the new layout at the next save.
     """
 
     def __init__(self, out_dir: str | Path, name: str = "last", ctx: DistContext | None = None) -> None:
         self.path = Path(out_dir) / name
         self.ctx = ctx or DistContext()
+        if self.ctx.is_main:
+            # Temporary files and folders of a killed run (this run is the folder's only writer).
+            clean_stale(self.path.parent, name)
+            clean_stale_temps(self.path.parent)
 
     @property
     def weights_path(self) -> Path:
-        return checkpoint_paths(self.path)[0]
+        """The file that names the checkpoint in messages: the pointer (or a legacy run's weights)."""
+        weights, sidecar = checkpoint_paths(self.path)
+        return weights if weights.is_file() else sidecar
 
     def exists(self) -> bool:
-        weights, sidecar = checkpoint_paths(self.path)
-        return weights.is_file() and sidecar.is_file()
+        """Whether there is a checkpoint to resume from (:meth:`restore` verifies it)."""
+        return checkpoint_exists(self.path)
 
     def save(self, step: int, models: Mapping[str, nn.Module], optimizers: Mapping[str, torch.optim.Optimizer],
              extra: dict[str, Any] | None = None) -> None:
@@ -269,7 +278,7 @@ class Checkpointer:
             meta["optimizers"][key] = opt_meta
         rng_tensors, meta["rng"] = _rng_state()
         tensors.update(rng_tensors)
-        save_checkpoint(self.path, tensors, meta)
+        commit_checkpoint(self.path.parent, self.path.name, step, tensors, meta)
 
     def restore(self, models: Mapping[str, nn.Module], optimizers: Mapping[str, torch.optim.Optimizer],
                 map_location: torch.device | str = "cpu") -> tuple[int, dict[str, Any]]:
