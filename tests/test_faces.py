@@ -28,13 +28,15 @@ def _outside(shape: tuple[int, ...], boxes: list[tuple[int, int, int, int]]) -> 
 
 
 def _synthetic_landmarks(cx: float, cy: float, half_width: float) -> np.ndarray:
-    """478 FaceMesh-numbered points with one eye's contour, corners and iris filled in around (cx, cy)."""
+    """478 FaceMesh-numbered points of a frontal face: the subject's right eye around (cx, cy) on the image's
+    left, the left eye 4 half-widths to its right; inner corners (nose side) face each other, as in a photo."""
     points = np.zeros((478, 2))
-    for lid, iris, corners, x in ((faces.RIGHT_EYELID, faces.RIGHT_IRIS, faces.RIGHT_CORNERS, cx),
-                                  (faces.LEFT_EYELID, faces.LEFT_IRIS, faces.LEFT_CORNERS, cx + 4 * half_width)):
+    for lid, iris, corners, x, toward_nose in (
+            (faces.RIGHT_EYELID, faces.RIGHT_IRIS, faces.RIGHT_CORNERS, cx, 1.0),
+            (faces.LEFT_EYELID, faces.LEFT_IRIS, faces.LEFT_CORNERS, cx + 4 * half_width, -1.0)):
         angles = np.linspace(0, 2 * np.pi, len(lid), endpoint=False)
         points[list(lid)] = np.stack([x + half_width * np.cos(angles), cy + 0.45 * half_width * np.sin(angles)], 1)
-        points[list(corners)] = [(x - half_width, cy), (x + half_width, cy)]
+        points[list(corners)] = [(x - toward_nose * half_width, cy), (x + toward_nose * half_width, cy)]
         r = 0.4 * half_width
         points[list(iris)] = [(x, cy), (x + r, cy), (x, cy - r), (x - r, cy), (x, cy + r)]
     return points
@@ -55,6 +57,8 @@ def test_masks_and_paste_without_mediapipe(ckpts: dict[str, Path]) -> None:
     engine = Purification.load(ckpts["p"], False)
     result = faces.purify_face_photo(engine, photo, eyes=eyes)
     assert result is not None and result.image.shape == photo.shape
+    assert [e.side for e in result.eyes] == ["right", "left"]
+    assert [e.crop_side for e in result.eyes] == ["right", "left"]  # the subject's left eye is canonical
     outside = _outside(photo.shape, result.boxes)
     assert np.array_equal(result.image[outside], photo[outside])
     assert (result.image[~outside] != photo[~outside]).any()
@@ -62,6 +66,37 @@ def test_masks_and_paste_without_mediapipe(ckpts: dict[str, Path]) -> None:
     assert weights.max() == 1.0 and weights[0].max() < 0.2 and weights[9, 15] == 1.0
     with pytest.raises(UserError, match="aspect 3:5"):
         faces.check_crop_size((36, 36))
+
+
+def test_other_eye_reaches_the_networks_mirrored(ckpts: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The crop of the subject's right eye (inner corner on the image's right) is mirrored to the canonical side
+    before the purifier sees it, and its output is mirrored back before pasting; the left eye is not mirrored."""
+    from maskpurify.nets.purifier import Purifier
+
+    photo = skimage.data.astronaut()
+    eyes = faces.eyes_from_landmarks(_synthetic_landmarks(200.0, 100.0, 12.0))
+    engine = Purification.load(ckpts["p"], False)
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    original = Purifier.forward
+
+    def spy(self: Purifier, x: object, m: object) -> object:
+        y = original(self, x, m)
+        seen.append((x.numpy().copy(), y.numpy().copy()))  # type: ignore[attr-defined]
+        return y
+
+    monkeypatch.setattr(Purifier, "forward", spy)
+    result = faces.purify_face_photo(engine, photo, eyes=eyes)
+    assert result is not None and len(seen) == 1
+    inputs, outputs = seen[0]
+    expected_photo = photo.copy()
+    for k, eye in enumerate(result.eyes):
+        crop = eye.crop.apply_image(photo).astype(np.float32) / 255.0
+        expected = crop[:, ::-1] if eye.crop_side == "right" else crop
+        np.testing.assert_allclose(inputs[k].transpose(1, 2, 0), expected, atol=1e-6)
+        # What is pasted is the network output, mirrored back for the right eye.
+        patch = np.clip(np.round(outputs[k].transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)
+        faces.paste(expected_photo, patch[:, ::-1] if eye.crop_side == "right" else patch, eye.crop)
+    assert np.abs(result.image.astype(int) - expected_photo).max() <= 1  # float32 rounding of the output only
 
 
 def test_missing_mediapipe_is_a_clear_error(tmp_path: Path, ckpts: dict[str, Path],
@@ -85,8 +120,12 @@ def test_astronaut_face_photo(ckpts: dict[str, Path], mediapipe: object) -> None
     engine = Purification.load(ckpts["p"], False)
     result = faces.purify_face_photo(engine, photo, required=True)
     assert result is not None and len(result.eyes) == 2
-    # The eyes of skimage's astronaut (Eileen Collins) are around x 190-260, y 95-110.
+    # The eyes of skimage's astronaut (Eileen Collins) are around x 190-260, y 95-110. Her left eye (on the
+    # image's right, inner corner towards the nose on its left) is the canonical side; her right eye is mirrored.
+    assert {e.side: e.crop_side for e in result.eyes} == {"right": "right", "left": "left"}
     for eye in result.eyes:
+        outer, inner = eye.corners
+        assert (inner[0] < outer[0]) == (eye.side == "left")
         x0, y0, w, h = eye.box
         assert 170 < x0 + w / 2 < 270 and 85 < y0 + h / 2 < 120 and abs(h / w - 0.6) < 0.05
         crop_labels = set(np.unique(eye.crop.apply_mask(result.mask)))

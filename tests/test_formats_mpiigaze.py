@@ -111,3 +111,29 @@ def test_mismatched_gaze_and_missing_fields(tmp_path: Path) -> None:
     (folder / "day01.mat").write_bytes(b"not a mat file at all")
     with pytest.raises(UserError, match=r"day01\.mat: unreadable \.mat file"):
         list(open_reader("mpiigaze", tmp_path))
+
+
+def test_flip_right_brings_a_right_eye_to_the_canonical_side(tmp_path: Path) -> None:
+    """A rendered eye is the canonical side (the subject's left eye, inner corner on the image's left). Stored
+    as MPIIGaze's left eye it is read unchanged; its mirror image stored as the right eye (with the mirrored gaze:
+    x negated in camera coordinates) is read back as the rendered eye with the rendered gaze."""
+    from maskpurify.geometry import pitchyaw_to_vector
+    from maskpurify.masks import CANONICAL_EYE, mirror_eyes, mirror_gaze
+    from maskpurify.world.renderer import render_samples
+
+    batch = render_samples("synthetic", 3, seed=21, grey=True)
+    grey = batch.images[..., 0]
+    vectors = pitchyaw_to_vector(batch.gaze)
+    folder = tmp_path / "p00"
+    folder.mkdir()
+    left = {"image": grey, "gaze": vectors, "pose": np.zeros((3, 3))}
+    right = {"image": mirror_eyes(grey), "gaze": vectors * [-1.0, 1.0, 1.0], "pose": np.zeros((3, 3))}
+    scipy.io.savemat(str(folder / "day01.mat"), {"data": {"left": left, "right": right}})
+    pairs = list(open_reader("mpiigaze", tmp_path))
+    assert CANONICAL_EYE == "left" and [p.extra["eye"] for p in pairs] == ["left"] * 3 + ["right"] * 3
+    for i in range(3):
+        for pair in (pairs[i], pairs[3 + i]):
+            assert np.array_equal(pair.image[..., 0], grey[i])
+            np.testing.assert_allclose(pair.gaze, batch.gaze[i], atol=1e-5)
+    raw = list(open_reader("mpiigaze", tmp_path, eyes=["right"], flip_right=False))
+    np.testing.assert_allclose(raw[0].gaze, mirror_gaze(batch.gaze[0]), atol=1e-5)

@@ -16,6 +16,11 @@ Per eye:
   corner distance wide (the rendered training eyes span about 34 of 60 pixels between corners), resized to the
   working size (36x60 by default), purified, resized back and blended into the photo with weights that fall
   to zero at the box border. Pixels outside the boxes are never touched.
+
+**Sides.** The networks know one eye, the renderer's: inner corner on the image's left, which in an unmirrored
+photo is the subject's left eye (FaceMesh 362-263, iris 473). The other eye's crop is mirrored before the
+networks and mirrored back before pasting. Which crop needs it is read from where its corners lie
+(:attr:`Eye.crop_side`), not from FaceMesh's label, so a mirrored selfie is handled too.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import numpy as np
 
 from maskpurify.errors import UserError
 from maskpurify.formats.base import CropBox
-from maskpurify.masks import IRIS, PUPIL, SCLERA, SKIN, overlay
+from maskpurify.masks import CANONICAL_EYE, IRIS, PUPIL, SCLERA, SKIN, overlay
 
 if TYPE_CHECKING:
     from maskpurify.purify import Purification
@@ -41,9 +46,9 @@ LEFT_EYELID = (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 
 #: Iris centre then the four rim points.
 RIGHT_IRIS = (468, 469, 470, 471, 472)
 LEFT_IRIS = (473, 474, 475, 476, 477)
-#: Eye corners (outer, inner) in FaceMesh numbering.
+#: Eye corners (outer, inner) in FaceMesh numbering (outer = temple side, inner = nose side).
 RIGHT_CORNERS = (33, 133)
-LEFT_CORNERS = (362, 263)
+LEFT_CORNERS = (263, 362)
 #: Pupil radius as a fraction of the iris radius.
 PUPIL_RATIO = 0.37
 #: Crop width as a multiple of the eye-corner distance.
@@ -93,6 +98,13 @@ class Eye:
     @property
     def pupil_radius(self) -> float:
         return PUPIL_RATIO * self.iris_radius
+
+    @property
+    def crop_side(self) -> str:
+        """``left`` when the crop already shows the canonical side (inner corner on the image's left, as the
+        renderer draws it), else ``right``: the value for :meth:`Purification.purify_arrays`'s ``eye``."""
+        outer, inner = self.corners
+        return CANONICAL_EYE if inner[0] < outer[0] else "right"
 
 
 def check_crop_size(crop_size: Sequence[int]) -> tuple[int, int]:
@@ -250,7 +262,8 @@ def purify_face_photo(engine: Purification, image: np.ndarray, crop_size: Sequen
     mask = rasterise(image.shape, eyes)
     crops = np.stack([eye.crop.apply_image(image) for eye in eyes])
     crop_masks = np.stack([eye.crop.apply_mask(mask) for eye in eyes])
-    purified = engine.purify_arrays(crops, crop_masks, [f"{name} ({eye.side} eye)" for eye in eyes])
+    purified = engine.purify_arrays(crops, crop_masks, [f"{name} ({eye.side} eye)" for eye in eyes],
+                                    [eye.crop_side for eye in eyes])
     result = image.copy()
     for eye, patch in zip(eyes, purified):
         paste(result, patch, eye.crop, feather)

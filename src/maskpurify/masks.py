@@ -51,6 +51,13 @@ LABEL_GREY: tuple[float, ...] = (0.6, 0.9, 0.35, 0.05)
 #: A binary mask: 0 background, 1 attention.
 BINARY_LABELS = LabelSet(names=("background", "attention"), attention=(1,))
 
+#: Which eye a crop shows, from the subject's point of view.
+EYE_SIDES = ("left", "right")
+#: The side the renderer draws and every network is trained on: the subject's left eye as a camera sees it (no
+#: selfie mirroring), i.e. the inner corner (caruncle) on the image's left. A crop of the other eye is mirrored
+#: horizontally before the networks and mirrored back after (gaze yaw negated).
+CANONICAL_EYE = "left"
+
 
 def validate_mask(mask: np.ndarray, image_shape: Sequence[int] | None = None, labels: LabelSet = EYE_LABELS,
                   source: str = "mask", require_attention: bool = True) -> np.ndarray:
@@ -79,6 +86,46 @@ def validate_mask(mask: np.ndarray, image_shape: Sequence[int] | None = None, la
         names = ", ".join(labels.names[a] for a in labels.attention)
         raise UserError(f"{source}: empty attention region (no pixel labelled {names})")
     return np.ascontiguousarray(mask, dtype=np.uint8)
+
+
+def mirror_flags(eye: str | Sequence[str], n: int, option: str = "--eye") -> np.ndarray:
+    """(n,) bool, True for crops of the non-canonical eye: one side for all crops or one per crop.
+
+    A name other than ``left``/``right`` is a UserError naming ``option``."""
+    sides = [eye] * n if isinstance(eye, str) else list(eye)
+    if len(sides) != n:
+        raise UserError(f"{option}: got {len(sides)} eye sides for {n} images")
+    bad = sorted({str(s) for s in sides if s not in EYE_SIDES})
+    if bad:
+        raise UserError(f"{option} {bad[0]}: choose left or right (the canonical side is {CANONICAL_EYE}: the "
+                        "subject's left eye, inner corner on the image's left)")
+    return np.array([s != CANONICAL_EYE for s in sides], dtype=bool)
+
+
+def mirror_eyes(array: np.ndarray, flags: np.ndarray | bool = True, channels: bool = False) -> np.ndarray:
+    """Mirror a batch of crops (N,H,W) or, with ``channels``, (N,H,W,C) left-right where ``flags`` is True.
+
+    The one place the canonical-side flip happens (images, masks, outputs): the renderer draws only one eye, so
+    the other eye must reach the networks mirrored and leave them mirrored back. Mirroring twice is the
+    identity. Returns a new contiguous array; the input is never modified."""
+    array = np.asarray(array)
+    axis = array.ndim - (2 if channels else 1)
+    if axis != 2:
+        raise ValueError(f"mirror_eyes expects (N,H,W{',C' if channels else ''}), got shape {array.shape}")
+    flags = np.broadcast_to(np.asarray(flags, dtype=bool), (len(array),))
+    out = np.array(array, copy=True)
+    if flags.any():
+        out[flags] = array[flags][:, :, ::-1]
+    return out
+
+
+def mirror_gaze(pitchyaw: np.ndarray, flags: np.ndarray | bool = True) -> np.ndarray:
+    """(N, 2) pitch/yaw with yaw negated where ``flags``: what a left-right mirror does to a gaze (or head pose)
+    direction (x flips sign in camera coordinates; pitch is unchanged)."""
+    out = np.array(pitchyaw, dtype=np.float64, copy=True).reshape(-1, 2)
+    flags = np.broadcast_to(np.asarray(flags, dtype=bool), (len(out),))
+    out[flags, 1] = -out[flags, 1]
+    return out.reshape(np.shape(pitchyaw))
 
 
 def label_image(mask: np.ndarray) -> np.ndarray:

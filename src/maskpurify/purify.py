@@ -24,7 +24,8 @@ from maskpurify.checkpoints import WEIGHTS_DIR, checkpoint_paths
 from maskpurify.config import command_line
 from maskpurify.errors import UserError
 from maskpurify.fileio import IMAGE_SUFFIXES, atomic_write_json, read_image, save_image
-from maskpurify.masks import BINARY_LABELS, EYE_LABELS, EYE_PALETTE, LabelSet, colourise, load_mask, validate_mask
+from maskpurify.masks import (BINARY_LABELS, CANONICAL_EYE, EYE_LABELS, EYE_PALETTE, LabelSet, colourise, load_mask,
+                              mirror_eyes, mirror_flags, validate_mask)
 from maskpurify.nets.purifier import Purifier, load_purifier
 from maskpurify.nets.segmenter import Segmenter, load_segmenter, predict_masks
 
@@ -111,15 +112,22 @@ class Purification:
         return cls(purifier, seg, device, batch_size)
 
     # -- masks ---------------------------------------------------------------------------------------------
-    def auto_masks(self, images: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
-        """Label maps (N,H,W) uint8 from the segmenter; UserError when there is none."""
+    def auto_masks(self, images: np.ndarray, names: Sequence[str] | None = None,
+                   eye: str | Sequence[str] = CANONICAL_EYE) -> np.ndarray:
+        """Label maps (N,H,W) uint8 from the segmenter, in the images' own orientation; UserError without one.
+
+        eye: which eye each image shows (``left``/``right``, see :data:`maskpurify.masks.CANONICAL_EYE`); crops
+        of the other eye are segmented mirrored (the segmenter only knows the canonical side) and the masks
+        mirrored back."""
         if self.segmenter is None:
             what = names[0] if names else "the input"
             raise UserError(f"no mask for {what} and no segmenter; give --masks DIR or --segmenter")
-        images = np.ascontiguousarray(images)
+        flags = mirror_flags(eye, len(images))
+        images = mirror_eyes(images, flags, channels=True) if flags.any() else np.ascontiguousarray(images)
         if not images.flags.writeable:
             images = images.copy()
-        return predict_masks(self.segmenter, images, batch_size=self.batch_size)
+        masks = predict_masks(self.segmenter, images, batch_size=self.batch_size)
+        return mirror_eyes(masks, flags) if flags.any() else masks
 
     def check_mask(self, mask: np.ndarray, image_shape: Sequence[int], source: str) -> np.ndarray:
         """Validate one mask against the purifier's label set (an empty attention region is allowed)."""
@@ -127,11 +135,13 @@ class Purification:
 
     # -- purification --------------------------------------------------------------------------------------
     def purify_arrays(self, images: np.ndarray, masks: np.ndarray | None = None,
-                      names: Sequence[str] | None = None) -> np.ndarray:
+                      names: Sequence[str] | None = None, eye: str | Sequence[str] = CANONICAL_EYE) -> np.ndarray:
         """Purify uint8 images (N,H,W,3) (or (N,H,W,1) / (N,H,W) grey) with label maps (N,H,W) -> same shape.
 
         masks None: automatic masks from the segmenter (UserError without one). Images of any size are
-        purified at their own size.
+        purified at their own size. eye: ``left`` (the canonical side, default) or ``right``, for all images or
+        one per image; images and masks (given in the images' own orientation) of the other eye are mirrored
+        before the networks and the outputs mirrored back.
         """
         images = np.asarray(images)
         if images.dtype != np.uint8:
@@ -145,12 +155,13 @@ class Purification:
         if not rgb.flags.writeable:
             rgb = rgb.copy()
         n, h, w = rgb.shape[:3]
+        flags = mirror_flags(eye, n)
 
         def label(i: int) -> str:
             return names[i] if names is not None else f"image {i}"
 
         if masks is None:
-            masks = self.auto_masks(rgb, names)
+            masks = self.auto_masks(rgb, names, eye)
             masks = np.stack([self.check_mask(m, (h, w), f"segmenter output for {label(i)}")
                               for i, m in enumerate(masks)]) if n else np.zeros((0, h, w), np.uint8)
         else:
@@ -162,6 +173,8 @@ class Purification:
                 raise UserError(f"got {len(masks)} masks for {n} images")
             masks = np.stack([self.check_mask(m, (h, w), f"mask of {label(i)}")
                               for i, m in enumerate(masks)]) if n else np.zeros((0, h, w), np.uint8)
+        if flags.any():
+            rgb, masks = mirror_eyes(rgb, flags, channels=True), mirror_eyes(masks, flags)
         out = np.empty_like(rgb)
         with torch.inference_mode():
             for start in range(0, n, self.batch_size):
@@ -172,19 +185,23 @@ class Purification:
                 self.forward_passes += 1
                 out[start:stop] = (y.clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
                                    .permute(0, 2, 3, 1).cpu().numpy())
+        if flags.any():
+            out = mirror_eyes(out, flags, channels=True)
         if grey:
             grey_out = np.round(out.astype(np.float32).mean(-1)).astype(np.uint8)
             return grey_out if images.ndim == 3 else grey_out[..., None]
         return out
 
-    def purify_image(self, image: np.ndarray, mask: np.ndarray | None = None, name: str = "image") -> np.ndarray:
-        """One HxWx3 image (and optional HxW mask) -> HxWx3 purified."""
+    def purify_image(self, image: np.ndarray, mask: np.ndarray | None = None, name: str = "image",
+                     eye: str = CANONICAL_EYE) -> np.ndarray:
+        """One HxWx3 image (and optional HxW mask) of the ``eye`` side -> HxWx3 purified."""
         masks = None if mask is None else np.asarray(mask)[None]
-        return self.purify_arrays(np.asarray(image)[None], masks, [name])[0]
+        return self.purify_arrays(np.asarray(image)[None], masks, [name], eye)[0]
 
-    def masks_for(self, images: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
+    def masks_for(self, images: np.ndarray, names: Sequence[str] | None = None,
+                  eye: str | Sequence[str] = CANONICAL_EYE) -> np.ndarray:
         """Automatic masks, validated (used when the caller also wants to save them)."""
-        masks = self.auto_masks(images, names)
+        masks = self.auto_masks(images, names, eye)
         return np.stack([self.check_mask(m, images.shape[1:3], f"segmenter output for "
                                          f"{names[i] if names else i}") for i, m in enumerate(masks)])
 
@@ -298,12 +315,13 @@ def find_mask(image_path: Path, rel: Path, masks_dir: Path | None) -> Path | Non
 def purify_folder(engine: Purification, src: Path, out: Path, masks: str | None = None, recursive: bool = False,
                   overwrite: bool = False, resume: bool = True, save_masks: bool = False,
                   face_crop_size: tuple[int, int] = WORKING_SIZE, progress: bool = True,
-                  settings: dict[str, Any] | None = None) -> FolderStats:
+                  settings: dict[str, Any] | None = None, eye: str = CANONICAL_EYE) -> FolderStats:
     """Purify every image under ``src`` into ``out`` (same relative paths and names).
 
     masks: None -> ``NAME_mask.png`` beside each image when present, else automatic; a folder -> masks from
     there (same relative path), else automatic; "auto" -> always automatic; "faces" -> always the face path.
-    Automatic masks: FaceMesh when mediapipe is installed and finds a face, else the segmenter.
+    Automatic masks: FaceMesh when mediapipe is installed and finds a face, else the segmenter. eye: which eye
+    the crops show (``right`` crops are mirrored for the networks and back); face photos find each eye's side.
     """
     from tqdm import tqdm
 
@@ -333,13 +351,13 @@ def purify_folder(engine: Purification, src: Path, out: Path, masks: str | None 
             mask_arr = np.stack(have)  # type: ignore[arg-type]
         else:
             auto_idx = [i for i, m in enumerate(have) if m is None]
-            auto = engine.masks_for(images[auto_idx], [names[i] for i in auto_idx])
+            auto = engine.masks_for(images[auto_idx], [names[i] for i in auto_idx], eye)
             stats.automatic += len(auto_idx)
             filled = list(have)
             for j, i in enumerate(auto_idx):
                 filled[i] = auto[j]
             mask_arr = np.stack(filled)  # type: ignore[arg-type]
-        result = engine.purify_arrays(images, mask_arr, names)
+        result = engine.purify_arrays(images, mask_arr, names, eye)
         for (key, dest, _, _), purified, mask in zip(batch, result, mask_arr):
             _write_result(dest, purified, mask, save_masks, engine.labels, overlay_image=None)
             target.mark(key, dest)
@@ -435,8 +453,10 @@ def _output_file(src: str | Path, out: str | Path, kind: str, suffixes: Sequence
 
 
 def purify_image_file(engine: Purification, src: Path, out: Path, masks: str | None = None, overwrite: bool = False,
-                      save_masks: bool = False, face_crop_size: tuple[int, int] = WORKING_SIZE) -> ImageResult:
-    """Purify one image file into ``out`` (a file; its suffix picks the format)."""
+                      save_masks: bool = False, face_crop_size: tuple[int, int] = WORKING_SIZE,
+                      eye: str = CANONICAL_EYE) -> ImageResult:
+    """Purify one image file into ``out`` (a file; its suffix picks the format). eye: which eye an eye crop
+    shows (``right`` is mirrored for the networks and back); a face photo finds each eye's side itself."""
     from maskpurify.fileio import ensure_writable
 
     src, out = Path(src), _output_file(src, out, "image", IMAGE_SUFFIXES, overwrite)
@@ -464,7 +484,7 @@ def purify_image_file(engine: Purification, src: Path, out: Path, masks: str | N
     result: ImageResult | None = None
     if mask_path is not None:
         mask = load_mask(mask_path, image.shape, engine.labels)
-        result = ImageResult(engine.purify_image(image, mask, str(src)), mask, "mask file")
+        result = ImageResult(engine.purify_image(image, mask, str(src), eye), mask, "mask file")
     elif _use_faces(image, masks, engine):
         from maskpurify import faces
 
@@ -475,8 +495,8 @@ def purify_image_file(engine: Purification, src: Path, out: Path, masks: str | N
             if save_masks:
                 save_image(overlay_out, face.overlay())
     if result is None:
-        mask = engine.masks_for(image[None], [str(src)])[0]
-        result = ImageResult(engine.purify_image(image, mask, str(src)), mask, "segmenter")
+        mask = engine.masks_for(image[None], [str(src)], eye)[0]
+        result = ImageResult(engine.purify_image(image, mask, str(src), eye), mask, "segmenter")
     save_image(out, result.image)
     if save_masks:
         save_image(mask_out, result.mask)
@@ -496,12 +516,16 @@ def is_dataset(path: Path) -> bool:
 
 
 def purify_dataset(engine: Purification, src: Path, out: Path, overwrite: bool = False, resume: bool = True,
-                   progress: bool = True, settings: dict[str, Any] | None = None) -> int:
+                   progress: bool = True, settings: dict[str, Any] | None = None, masks: str | None = None,
+                   eye: str = CANONICAL_EYE) -> int:
     """Purify a rendered dataset shard by shard into ``out`` in the same format (readable by EyeDataset).
 
-    Memory holds one shard at a time. Every key but ``images`` is copied unchanged; meta.json records the
-    source and is marked complete only at the end, so an interrupted run resumes at the first missing shard.
-    Returns the number of samples purified in this call.
+    masks: None -> the dataset's stored masks (the renderer's exact masks: an oracle); "auto" -> the
+    segmenter's masks, as a user with real images would have (the stored masks are ignored for purification
+    and copied unchanged as labels; the masks used are stored under ``auto_masks``). Memory holds one shard at
+    a time. Every key but ``images`` is copied unchanged; meta.json records the source and is marked complete
+    only at the end, so an interrupted run resumes at the first missing shard. Returns the number of samples
+    purified in this call.
     """
     from tqdm import tqdm
 
@@ -510,13 +534,19 @@ def purify_dataset(engine: Purification, src: Path, out: Path, overwrite: bool =
     src, out = Path(src), Path(out)
     if out.resolve() == src.resolve():
         raise UserError(f"--out {out}: must differ from the input dataset")
+    if masks not in (None, "auto"):
+        raise UserError(f"--masks {masks}: a rendered dataset takes its stored masks (omit --masks) or --masks auto")
+    if masks == "auto" and engine.segmenter is None:
+        raise UserError(f"--masks auto: no segmenter for {src}; give --segmenter CKPT")
     meta = read_meta(src)
     run_settings = dict(settings or {})
     run_settings.update({"input": str(src.resolve()), "kind": "dataset"})
+    if masks is not None:  # only when not the default, so runs started before --masks auto existed still resume
+        run_settings["masks"] = masks
     target = OutputDir(out, run_settings, overwrite=overwrite, resume=resume)
     out_meta = {k: v for k, v in meta.items() if k not in ("complete", "command")}
-    out_meta.update({"unityeyes": False, "purified": {"source": str(src.resolve()),
-                                                      "source_domain": meta.get("domain"), **(settings or {})}})
+    out_meta.update({"unityeyes": False, "purified": {"source": str(src.resolve()), "source_domain": meta.get("domain"),
+                                                      "masks": masks or "stored", "eye": eye, **(settings or {})}})
     num_shards = int(meta["num_shards"])
     count = 0
     bar = tqdm(total=int(meta["n"]), unit="img", desc="purify", disable=not progress, leave=False)
@@ -527,21 +557,30 @@ def purify_dataset(engine: Purification, src: Path, out: Path, overwrite: bool =
             bar.update(min(int(meta["shard_size"]), int(meta["n"]) - index * int(meta["shard_size"])))
             continue
         shard = _load_shard(src, index)
-        images, masks = shard["images"], shard["masks"]
+        images = shard["images"]
         if images.ndim != 4:
             raise UserError(f"{src / name}: images must be (N,H,W,C), got shape {images.shape}")
         purified = np.empty_like(images)
+        used = np.empty(images.shape[:3], np.uint8)
         for start in range(0, len(images), engine.batch_size):
             stop = min(len(images), start + engine.batch_size)
-            purified[start:stop] = engine.purify_arrays(images[start:stop], masks[start:stop],
-                                                        [f"{name}[{i}]" for i in range(start, stop)])
+            names = [f"{name}[{i}]" for i in range(start, stop)]
+            batch_images = images[start:stop]
+            if batch_images.shape[-1] == 1:  # grey renders: the segmenter takes RGB
+                batch_images = np.repeat(batch_images, 3, axis=-1)
+            batch_masks = (engine.masks_for(batch_images, names, eye) if masks == "auto"
+                           else shard["masks"][start:stop])
+            used[start:stop] = batch_masks
+            purified[start:stop] = engine.purify_arrays(images[start:stop], batch_masks, names, eye)
             bar.update(stop - start)
         shard["images"] = purified
+        if masks == "auto":
+            shard["auto_masks"] = used
         save_npz_deterministic(dest, shard)
         target.mark(name, dest)
         target.save()
         count += len(images)
-        del shard, images, masks, purified
+        del shard, images, purified, used
     bar.close()
     atomic_write_json(out / "meta.json", {**out_meta, "complete": True, "command": command_line()})
     target.save(complete=True)
@@ -574,13 +613,14 @@ def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray
 def purify_video(engine: Purification, src: Path, out: Path, mask_video: Path | None = None,
                  overwrite: bool = False, masks: str | None = None,
                  face_crop_size: tuple[int, int] = WORKING_SIZE, progress: bool = True,
-                 on_frames: Callable[[int], None] | None = None) -> VideoStats:
+                 on_frames: Callable[[int], None] | None = None, eye: str = CANONICAL_EYE) -> VideoStats:
     """Stream a video through the purifier: same fps, size and frame count; masks automatic per frame.
 
     Frames are read, purified and written ``engine.batch_size`` at a time, so memory does not grow with the
     video's length. mask_video: also write the colourised masks as a second video. masks "faces": per-frame
     FaceMesh (face videos); otherwise the segmenter. on_frames(n): called after each batch with the number
-    of frames done (progress hooks, memory probes).
+    of frames done (progress hooks, memory probes). eye: which eye an eye video shows (``right`` frames are
+    mirrored for the networks and back).
     """
     from tqdm import tqdm
 
@@ -621,8 +661,8 @@ def purify_video(engine: Purification, src: Path, out: Path, mask_video: Path | 
                             for r, f in zip(results, frames)]
             else:
                 names = [f"{src} frame {frames_done + i}" for i in range(len(frames))]
-                mask_arr = engine.masks_for(frames, names)
-                purified = engine.purify_arrays(frames, mask_arr, names)
+                mask_arr = engine.masks_for(frames, names, eye)
+                purified = engine.purify_arrays(frames, mask_arr, names, eye)
             for i in range(len(frames)):
                 writer.write(purified[i])
                 if mwriter is not None:

@@ -23,8 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--masks", metavar="{auto,faces,DIR}",
                         help="where masks come from: a folder (or, for one image, a file) of NAME_mask.png label "
                              "maps; 'auto' = automatic (FaceMesh for face photos when mediapipe is installed, else "
-                             "the segmenter); 'faces' = FaceMesh only. Default: NAME_mask.png beside each image, "
-                             "else automatic")
+                             "the segmenter; for a rendered dataset: the segmenter, ignoring its stored masks); "
+                             "'faces' = FaceMesh only. Default: NAME_mask.png beside each image, else automatic; "
+                             "a rendered dataset's stored masks")
+    parser.add_argument("--eye", choices=("left", "right"), default="left",
+                        help="which of the subject's eyes the eye crops show. 'left' (default) is the canonical "
+                             "side the networks were trained on, as the renderer draws it: the inner corner (tear "
+                             "duct) on the image's left. 'right' crops are mirrored before the segmenter and the "
+                             "purifier and their outputs mirrored back. Face photos ignore it: FaceMesh tells "
+                             "each eye's side")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                         help="folders and datasets: skip outputs a previous run into the same --out finished "
@@ -74,27 +81,31 @@ def run(args: argparse.Namespace) -> int:
     settings = {"checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint else "default",
                 "segmenter": str(Path(segmenter).resolve()) if segmenter else ("none" if segmenter is False else "default"),
                 "face_crop_size": list(crop_size)}
+    if args.eye != "left":  # only when not the default, so runs started before --eye existed still resume
+        settings["eye"] = args.eye
     progress = not args.quiet
     if src.is_dir() and is_dataset(src):
-        if args.masks is not None:
-            raise UserError("--masks: a rendered dataset carries its own masks")
+        if args.masks not in (None, "auto"):
+            raise UserError(f"--masks {args.masks}: a rendered dataset carries its own masks; omit --masks to use "
+                            "them or give --masks auto for the segmenter's")
         n = purify_dataset(engine, src, out, overwrite=args.overwrite, resume=args.resume, progress=progress,
-                           settings=settings)
+                           settings=settings, masks=args.masks, eye=args.eye)
         print(f"purified {n} samples into dataset {out}")
     elif src.is_dir():
         stats = purify_folder(engine, src, out, masks=args.masks, recursive=args.recursive, overwrite=args.overwrite,
                               resume=args.resume, save_masks=args.save_masks, face_crop_size=crop_size,
-                              progress=progress, settings=settings)
+                              progress=progress, settings=settings, eye=args.eye)
         extra = f", {stats.faces} face photos" if stats.faces else ""
         print(f"purified {stats.purified} images into {out} ({stats.skipped} already done, "
               f"{stats.automatic} automatic masks{extra})")
     elif src.suffix.lower() in VIDEO_SUFFIXES:
         video = purify_video(engine, src, out, Path(args.mask_video) if args.mask_video else None,
-                             overwrite=args.overwrite, masks=args.masks, face_crop_size=crop_size, progress=progress)
+                             overwrite=args.overwrite, masks=args.masks, face_crop_size=crop_size, progress=progress,
+                             eye=args.eye)
         print(f"purified {video.frames} frames ({video.width}x{video.height} at {video.fps:g} fps) into {out}")
     else:
         result = purify_image_file(engine, src, out, masks=args.masks, overwrite=args.overwrite,
-                                   save_masks=args.save_masks, face_crop_size=crop_size)
+                                   save_masks=args.save_masks, face_crop_size=crop_size, eye=args.eye)
         where = f", {len(result.boxes)} eyes" if result.method == "faces" else ""
         print(f"purified {src} -> {out} (mask: {result.method}{where})")
     return 0

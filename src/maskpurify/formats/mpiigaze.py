@@ -7,7 +7,11 @@ hysts/pytorch_mpiigaze, the usual reference implementation:
 - gaze: pitch = asin(-y), yaw = atan2(-x, -z) (:func:`maskpurify.geometry.vector_to_pitchyaw`);
 - head pose: R = Rodrigues(pose); the head's z axis v = R[:, 2]; pitch = asin(v_y), yaw = atan2(v_x, v_z);
 - ``flip_right``: right-eye images are mirrored horizontally so every sample looks like a left eye; mirroring
-  negates x in camera coordinates, so both gaze yaw and head yaw change sign (pitch is unchanged).
+  negates x in camera coordinates, so both gaze yaw and head yaw change sign (pitch is unchanged). MPIIGaze's
+  ``left`` is the participant's left eye seen by an unmirrored webcam (inner corner on the image's left), which is
+  the project's canonical side (:data:`maskpurify.masks.CANONICAL_EYE`, the side the renderer draws), so with
+  ``flip_right`` every sample reaches the networks the way they were trained. The flip is the shared
+  :func:`maskpurify.masks.mirror_eyes` / :func:`~maskpurify.masks.mirror_gaze`.
 
 Grey images are repeated into three identical RGB channels. MPIIGaze has no masks: they come from the masker.
 """
@@ -24,6 +28,7 @@ import scipy.io
 from maskpurify.errors import UserError
 from maskpurify.formats.base import Masker, Reader
 from maskpurify.geometry import vector_to_pitchyaw
+from maskpurify.masks import CANONICAL_EYE, mirror_eyes, mirror_gaze
 from maskpurify.pairs import RGBMaskPair
 
 EYES = ("left", "right")
@@ -117,10 +122,9 @@ class MPIIGazeReader(Reader):
             person, day = path.parent.name, path.stem
             for eye, (images, gaze_vectors, poses) in load_day(path, self.eyes).items():
                 gaze, head = vector_to_pitchyaw(gaze_vectors), pose_to_pitchyaw(poses)
-                flip = eye == "right" and self.flip_right
+                flip = eye != CANONICAL_EYE and self.flip_right
                 if flip:
-                    images = images[:, :, ::-1]
-                    gaze[:, 1], head[:, 1] = -gaze[:, 1], -head[:, 1]
+                    images, gaze, head = mirror_eyes(images), mirror_gaze(gaze), mirror_gaze(head)
                 for i, grey in enumerate(images):
                     yield RGBMaskPair(image=np.repeat(grey[:, :, None], 3, axis=2), mask=None,
                                       name=f"{person}/{day}/{eye}/{i:04d}", gaze=gaze[i], head_pose=head[i],
