@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from maskpurify.cli import main
-from maskpurify.nets.gaze import build_gaze_net, save_gaze_net
+from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, save_gaze_net
 from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
 from maskpurify.nets.segmenter import build_segmenter, save_segmenter
 
@@ -14,6 +14,7 @@ def _weights(root):
     torch.manual_seed(0)
     save_gaze_net(root / "gaze", build_gaze_net())
     save_gaze_net(root / "simgan_gaze", build_gaze_net(), {"trained": {"steps": 10, "batch_size": 4}})
+    save_gaze_net(root / "gaze_from_labels", build_gaze_net(GazeNetConfig(inputs="labels")))
     save_segmenter(root / "segmenter", build_segmenter())
     save_purifier(root / "purifier", Purifier(), {"trained": {"steps": 10, "batch_size": 4}})
     save_purifier(root / "purifier_nomask", Purifier(PurifierConfig(use_mask=False)))
@@ -29,8 +30,8 @@ def test_evaluate_writes_report_and_reproduces(tmp_path, capsys):
             "--set", "test.reference_n=24", "--set", "kid_subsets=2", "--set", "grid_examples=3"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    for name in ("raw", "reinhard", "histogram", "simgan", "ours, no mask", "ours -task", "ours",
-                 "ours, automatic masks"):
+    for name in ("raw", "mask alone", "reinhard", "histogram", "simgan", "ours, no mask", "ours -task", "ours",
+                 "oracle: mask alone", "oracle: ours, exact masks", "control: grey image", "control: clean synthetic"):
         assert f"\n{name} " in printed or f"\n{name}  " in printed
     assert "simgan-reverse: skipped" in printed
     report = (tmp_path / "r1" / "report.html").read_text()
@@ -38,7 +39,15 @@ def test_evaluate_writes_report_and_reproduces(tmp_path, capsys):
     first = json.loads((tmp_path / "r1" / "results.json").read_text())
     assert first["command"].startswith("maskpurify evaluate") or "evaluate" in first["command"]
     assert {r["method"] for r in first["rows"]} >= {"synthetic (floor)", "raw", "ours"}
-    raw = next(r for r in first["rows"] if r["method"] == "raw")
+    rows = {r["method"]: r for r in first["rows"]}
+    # the headline row uses inferred masks; exact masks only in oracle rows
+    assert rows["ours"]["masks"] == "inferred" and rows["reinhard"]["masks"] == "inferred"
+    assert {r["method"] for r in first["rows"] if r.get("masks") == "exact"} == {"oracle: mask alone",
+                                                                               "oracle: ours, exact masks"}
+    assert all(r["group"] == "oracle" for r in first["rows"] if r.get("masks") == "exact")
+    assert rows["control: grey image"]["inputs"] == "grey"
+    assert 0 <= first["segmenter"]["wild"]["miou"] <= 1
+    raw = rows["raw"]
     assert abs(raw["gap_closure"]) < 1e-9
     assert raw["pupil_shift_px"] is None or raw["pupil_shift_px"] >= 0  # null when no pupil is found
 

@@ -17,10 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--out", metavar="DIR", default="runs/evaluate", help="report folder (default: runs/evaluate)")
     parser.add_argument("--quick", action="store_true", help="small test set (200 eyes), for smoke tests")
-    parser.add_argument("--masks", choices=("segmenter", "given"),
-                        help="masks for mask-based methods: the exact rendered ones, i.e. RGB-mask pairs as in the "
-                             "paper (default), or predicted by the segmenter on the raw image; the full purifier is "
-                             "always run with both")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
 
 
@@ -49,7 +45,8 @@ def evaluate(config: Any, out: Path, overwrite: bool, quick: bool) -> dict[str, 
         config = dataclasses.replace(config, kid_subsets=5, test=dataclasses.replace(
             config.test, n=200, reference_n=500))
     save_run_record(out, config, config.test.seed)
-    print(f"evaluating on {config.test.n} wild test eyes (masks: {config.masks}) ...")
+    print(f"evaluating on {config.test.n} wild test eyes (masks inferred from the images; exact masks only in "
+          "oracle rows) ...")
     results = run_experiment(config, out)
     budget = _training_budget(Path(config.weights))
     steps = sorted({(b.get("steps"), b.get("batch_size")) for b in budget.values() if b.get("steps")},
@@ -71,7 +68,5 @@ def run(args: argparse.Namespace) -> int:
     from maskpurify.evaluation.experiment import ExperimentConfig
 
     config = resolve_config(ExperimentConfig, args)
-    if args.masks:
-        config = dataclasses.replace(config, masks=args.masks)
     evaluate(config, Path(args.out), args.overwrite, args.quick)
     return 0

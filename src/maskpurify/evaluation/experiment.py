@@ -1,16 +1,20 @@
 """The side-by-side experiment: every method on the same wild test set, scored by the same synthetic-trained
-gaze estimator (unless the method retrains it, as SimGAN does), plus image-level metrics.
+gaze estimator (unless the method retrains it, as SimGAN does), plus image-level metrics and the controls that
+a shortcut would pass.
 
-Methods (each skipped with a note when its weights are missing):
-  synthetic (floor)  the gaze estimator on synthetic renders of the same geometry: the error to aim at
-  raw                wild images as they are
-  reinhard           region-wise Reinhard colour transfer toward the synthetic domain
-  histogram          region-wise histogram matching toward the synthetic domain
-  simgan             SimGAN: gaze estimator retrained on synthetic eyes refined to look wild; raw wild input
-  simgan-reverse     a SimGAN-style adversarial refiner run wild -> synthetic
-  ours, no mask      the purifier without masks (ablation)
-  ours -<term>       the purifier trained with one loss term removed (ablation table)
-  ours               the full mask-guided purifier
+Wild images stand in for a user's real images, so every mask-based method gets masks inferred from the image by
+the project's segmenter; the renderer's exact masks appear only in rows of the *oracle* group.
+
+Rows (each skipped with a note when its weights are missing):
+  synthetic (floor)         the gaze estimator on synthetic renders of the same geometry: the error to aim at
+  raw                       wild images as they are
+  mask alone                gaze read from the inferred label map alone (no image): what the mask carries
+  reinhard / histogram      region-wise colour transfer / histogram matching toward the synthetic domain
+  simgan / simgan-reverse   SimGAN (gaze net retrained on refined synthetic eyes) / its refiner run wild -> synthetic
+  ours, no mask; ours -term the purifier without masks; trained with one loss term removed (ablations)
+  ours                      the full mask-guided purifier, inferred masks (the headline)
+  oracle: ...               the exact renderer masks: gaze from the exact mask alone, ours with exact masks
+  control: ...              a uniform grey image with the same inferred masks; clean synthetic twins purified
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ import torch
 from maskpurify.baselines.classical import ReinhardTransfer, RegionHistogramMatch
 from maskpurify.evaluation.gaze_metrics import error_stats
 from maskpurify.evaluation.image_metrics import attention_ssim, kernel_inception_distance, pupil_shift
+from maskpurify.evaluation.segmentation_metrics import segmentation_summary
 from maskpurify.geometry import angular_error_deg
 from maskpurify.losses import TERMS
+from maskpurify.masks import label_image
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import load_gaze_net, predict_gaze
 from maskpurify.nets.purifier import load_purifier
@@ -56,27 +62,34 @@ class TestSetConfig:
 @dataclass
 class ExperimentConfig:
     test: TestSetConfig = field(default_factory=TestSetConfig)
-    #: masks handed to mask-based methods: 'given' (the renderer's exact masks: the paper's RGB-mask pairs)
-    #: or 'segmenter' (predicted on the raw wild image, as for real images without masks). The full purifier
-    #: is always also run with the other source, as an extra row.
-    masks: Literal["given", "segmenter"] = "given"
     weights: str = DEFAULT_WEIGHTS
     ablations: bool = True
+    #: the oracle rows (exact renderer masks) and the control rows (grey image, clean synthetic eyes)
+    oracle: bool = True
+    controls: bool = True
     batch_size: int = 256
     kid_subsets: int = 20
     grid_examples: int = 8
     device: str = "cpu"
 
 
+MaskSource = Literal["inferred", "exact"]
+Inputs = Literal["wild", "grey", "synthetic"]
+
+
 @dataclass
 class Method:
     name: str
-    group: Literal["reference", "baseline", "ablation", "ours"]
+    group: Literal["reference", "mask only", "baseline", "ablation", "ours", "oracle", "control"]
     description: str
     transform: Transform | None = None
     gaze_model: str | None = None
-    #: mask source for this method when it differs from the experiment's
-    masks: Literal["given", "segmenter"] | None = None
+    #: masks handed to the method: inferred by the segmenter from its input image, or the renderer's exact ones
+    masks: MaskSource = "inferred"
+    #: the images the method is applied to: the wild test eyes, a uniform grey image, or their synthetic twins
+    inputs: Inputs = "wild"
+    #: the gaze is read from the label image of the masks alone (``gaze_model`` reads label maps)
+    mask_only: bool = False
 
 
 def purifier_transform(path: Path, device: str, batch_size: int) -> Transform:
@@ -105,21 +118,29 @@ def build_methods(config: ExperimentConfig, reference: dict[str, np.ndarray], no
     """The methods whose weights exist, in the order of the table."""
     root = Path(config.weights)
     methods = [Method("raw", "reference", "wild images as they are")]
+    labels_net = _weights(root, "gaze_from_labels")
+    if labels_net is None:
+        notes.append(f"mask alone: skipped, {root / 'gaze_from_labels'}.safetensors not found")
+    else:
+        methods.append(Method("mask alone", "mask only", "gaze read from the inferred mask alone (no image)",
+                              gaze_model=str(labels_net), mask_only=True))
     reinhard = ReinhardTransfer().fit(reference["images"], reference["masks"])
     histogram = RegionHistogramMatch().fit(reference["images"], reference["masks"])
     methods.append(Method("reinhard", "baseline", "region-wise Reinhard colour transfer (Lab mean/std)",
                           reinhard.apply))
     methods.append(Method("histogram", "baseline", "region-wise histogram matching", histogram.apply))
 
-    def optional(name: str, file: str, group: Any, description: str, kind: str = "purifier") -> None:
+    def optional(name: str, file: str, group: Any, description: str, kind: str = "purifier") -> Method | None:
         path = _weights(root, file)
         if path is None:
             notes.append(f"{name}: skipped, {root / file}.safetensors not found")
-        elif kind == "gaze":
-            methods.append(Method(name, group, description, gaze_model=str(path)))
+            return None
+        if kind == "gaze":
+            method = Method(name, group, description, gaze_model=str(path))
         else:
-            methods.append(Method(name, group, description, purifier_transform(path, config.device,
-                                                                                 config.batch_size)))
+            method = Method(name, group, description, purifier_transform(path, config.device, config.batch_size))
+        methods.append(method)
+        return method
 
     optional("simgan", "simgan_gaze", "baseline", "SimGAN: gaze net retrained on synthetic eyes refined to look "
              "wild (syn->real refiner); raw wild input", kind="gaze")
@@ -130,12 +151,20 @@ def build_methods(config: ExperimentConfig, reference: dict[str, np.ndarray], no
         for term in TERMS:
             optional(f"ours -{term}", f"ablations/purifier_no_{term}", "ablation",
                      f"our purifier trained without the {term} term")
-    optional("ours", "purifier", "ours", "mask-guided purifier, all loss terms")
-    if methods[-1].name == "ours":
-        other: Literal["given", "segmenter"] = "segmenter" if config.masks == "given" else "given"
-        label = "automatic masks" if other == "segmenter" else "exact masks"
-        methods.append(Method(f"ours, {label}", "ours", f"the full purifier given {label} instead",
-                              methods[-1].transform, masks=other))
+    ours = optional("ours", "purifier", "ours", "mask-guided purifier, masks inferred from the image")
+    if config.oracle:
+        if labels_net is not None:
+            methods.append(Method("oracle: mask alone", "oracle", "gaze read from the exact renderer mask alone",
+                                  gaze_model=str(labels_net), mask_only=True, masks="exact"))
+        if ours is not None:
+            methods.append(Method("oracle: ours, exact masks", "oracle", "the full purifier given the renderer's "
+                                  "exact masks", ours.transform, masks="exact"))
+    if config.controls and ours is not None:
+        methods.append(Method("control: grey image", "control", "a uniform grey image purified with the wild "
+                              "eye's inferred mask: scores well only if the mask, not the image, carries the gaze",
+                              ours.transform, inputs="grey"))
+        methods.append(Method("control: clean synthetic", "control", "the synthetic twins purified (masks "
+                              "inferred from them): should stay at the floor", ours.transform, inputs="synthetic"))
     return methods
 
 
@@ -177,9 +206,12 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
         pred = predict_gaze(gaze_nets[model_path], torch.from_numpy(images)).numpy().astype(np.float64)
         return angular_error_deg(pred, truth.astype(np.float64))
 
-    masks_given = wild["masks"]
-    mask_sources = {"given": masks_given, "segmenter": predict_masks(segmenter, wild["images"])}
-    masks_in = mask_sources[config.masks]
+    masks_exact = wild["masks"]
+    masks_inferred = predict_masks(segmenter, wild["images"])
+    inputs = {"wild": wild["images"], "grey": np.full_like(wild["images"], 128), "synthetic": synthetic["images"]}
+    mask_sources = {("wild", "inferred"): masks_inferred, ("wild", "exact"): masks_exact,
+                    ("grey", "inferred"): masks_inferred,
+                    ("synthetic", "inferred"): predict_masks(segmenter, synthetic["images"])}
     encoder = build_encoder("efficientnet-lite0")
     synthetic_features = _pooled_features(encoder, reference["images"], config.batch_size)
     notes: list[str] = []
@@ -193,34 +225,46 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
     outputs_by_method: dict[str, np.ndarray] = {}
     for method in methods:
         progress(f"  {method.name} ...")
-        method_masks = mask_sources[method.masks or config.masks]
+        images_in = inputs[method.inputs]
+        method_masks = mask_sources[(method.inputs, method.masks)]
         started = time.perf_counter()
-        outputs = method.transform(wild["images"], method_masks) if method.transform else wild["images"]
+        if method.mask_only:
+            outputs = label_image(method_masks)
+        elif method.transform:
+            outputs = method.transform(images_in, method_masks)
+        else:
+            outputs = images_in
         seconds = time.perf_counter() - started
         errors = gaze_errors(method.gaze_model or gaze_default, outputs, wild["gaze"])
-        found = predict_masks(segmenter, outputs)
-        kid_mean, kid_std = kernel_inception_distance(_pooled_features(encoder, outputs, config.batch_size),
-                                                      synthetic_features, subsets=config.kid_subsets)
-        rows.append({
+        row: dict[str, Any] = {
             "method": method.name, "group": method.group, "description": method.description,
-            "gaze": error_stats(errors),
-            "masks": method.masks or config.masks if method.transform else None,
-            "pupil_shift_px": _nanmean(pupil_shift(method_masks, found)),
-            "pupil_error_vs_truth_px": _nanmean(pupil_shift(masks_given, found)),
-            "attention_ssim": _nanmean(attention_ssim(wild["images"], outputs, masks_given)),
-            "kid": kid_mean, "kid_std": kid_std,
+            "gaze": error_stats(errors), "inputs": method.inputs,
+            "masks": method.masks if (method.transform or method.mask_only) else None,
             "ms_per_image": 1000 * seconds / len(outputs) if method.transform else 0.0,
-        })
+        }
+        if not method.mask_only:
+            found = predict_masks(segmenter, outputs)
+            kid_mean, kid_std = kernel_inception_distance(_pooled_features(encoder, outputs, config.batch_size),
+                                                          synthetic_features, subsets=config.kid_subsets)
+            row.update({
+                "pupil_shift_px": _nanmean(pupil_shift(method_masks, found)),
+                "pupil_error_vs_truth_px": _nanmean(pupil_shift(masks_exact, found)),
+                "attention_ssim": _nanmean(attention_ssim(images_in, outputs, masks_exact)),
+                "kid": kid_mean, "kid_std": kid_std,
+            })
+        rows.append(row)
         errors_by_method[method.name] = errors
-        if method.transform:
+        if method.transform and method.inputs == "wild":
             outputs_by_method[method.name] = outputs
     floor = rows[0]["gaze"]["mean_deg"]
     raw = next(r for r in rows if r["method"] == "raw")["gaze"]["mean_deg"]
     for row in rows:
         row["gap_closure"] = (raw - row["gaze"]["mean_deg"]) / (raw - floor) if raw != floor else float("nan")
     return {
-        "rows": rows, "notes": notes, "mask_source": config.masks,
+        "rows": rows, "notes": notes,
+        "segmenter": {"wild": segmentation_summary(masks_inferred, masks_exact),
+                      "synthetic": segmentation_summary(mask_sources[("synthetic", "inferred")], synthetic["masks"])}, "mask_source": "inferred (segmenter); exact masks only in oracle rows",
         "floor_deg": floor, "raw_deg": raw,
-        "_arrays": {"wild": wild, "synthetic": synthetic, "masks_in": masks_in, "errors": errors_by_method,
+        "_arrays": {"wild": wild, "synthetic": synthetic, "masks_in": masks_inferred, "errors": errors_by_method,
                     "outputs": outputs_by_method},
     }

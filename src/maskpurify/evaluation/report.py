@@ -50,7 +50,8 @@ def _plots(out: Path, rows: list[dict[str, Any]], arrays: dict[str, Any], logs: 
 
     names = [r["method"] for r in rows]
     errors = arrays["errors"]
-    colours = {"reference": "tab:grey", "baseline": "tab:orange", "ablation": "tab:purple", "ours": "tab:green"}
+    colours = {"reference": "tab:grey", "mask only": "tab:brown", "baseline": "tab:orange", "ablation": "tab:purple",
+               "ours": "tab:green", "oracle": "tab:olive", "control": "tab:cyan"}
     files = []
 
     fig, ax = plt.subplots(figsize=(max(7, 0.7 * len(names)), 4))
@@ -133,6 +134,16 @@ def _grid(path: Path, arrays: dict[str, Any], indices: np.ndarray, scale: int = 
     return columns
 
 
+def _segmenter_summary(seg: dict[str, Any]) -> str:
+    """One line per test domain: the segmenter's IoU against the renderer's exact masks."""
+    lines = []
+    for domain, summary in seg.items():
+        ious = ", ".join(f"{name} {value:.3f}" for name, value in summary["iou"].items())
+        lines.append(f"{html.escape(domain)}: mean IoU over sclera, iris, pupil <b>{summary['miou']:.3f}</b> "
+                     f"({html.escape(ious)})")
+    return "<br>".join(lines) or "not measured"
+
+
 def write_report(out_dir: str | Path, results: dict[str, Any], logs: dict[str, Path] | None = None,
                  examples: int = 8) -> Path:
     """Write results.json, the plots, the image grids and report.html into ``out_dir``; returns the HTML path."""
@@ -173,6 +184,11 @@ code{{background:#f4f4f4;padding:2px 4px}}</style></head><body>
 <p>Gaze estimator trained only on synthetic eyes, scored on {n} wild test eyes (seed {results['config']['test']['seed']}).
 Floor (same eyes, synthetic style): <b>{results['floor_deg']:.2f}°</b>; raw wild: <b>{results['raw_deg']:.2f}°</b>.
 Gap closure = (raw − method) / (raw − floor). Masks given to mask-based methods: <b>{results['mask_source']}</b>.
+The wild eyes stand in for a user's real images: their exact masks appear only in the rows marked <i>oracle</i>.
+A row is believed only next to its controls: <i>mask alone</i> (what the inferred mask carries without the image),
+<i>control: grey image</i> (a blank image with the same mask) and <i>control: clean synthetic</i> (should stay at
+the floor, {results['floor_deg']:.2f}°).</p>
+<h2>Masks from the image</h2><p>{_segmenter_summary(results.get('segmenter', {}))}
 Training budget: {html.escape(results.get('budget', ''))}</p>
 <p>Command: <code>{html.escape(results['command'])}</code></p>
 <h2>Methods</h2>{table_html(main)}

@@ -22,6 +22,7 @@ from maskpurify.training.augment import photometric_augment
 from maskpurify.training.common import CSVLogger, Checkpointer, DistContext, MinibatchSampler, cleanup_distributed, \
     init_distributed, load_arrays_checked, lr_at, render_once, run_loop, seed_everything, set_lr, \
     step_generator, to_float_images, unwrap, wrap_model
+from maskpurify.training.real_data import refuse_supervised_wild
 
 
 @dataclass
@@ -93,6 +94,7 @@ def prepare_training_data(cfg: TrainDataConfig, out_dir: Path, ctx: DistContext,
         require_labels(data, "gaze", f"data.path {cfg.path}")
         return data
     if cfg.path:
+        refuse_supervised_wild(cfg.path, "data.path")
         return load_arrays_checked(cfg.path, "data.path")
     folder = render_once(out_dir / "data" / f"synthetic_n{cfg.render_n}_seed{cfg.render_seed}", "synthetic",
                          cfg.render_n, parse_size(cfg.size), cfg.render_seed, ctx)

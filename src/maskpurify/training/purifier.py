@@ -31,6 +31,7 @@ from maskpurify.training.common import CSVLogger, Checkpointer, MinibatchSampler
     init_distributed, load_arrays_checked, lr_at, render_once, run_loop, seed_everything, set_lr, \
     to_float_images, unwrap, wrap_model
 from maskpurify.training.previews import save_preview_grid
+from maskpurify.training.real_data import is_real_standin, unlabelled
 
 DEFAULT_SEGMENTER = str(WEIGHTS_DIR / "segmenter")
 DEFAULT_GAZE_GUIDE = str(WEIGHTS_DIR / "gaze_guide")
@@ -59,9 +60,10 @@ class PurifierDataConfig:
     content: SourceConfig = field(default_factory=lambda: SourceConfig(render_seed=2001))
     style: SourceConfig = field(default_factory=lambda: SourceConfig(render_seed=3001))
     size: str = "36x60"
-    #: masks of the content images: 'given' (from the dataset) or 'segmenter' (predicted on the raw images,
-    #: as for real data without annotations)
-    content_masks: Literal["given", "segmenter"] = "given"
+    #: masks of the content images: 'segmenter' (predicted on the raw images, as for real data without
+    #: annotations) or 'given' (from the dataset; refused for wild renders by the real-data rule,
+    #: :mod:`maskpurify.training.real_data`)
+    content_masks: Literal["given", "segmenter"] = "segmenter"
 
 
 @dataclass
@@ -188,10 +190,12 @@ def _source_arrays(source: SourceConfig, domain: str, size: tuple[int, int], out
                              SegmenterMasker(segmenter, ctx.device), progress=progress and ctx.is_main,
                              labels=labels if labels is not None else EYE_LABELS, what=what)
     if source.path:
-        return load_arrays_checked(source.path, what)
-    folder = render_once(out / "data" / f"{domain}_n{source.render_n}_seed{source.render_seed}", domain,
-                         source.render_n, size, source.render_seed, ctx)
-    return load_arrays_checked(folder, f"rendered {domain} set")
+        arrays = load_arrays_checked(source.path, what)
+    else:
+        folder = render_once(out / "data" / f"{domain}_n{source.render_n}_seed{source.render_seed}", domain,
+                             source.render_n, size, source.render_seed, ctx)
+        arrays = load_arrays_checked(folder, f"rendered {domain} set")
+    return unlabelled(arrays) if is_real_standin(source.path, domain) else arrays
 
 
 def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: bool = True, stop_at: int | None = None,
@@ -237,6 +241,11 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
                                 f"is {config.net.num_labels}: set loss.gaze=0 -- the gaze guide reads eye label maps")
             gaze_guide = GazeGuide(load_gaze_net(config.gaze_guide, ctx.device),
                                    load_gaze_net(config.gaze_from_labels, ctx.device))
+        if config.data.content_masks == "given" and is_real_standin(
+                config.data.content.path, None if config.data.content.format else "wild"):
+            raise UserError("data.content_masks=given: the content source is wild renders, which stand in for real "
+                            "images, so their exact masks are test labels (the real-data rule); use "
+                            "data.content_masks=segmenter")
         if arrays is not None:
             content, style = arrays
         else:

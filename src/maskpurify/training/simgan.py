@@ -55,6 +55,7 @@ from maskpurify.training.common import CSVLogger, Checkpointer, DistContext, Min
     init_distributed, load_arrays_checked, lr_at, render_once, run_loop, seed_everything, set_lr, \
     step_generator, to_float_images, unwrap, wrap_model
 from maskpurify.training.previews import save_preview_grid
+from maskpurify.training.real_data import is_real_standin, unlabelled
 
 Direction = Literal["syn2real", "real2syn"]
 DIRECTIONS: tuple[str, ...] = ("syn2real", "real2syn")
@@ -242,10 +243,13 @@ def refine_images(refiner: nn.Module, images_u8: np.ndarray | torch.Tensor, batc
 def _source_arrays(source: ImageSourceConfig, domain: str, size: tuple[int, int], out: Path, ctx: DistContext,
                    what: str) -> dict[str, np.ndarray]:
     if source.path:
-        return load_arrays_checked(source.path, what)
-    folder = render_once(out / "data" / f"{domain}_n{source.render_n}_seed{source.render_seed}", domain,
-                         source.render_n, size, source.render_seed, ctx)
-    return load_arrays_checked(folder, f"rendered {domain} set")
+        arrays = load_arrays_checked(source.path, what)
+    else:
+        folder = render_once(out / "data" / f"{domain}_n{source.render_n}_seed{source.render_seed}", domain,
+                             source.render_n, size, source.render_seed, ctx)
+        arrays = load_arrays_checked(folder, f"rendered {domain} set")
+    # the wild side stands in for real images: unlabelled (the real-data rule)
+    return unlabelled(arrays) if domain == "wild" or is_real_standin(source.path) else arrays
 
 
 def train_simgan(config: SimGANTrainConfig, out_dir: str | Path, resume: bool = True, stop_at: int | None = None,

@@ -1,0 +1,89 @@
+"""The real-data rule: wild renders stand in for real images, so no trainer learns from their labels."""
+
+import numpy as np
+import pytest
+import torch
+
+from maskpurify.cli import main
+from maskpurify.errors import UserError
+from maskpurify.nets.purifier import load_purifier
+from maskpurify.nets.segmenter import build_segmenter, save_segmenter
+from maskpurify.training.purifier import EncoderConfig, PurifierTrainConfig, SourceConfig, train_purifier
+from maskpurify.training.real_data import dataset_domain, is_real_standin, unlabelled
+from maskpurify.training.simgan import ImageSourceConfig, SimGANTrainConfig, _source_arrays as simgan_source_arrays
+from maskpurify.world.dataset import shard_name, write_dataset
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rule")
+    wild = write_dataset(root / "wild", "wild", 16, (36, 60), seed=5, progress=False)
+    synthetic = write_dataset(root / "synthetic", "synthetic", 16, (36, 60), seed=6, progress=False)
+    # the same wild images with other labels: masks shifted, gaze and landmarks changed
+    tampered = write_dataset(root / "tampered", "wild", 16, (36, 60), seed=5, progress=False)
+    shard = tampered / shard_name(0)
+    with np.load(shard) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["masks"] = np.roll(arrays["masks"], 7, axis=2)
+    arrays["gaze"] = -arrays["gaze"]
+    np.savez(shard, **arrays)
+    return {"wild": wild, "synthetic": synthetic, "tampered": tampered}
+
+
+def test_domain_detection(datasets, tmp_path):
+    assert dataset_domain(datasets["wild"]) == "wild" and is_real_standin(datasets["wild"])
+    assert not is_real_standin(datasets["synthetic"])
+    assert dataset_domain(tmp_path) is None and not is_real_standin(tmp_path)
+    assert is_real_standin(None, "wild") and not is_real_standin(None, "synthetic")
+    assert set(unlabelled({"images": 1, "masks": 2, "gaze": 3})) == {"images"}
+
+
+def _purifier_config(tmp_path, datasets, content):
+    torch.manual_seed(0)
+    seg = save_segmenter(tmp_path / "seg", build_segmenter())
+    config = PurifierTrainConfig(segmenter=str(seg), steps=2, batch_size=4, log_every=1, preview_every=100,
+                                 checkpoint_every=100, encoder=EncoderConfig(name="random"), device="cpu",
+                                 num_threads=1)
+    config.data.content = SourceConfig(path=str(content))
+    config.data.style = SourceConfig(path=str(datasets["synthetic"]))
+    return config
+
+
+def test_purifier_refuses_exact_wild_masks(tmp_path, datasets):
+    config = _purifier_config(tmp_path, datasets, datasets["wild"])
+    config.data.content_masks = "given"
+    with pytest.raises(UserError, match="real-data rule"):
+        train_purifier(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "purifier.safetensors").exists()
+
+
+def test_purifier_ignores_wild_labels(tmp_path, datasets):
+    """Two wild sources with the same images and different labels train the same weights."""
+    weights = []
+    for name in ("wild", "tampered"):
+        config = _purifier_config(tmp_path, datasets, datasets[name])
+        assert config.data.content_masks == "segmenter"
+        train_purifier(config, tmp_path / name, progress=False)
+        weights.append(load_purifier(tmp_path / name / "purifier").state_dict())
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key])
+
+
+def test_simgan_reads_wild_as_unlabelled(tmp_path, datasets):
+    config = SimGANTrainConfig()
+    config.data.wild.path = str(datasets["wild"])
+    arrays = simgan_source_arrays(config.data.wild, "wild", (36, 60), tmp_path, None, "data.wild.path")
+    assert set(arrays) == {"images"}
+    synthetic = simgan_source_arrays(ImageSourceConfig(path=str(datasets["synthetic"])), "synthetic", (36, 60), tmp_path,
+                                     None, "data.synthetic.path")
+    assert {"images", "masks", "gaze"} <= set(synthetic)
+
+
+@pytest.mark.parametrize("command", ["train-gaze", "train-segmenter"])
+def test_supervised_trainers_refuse_wild(tmp_path, datasets, capsys, command):
+    out = tmp_path / command
+    assert main([command, "--data", str(datasets["wild"]), "--out", str(out), "--quiet",
+                 "--set", "steps=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "real-data rule" in err[0] and str(datasets["wild"]) in err[0]
+    assert not any(out.glob("*.safetensors"))
