@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import math
 import platform
 import shlex
 import sys
@@ -23,6 +24,97 @@ from maskpurify.errors import UserError
 from maskpurify.fileio import atomic_write_json, atomic_write_text
 
 T = TypeVar("T")
+
+# ----------------------------------------------------------------------------------------------------------------
+# Numeric fields: one set of rules, by field name, for every config class and every CLI flag of the same name
+
+#: Upper bounds that keep a typo (an extra zero or two) from running for days or filling the disk.
+MAX_STEPS = 100_000_000
+MAX_BATCH = 65_536
+MAX_SAMPLES = 2_000_000  # rendered eyes per dataset (about 6 GB of shards at 36x60)
+MAX_PREVIEW_ROWS = 100
+MAX_SEED = 2**32 - 1
+
+_INT_RULES: dict[str, tuple[int, int | None]] = {
+    "steps": (1, MAX_STEPS), "max_steps": (0, MAX_STEPS), "batch_size": (1, MAX_BATCH),
+    "n": (1, MAX_SAMPLES), "render_n": (1, MAX_SAMPLES), "reference_n": (1, MAX_SAMPLES),
+    "shard_size": (1, MAX_BATCH), "limit": (1, None), "preview_n": (1, MAX_PREVIEW_ROWS),
+    "seed": (0, MAX_SEED), "warmup": (0, MAX_STEPS), "num_threads": (0, 4096), "pretrain_d": (0, MAX_STEPS),
+    "pretrain_r": (0, MAX_STEPS), "history_size": (1, MAX_SAMPLES), "k_d": (1, 1000), "k_g": (1, 1000),
+}
+
+
+def _int_rule(name: str) -> tuple[int, int | None] | None:
+    if name in _INT_RULES:
+        return _INT_RULES[name]
+    if name.endswith("_every"):
+        return 1, None
+    if name.endswith("_seed"):
+        return 0, MAX_SEED
+    return None
+
+
+def _float_rule(name: str) -> tuple[float, float | None, bool] | None:
+    """(minimum, maximum, minimum excluded) for float fields with a meaning fixed by their name."""
+    if name == "lr" or name.startswith("lr_"):
+        return 0.0, None, True
+    if name.endswith("_prob") or name.endswith("_fraction"):
+        return 0.0, 1.0, False
+    if name == "dropout":
+        return 0.0, 0.999, False
+    if name == "weight_decay":
+        return 0.0, None, False
+    return None
+
+
+def check_field(where: str, name: str, value: Any) -> None:
+    """Refuse a numeric value that cannot be meant, with one line naming ``where`` (a config key or a flag).
+
+    Every float must be finite; fields named steps, batch_size, n, seed, lr, ..._every, ..._prob and the like
+    follow the rules above, whichever config class or command they belong to.
+    """
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UserError(f"{where} must be a finite number, got {value}")
+        rule = _float_rule(name)
+        if rule is not None:
+            low, high, open_low = rule
+            if value < low or (open_low and value == low) or (high is not None and value > high):
+                span = f"{'above' if open_low else 'at least'} {low:g}" + (f" and at most {high:g}" if high is not
+                                                                            None else "")
+                raise UserError(f"{where} must be {span}, got {value:g}")
+    elif isinstance(value, int):
+        rule = _int_rule(name)
+        if rule is not None:
+            low, high = rule
+            if value < low:
+                raise UserError(f"{where} must be at least {low}, got {value}")
+            if high is not None and value > high:
+                raise UserError(f"{where} must be at most {high:,} (a sane upper bound), got {value:,}")
+
+
+def flag_type(name: str) -> typing.Callable[[str], int]:
+    """An argparse ``type=`` for integer flag ``--name`` that applies :func:`check_field`'s rules (one line, exit 2
+    through argparse)."""
+    import argparse
+
+    flag = "--" + name.replace("_", "-")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        try:
+            check_field(flag, name, value)
+        except UserError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(flag + " ")) from None
+        return value
+
+    parse.__name__ = name  # argparse names the type in its messages
+    return parse
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -90,6 +182,8 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     if unknown:
         raise UserError(f"config: unknown key '{prefix}{unknown[0]}' (known: {', '.join(sorted(names))})")
     kwargs = {key: _coerce(value, hints[key], prefix + key) for key, value in data.items()}
+    for key, value in kwargs.items():
+        check_field(f"config: '{prefix}{key}'", key, value)
     return cls(**kwargs)
 
 

@@ -10,7 +10,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -146,11 +146,124 @@ def _json_default(obj: Any) -> Any:
 
 
 def ensure_writable(path: str | Path, overwrite: bool) -> Path:
-    """Refuse to replace an existing user file unless ``overwrite`` is set."""
+    """Refuse to replace an existing user file unless ``overwrite`` is set (see :class:`OutputGuard` for the
+    full check of a run's outputs)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise UserError(f"{path}: already exists; pass --overwrite to replace it")
     return path
+
+
+def apply_umask(path: str | Path, directory: bool = False) -> None:
+    """Give a file written through a private temporary name (mkstemp: 0600) the permissions a plain write
+    would have: 0666 (0777 for a folder) minus the umask."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
+def _real(path: Path) -> Path:
+    """``path`` with symbolic links resolved as far as it exists (absolute, normalised)."""
+    return Path(os.path.realpath(path))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if _real(a) == _real(b):
+        return True
+    with contextlib.suppress(OSError):
+        return a.exists() and b.exists() and os.path.samefile(a, b)  # hard links
+    return False
+
+
+class OutputGuard:
+    """The one check every output path of a run goes through (:meth:`claim`).
+
+    An output is refused, with one line naming it, when it is the same file as an input (symbolic and hard
+    links resolved; ``--overwrite`` does not change this), when another output of the same run already claimed
+    it, when it lies outside ``root`` (the output folder the user chose, if any), when it exists and
+    ``overwrite`` is off, or when it is a folder where a file is expected. Files written through
+    :meth:`write_bytes` / :func:`atomic_write` are atomic and follow the umask.
+    """
+
+    def __init__(self, root: str | Path | None = None, inputs: Iterable[str | Path] = (),
+                 overwrite: bool = False) -> None:
+        self.root = None if root is None else Path(root)
+        self.overwrite = overwrite
+        self.inputs: list[Path] = []
+        self.claimed: dict[Path, tuple[Path, str]] = {}
+        for path in inputs:
+            self.add_input(path)
+
+    def add_input(self, path: str | Path) -> None:
+        """Declare a file (or folder) this run reads: no output may be it."""
+        self.inputs.append(Path(path))
+
+    def claim(self, path: str | Path, what: str = "output", overwrite: bool | None = None,
+              folder: bool = False) -> Path:
+        """Check ``path`` as an output (a file, or with ``folder`` a folder) and record it; returns it.
+        ``overwrite`` overrides the guard's setting for this one path (e.g. a resumed run's own outputs)."""
+        path = Path(path)
+        real = _real(path)
+        label = f"{what} {path}" if what else str(path)
+        for source in self.inputs:
+            if _same_file(path, source):
+                raise UserError(f"{label}: is the input {source} (links resolved); refusing to overwrite an input")
+            if folder and source.exists() and _real(source).is_relative_to(real):
+                raise UserError(f"{label}: contains the input {source}; choose an output folder outside it")
+        if real in self.claimed:
+            other, other_what = self.claimed[real]
+            raise UserError(f"{label}: also given as {other_what} {other}; two outputs of one run cannot share "
+                            "a file")
+        if self.root is not None:
+            root = _real(self.root)
+            if real != root and not real.is_relative_to(root):
+                raise UserError(f"{label}: lies outside the output folder {self.root} (resolves to {real})")
+        if path.exists() or path.is_symlink():
+            if folder and not path.is_dir():
+                raise UserError(f"{label}: exists and is not a folder")
+            if not folder and path.is_dir():
+                raise UserError(f"{label}: is a folder; expected a file path")
+            allowed = self.overwrite if overwrite is None else overwrite
+            if not allowed and not folder:
+                raise UserError(f"{label}: already exists; pass --overwrite to replace it")
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise UserError(f"{label}: {parent} is not a folder")
+        self.claimed[real] = (path, what)
+        return path
+
+    def write_bytes(self, path: str | Path, data: bytes, what: str = "output",
+                    overwrite: bool | None = None) -> Path:
+        """Claim ``path`` and write ``data`` to it atomically."""
+        path = self.claim(path, what, overwrite)
+        atomic_write_bytes(path, data)
+        return path
+
+
+def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Mapping[str, str | Path | None] | None = None,
+                  root: str | Path | None = None, overwrite: bool = False) -> dict[str, Path]:
+    """One-shot :class:`OutputGuard` for a command's named outputs, e.g.
+    ``check_outputs({"--out": out, "--mask-video": mask_video}, {"--input": source}, overwrite=args.overwrite)``;
+    None entries are skipped. Returns the outputs as Paths."""
+    guard = OutputGuard(root, overwrite=overwrite)
+    for path in (inputs or {}).values():
+        if path is not None:
+            guard.add_input(path)
+    return {what: guard.claim(path, what) for what, path in outputs.items() if path is not None}
+
+
+def input_fingerprint(path: str | Path) -> dict[str, Any]:
+    """{"size", "sha256"} of an input file: a resumed run compares it with what it recorded, so an input that
+    changed under the same name is processed again instead of being reported as already done."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return {"size": size, "sha256": digest.hexdigest()}
 
 
 def encode_image(array: np.ndarray, suffix: str = ".png", quality: int = 95) -> bytes:
@@ -170,27 +283,148 @@ def save_image(path: str | Path, array: np.ndarray) -> None:
     atomic_write_bytes(path, encode_image(array, Path(path).suffix))
 
 
-def read_image(path: str | Path, mode: str = "RGB", max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Read an image as uint8 (``mode`` 'RGB' -> HxWx3, 'L' -> HxW, None -> as stored).
+#: Formats :func:`read_image` lets PIL identify (MPO: JPEGs from phone cameras); nothing else is ever decoded.
+READ_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF", "WEBP")
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
-    Raises UserError for a missing, unreadable, truncated or oversized file.
+
+def image_size(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
+    """(width, height) from the image header alone; UserError when above ``max_pixels`` or not an image.
+
+    PIL's ``Image.open`` parses only the header, so a file whose header claims 40000x40000 is refused here
+    before any pixel is decoded.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such image file")
+    path = _existing_image(path)
     try:
-        with Image.open(path) as img:
+        with _open_header(path) as img:
             width, height = img.size
-            if width * height > max_pixels:
-                raise UserError(f"{path}: image too large ({width}x{height} pixels; limit {max_pixels} pixels)")
-            img.load()
-            if mode is not None and img.mode != mode:
-                img = img.convert(mode)
-            array = np.asarray(img)
     except UserError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UserError(f"{path}: unreadable or truncated image ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to parse a user's file is that file's problem
+        raise _unreadable(path, exc, max_pixels) from None
+    _check_pixels(path, width, height, max_pixels)
+    return width, height
+
+
+def read_image(path: str | Path, mode: str | None = "RGB", max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Read an image as uint8 (``mode`` 'RGB' -> HxWx3, 'L' -> HxW, None -> as stored: a label map).
+
+    The pixel limit is checked from the header before decoding. 16-bit images are scaled to 8 bits (for
+    ``mode=None`` a 16-bit label map is kept when every value fits 8 bits), palette images become RGB (for
+    ``mode=None`` they stay palette indices, i.e. labels), alpha is dropped; float images are refused.
+    Raises UserError for a missing, unreadable, truncated, oversized or unsupported file.
+    """
+    path = _existing_image(path)
+    try:
+        with _open_header(path) as img:
+            width, height = img.size
+            _check_pixels(path, width, height, max_pixels)
+            img.load()
+            array = _to_uint8(img, mode, path)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a hostile or broken file may fail anywhere inside a decoder
+        raise _unreadable(path, exc, max_pixels) from None
     if array.dtype != np.uint8:
         raise UserError(f"{path}: expected an 8-bit image, found {array.dtype}")
     return array
+
+
+def _existing_image(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not an image file")
+    if not path.is_file():
+        raise UserError(f"{path}: no such image file")
+    return path
+
+
+@contextlib.contextmanager
+def _open_header(path: Path) -> Iterator[Image.Image]:
+    with warnings.catch_warnings():
+        # Our own check (:func:`_check_pixels`) gives the message; PIL's warning would only be noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path, formats=_read_formats()) as img:
+            yield img
+
+
+def _read_formats() -> list[str]:
+    Image.init()  # registers every plugin once (cheap after the first call)
+    return [fmt for fmt in READ_FORMATS if fmt in Image.OPEN]
+
+
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
+    if width < 1 or height < 1:
+        raise UserError(f"{path}: image header gives an empty size ({width}x{height})")
+    if width * height > max_pixels:
+        raise UserError(f"{path}: image too large ({width}x{height} = {width * height} pixels; limit "
+                        f"{max_pixels} pixels)")
+
+
+def _unreadable(path: Path, exc: Exception, max_pixels: int) -> UserError:
+    if isinstance(exc, Image.DecompressionBombError):
+        found = _BOMB_PIXELS.search(str(exc))
+        size = f"{found.group(1)} pixels" if found else "too many pixels"
+        return UserError(f"{path}: image too large ({size}; limit {min(max_pixels, MAX_IMAGE_PIXELS)} pixels)")
+    if isinstance(exc, UnidentifiedImageError):
+        return UserError(f"{path}: unreadable or truncated image (not a {'/'.join(READ_FORMATS[:-1])} or "
+                         f"{READ_FORMATS[-1]} file)")
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return UserError(f"{path}: unreadable or truncated image ({detail[:200]})")
+
+
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _to_uint8(img: Image.Image, mode: str | None, path: Path) -> np.ndarray:
+    """Convert a loaded image to uint8 without saturating: 16 bits are scaled, not clipped."""
+    if img.mode == "F":
+        raise UserError(f"{path}: floating-point image; save it as an 8-bit (or 16-bit) image")
+    if img.mode in _SIXTEEN_BIT or img.mode == "I":
+        values = np.asarray(img).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise UserError(f"{path}: 32-bit integer image with values outside 0..65535; save it as an 8-bit "
+                            "image")
+        if mode is None:  # a label map: labels are values, never rescaled
+            if values.size and values.max() > 255:
+                raise UserError(f"{path}: 16-bit label map with values above 255 (max {int(values.max())}); "
+                                "save the mask as an 8-bit single-channel PNG")
+            return values.astype(np.uint8)
+        grey = ((values * 255 + 32767) // 65535).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2) if mode == "RGB" else grey
+    if mode is None:
+        if img.mode in ("L", "P", "RGB"):
+            return np.asarray(img)
+        target = "L" if img.mode in ("1", "LA", "La") else "RGB"
+        return np.asarray(img.convert(target))
+    if img.mode != mode:
+        if img.mode in ("P", "PA") and mode == "L":
+            img = img.convert("RGB")  # through the palette's colours, not its indices
+        img = img.convert(mode)
+    return np.asarray(img)
+
+
+def resolve_within(root: str | Path, name: object, source: str, what: str = "file") -> Path:
+    """``root / name`` for a file that a dataset index names (COCO ``file_name``, ...).
+
+    Refuses names that are absolute, climb out with ``..``, or lead outside ``root`` through a symbolic link:
+    an index may only point inside its own dataset. ``source`` names the index in the message.
+    """
+    if not isinstance(name, str) or not name.strip() or "\x00" in name:
+        raise UserError(f"{source}: {what} name {name!r} is not a valid relative path")
+    posix = name.replace("\\", "/")
+    parts = [part for part in posix.split("/") if part not in ("", ".")]
+    if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix) or ".." in parts or not parts:
+        raise UserError(f"{source}: {what} name {name!r} is absolute or climbs out with '..'; names must be "
+                        f"relative to {root}")
+    path = Path(root).joinpath(*parts)
+    check_within(root, path, source, what)
+    return path
+
+
+def check_within(root: str | Path, path: str | Path, source: str, what: str = "file") -> Path:
+    """Refuse ``path`` when, symbolic links resolved, it lies outside ``root``; returns ``path``."""
+    real_root, real = Path(root).resolve(), Path(path).resolve()
+    if real != real_root and not real.is_relative_to(real_root):
+        raise UserError(f"{source}: {what} {path} leads outside {root} (to {real}); refusing to read it")
+    return Path(path)

@@ -8,6 +8,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import typing
 from collections.abc import Sequence
 
 from maskpurify import __version__
@@ -24,9 +25,17 @@ def _commands() -> dict[str, object]:
     return found
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one line (``maskpurify render: error: ...``) and exit code 2,
+    like every other user error; argparse's default adds the usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maskpurify", description="Purify real images into the synthetic style "
-                                     "with a mask-guided style transfer network.")
+    parser = _Parser(prog="maskpurify", description="Purify real images into the synthetic style "
+                     "with a mask-guided style transfer network.")
     parser.add_argument("--version", action="version", version=f"maskpurify {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in _commands().items():
@@ -39,16 +48,38 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a bad flag (one line already printed) or --help / --version: return, not exit
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
         with running_command(["maskpurify", *argv]):
             return int(args._run(args) or 0)
     except UserError as exc:
-        print(f"maskpurify {args.command}: error: {exc}", file=sys.stderr)
+        print(f"maskpurify {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an unwritable output folder, a full disk, an input that vanished: the user's to fix
+        print(f"maskpurify {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"maskpurify {args.command}: interrupted (partial outputs are resumable)", file=sys.stderr)
         return 130
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "unknown error"
+
+
+def describe_os_error(exc: OSError) -> str:
+    """'PATH: Permission denied' for an OSError, in one line, naming the file it concerns."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    where = exc.filename if exc.filename is not None else None
+    if where is None:
+        return _one_line(reason)
+    if exc.filename2 is not None:
+        return _one_line(f"{where} -> {exc.filename2}: {reason}")
+    hint = " (is the output folder writable?)" if isinstance(exc, PermissionError) else ""
+    return _one_line(f"{where}: {reason}{hint}")
 
 
 if __name__ == "__main__":

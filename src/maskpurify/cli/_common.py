@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TypeVar
 
-from maskpurify.config import load_config
+from maskpurify.config import flag_type, load_config
 
 T = TypeVar("T")
 
@@ -21,7 +21,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_out: str) ->
     parser.add_argument("--out", metavar="DIR", default=default_out, help=f"output folder (default: {default_out})")
     parser.add_argument("--no-resume", dest="resume", action="store_false",
                         help="start afresh even when OUT holds a checkpoint (OUT/last.json)")
-    parser.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps (resumable), e.g. to test")
+    parser.add_argument("--max-steps", type=flag_type("max_steps"), metavar="N", help="stop after N steps (resumable), e.g. to test")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

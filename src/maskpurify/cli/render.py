@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from maskpurify.cli._common import add_config_arguments, resolve_config
+from maskpurify.config import MAX_PREVIEW_ROWS, MAX_SAMPLES, flag_type
 from maskpurify.errors import UserError
 from maskpurify.world.domains import DOMAINS, RenderConfig
 
@@ -14,18 +15,19 @@ HELP = "render a procedural eye dataset (synthetic or wild domain) with masks an
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--domain", choices=DOMAINS, default="synthetic", help="appearance preset (default: synthetic)")
-    parser.add_argument("--n", type=int, help="number of images to render")
+    parser.add_argument("--n", type=flag_type("n"), help=f"number of images to render (1 to {MAX_SAMPLES:,})")
     parser.add_argument("--size", default="36x60", metavar="HxW", help="image size, height x width (default 36x60)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same geometry "
+    parser.add_argument("--seed", type=flag_type("seed"), default=0, help="random seed; the same seed gives the same geometry "
                         "in every domain (default 0)")
     parser.add_argument("--out", metavar="DIR", help="dataset directory to write")
     parser.add_argument("--grey", action="store_true", help="write single-channel greyscale images")
     parser.add_argument("--unityeyes", action="store_true", help="also write per-sample jpg+json in the UnityEyes "
                         "format under DIR/unityeyes/")
-    parser.add_argument("--shard-size", type=int, default=4096, help="samples per .npz shard (default 4096)")
+    parser.add_argument("--shard-size", type=flag_type("shard_size"), default=4096, help="samples per .npz shard (default 4096)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing, different dataset")
     parser.add_argument("--preview", metavar="PNG", help="also write a contact sheet (both domains, same geometry)")
-    parser.add_argument("--preview-n", type=int, default=8, help="rows in the contact sheet (default 8)")
+    parser.add_argument("--preview-n", type=flag_type("preview_n"), default=8,
+                        help=f"rows in the contact sheet (default 8, at most {MAX_PREVIEW_ROWS})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(parser)
 

@@ -17,12 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from maskpurify.errors import UserError
+from maskpurify.fileio import check_within
 from maskpurify.formats.base import CropBox, Masker, Reader
 from maskpurify.formats.video import iter_frames, video_info
 from maskpurify.masks import PUPIL, region_centroid
 from maskpurify.pairs import RGBMaskPair
 
 MISMATCH_POLICIES = ("error", "truncate")
+#: Annotated pupil centres beyond this many pixels are malformed (LPW frames are 640x480).
+MAX_COORDINATE = 1e5
 
 
 def read_annotations(path: str | Path) -> np.ndarray:
@@ -38,7 +41,11 @@ def read_annotations(path: str | Path) -> np.ndarray:
         try:
             if len(parts) != 2:
                 raise ValueError
-            rows.append((float(parts[0]), float(parts[1])))
+            x, y = float(parts[0]), float(parts[1])
+            if not (math.isfinite(x) and math.isfinite(y)) or max(abs(x), abs(y)) > MAX_COORDINATE:
+                raise UserError(f"{path}:{number}: pupil centre {line.strip()!r} is not finite or lies beyond "
+                                f"{MAX_COORDINATE:g} pixels")
+            rows.append((x, y))
         except ValueError:
             raise UserError(f"{path}:{number}: expected a pupil centre 'x y', got {line.strip()!r}") from None
     return np.array(rows, dtype=np.float64).reshape(-1, 2)
@@ -78,6 +85,9 @@ class LPWReader(Reader):
                                                                        p.stem))
         if not self.videos:
             raise UserError(f"{self.root}: no LPW videos (K.avi + K.txt) found")
+        for video in self.videos:  # a link may not lead the reader outside its dataset
+            check_within(self.root, video, f"{self.root}: LPW video", "video")
+            check_within(self.root, video.with_suffix(".txt"), f"{self.root}: LPW annotation", "annotation file")
         self.every, self.output_size, self.crop_width, self.on_mismatch = every, output_size, crop_width, on_mismatch
         self._counts: dict[Path, int] = {}
 

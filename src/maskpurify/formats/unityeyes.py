@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from maskpurify.errors import UserError
-from maskpurify.fileio import read_image, read_json
+from maskpurify.fileio import check_within, read_image, read_json
 from maskpurify.formats.base import CropBox, Masker, Reader
 from maskpurify.geometry import vector_to_pitchyaw
 from maskpurify.masks import IRIS, PUPIL, SCLERA, validate_mask
@@ -42,6 +42,12 @@ PUPIL_IRIS_RATIO = 0.45
 PUPIL_RATIO_RANGE = (0.15, 0.8)
 #: Crop width as a multiple of the eye-corner distance (as in GazeML and the paper's 36x60 crops).
 EYE_WIDTH_FACTOR = 1.5
+
+#: Landmarks farther than this many image sides from the image are malformed (e.g. 1e30), not merely off-image.
+COORDINATE_SIDES = 10
+MAX_POINTS = 10_000
+MAX_SCALAR = 1e6
+MAX_ANGLE_DEG = 1e4
 
 _NUMBER = r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*"
 _SUBPIXEL = 4  # fillPoly fractional bits
@@ -78,37 +84,59 @@ def _get(data: Mapping[str, object], key: str, path: Path) -> object:
     return node
 
 
-def _points(data: Mapping[str, object], key: str, path: Path, image_height: int, minimum: int) -> np.ndarray:
+def _points(data: Mapping[str, object], key: str, path: Path, image_height: int, minimum: int,
+            limit: float) -> np.ndarray:
     items = _get(data, key, path)
-    if not isinstance(items, list) or len(items) < minimum:
-        raise UserError(f"{path}: '{key}' must be a list of at least {minimum} point strings")
+    if not isinstance(items, list) or len(items) < minimum or len(items) > MAX_POINTS:
+        raise UserError(f"{path}: '{key}' must be a list of {minimum} to {MAX_POINTS} point strings")
     points = np.array([parse_vector(p, 3, f"{path}: '{key}'[{i}]")[:2] for i, p in enumerate(items)])
+    _bounded(points, limit, f"{path}: '{key}'", "pixels from the image")
     points[:, 1] = image_height - points[:, 1]
     return points
+
+
+def _bounded(values: np.ndarray, limit: float, where: str, unit: str) -> np.ndarray:
+    """Refuse NaN, infinities and absurd magnitudes (e.g. 1e30) that would overflow the rasteriser."""
+    if not np.all(np.isfinite(values)) or np.any(np.abs(values) > limit):
+        bad = values[~np.isfinite(values) | (np.abs(values) > limit)].ravel()[0]
+        raise UserError(f"{where}: value {bad:g} is not finite or lies beyond {limit:g} {unit}")
+    return values
 
 
 def _scalar(data: Mapping[str, object], key: str, path: Path) -> float:
     value = _get(data, key, path)
     try:
-        return float(value)  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise UserError(f"{path}: '{key}' must be a number, got {value!r}") from None
+    _bounded(np.array([number]), MAX_SCALAR, f"{path}: '{key}'", "")
+    return number
 
 
-def parse_json(path: str | Path, image_height: int) -> UnityEyesSample:
-    """Read one UnityEyes JSON; landmarks come back in image coordinates (y flipped)."""
+def parse_json(path: str | Path, image_height: int, image_width: int | None = None) -> UnityEyesSample:
+    """Read one UnityEyes JSON; landmarks come back in image coordinates (y flipped).
+
+    Numbers must be finite and sane: landmarks within ``COORDINATE_SIDES`` image sides of the image, a non-zero
+    look vector, head pose angles within +-``MAX_ANGLE_DEG``.
+    """
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object at the top level")
+    limit = COORDINATE_SIDES * max(image_height, image_width or image_height)
+    look = parse_vector(_get(data, "eye_details.look_vec", path), 4, f"{path}: 'eye_details.look_vec'")[:3]
+    _bounded(look, MAX_SCALAR, f"{path}: 'eye_details.look_vec'", "")
+    if not np.linalg.norm(look) > 1e-9:
+        raise UserError(f"{path}: 'eye_details.look_vec' is a zero vector (no gaze direction)")
     return UnityEyesSample(
-        interior_margin=_points(data, "interior_margin_2d", path, image_height, 3),
-        caruncle=_points(data, "caruncle_2d", path, image_height, 1),
-        iris=_points(data, "iris_2d", path, image_height, 5),
-        look_vec=parse_vector(_get(data, "eye_details.look_vec", path), 4, f"{path}: 'eye_details.look_vec'")[:3],
+        interior_margin=_points(data, "interior_margin_2d", path, image_height, 3, limit),
+        caruncle=_points(data, "caruncle_2d", path, image_height, 1, limit),
+        iris=_points(data, "iris_2d", path, image_height, 5, limit),
+        look_vec=look,
         pupil_size=_scalar(data, "eye_details.pupil_size", path),
         iris_size=_scalar(data, "eye_details.iris_size", path),
-        head_pose_deg=parse_vector(_get(data, "head_pose", path), 3, f"{path}: 'head_pose'"),
+        head_pose_deg=_bounded(parse_vector(_get(data, "head_pose", path), 3, f"{path}: 'head_pose'"),
+                               MAX_ANGLE_DEG, f"{path}: 'head_pose'", "degrees"),
     )
 
 
@@ -188,8 +216,10 @@ class UnityEyesReader(Reader):
 
     def read(self, json_path: Path) -> RGBMaskPair:
         """One sample: cropped image, label map, gaze, head pose and landmarks in output pixels."""
-        image = read_image(json_path.with_suffix(".jpg"))
-        sample = parse_json(json_path, image.shape[0])
+        where = f"{self.root}: UnityEyes sample"
+        check_within(self.root, json_path, where, "json")
+        image = read_image(check_within(self.root, json_path.with_suffix(".jpg"), where, "image"))
+        sample = parse_json(json_path, image.shape[0], image.shape[1])
         mask = rasterise_eye(image.shape[:2], sample)
         center = np.array(pupil_ellipse(sample)[0])
         landmarks = {"interior_margin": sample.interior_margin, "caruncle": sample.caruncle, "iris": sample.iris}

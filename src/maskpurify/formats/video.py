@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from maskpurify.errors import UserError
+from maskpurify.fileio import MAX_IMAGE_PIXELS, apply_umask
 
 
 class VideoInfo(NamedTuple):
@@ -49,7 +50,15 @@ def video_info(path: str | Path) -> VideoInfo:
         capture.release()
     if info.width <= 0 or info.height <= 0:
         raise UserError(f"{path}: unreadable video (no frame size in the file header)")
+    _check_frame_pixels(path, info.width, info.height)
     return info
+
+
+def _check_frame_pixels(path: str | Path, width: int, height: int) -> None:
+    """The image pixel limit, applied to a video's frames from its header, before any frame is decoded."""
+    if width * height > MAX_IMAGE_PIXELS:
+        raise UserError(f"{path}: video frames too large ({width}x{height} pixels; limit {MAX_IMAGE_PIXELS} "
+                        "pixels)")
 
 
 def iter_frames(path: str | Path, every: int = 1, limit: int | None = None) -> Iterator[np.ndarray]:
@@ -63,6 +72,8 @@ def iter_frames(path: str | Path, every: int = 1, limit: int | None = None) -> I
         raise UserError(f"{path}: frame step must be >= 1, got {every}")
     capture = _open(path)
     try:
+        _check_frame_pixels(path, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                            int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         declared = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
         expected = declared if limit is None else min(declared, limit)  # 0: the container declares no count
         index = 0
@@ -133,6 +144,7 @@ class VideoWriter:
             self._writer.release()
         assert self._tmp is not None
         if exc_type is None and self.frames_written > 0:
+            apply_umask(self._tmp)  # mkstemp made it 0600
             os.replace(self._tmp, self.path)
         else:
             with contextlib.suppress(FileNotFoundError):

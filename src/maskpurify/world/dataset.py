@@ -24,6 +24,7 @@ import dataclasses
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from maskpurify.config import command_line, parse_size
+from maskpurify.config import MAX_SAMPLES, check_field, command_line, parse_size
 from maskpurify.errors import UserError
 from maskpurify.fileio import atomic_write_bytes, atomic_write_json, encode_image, read_json
 from maskpurify.world.domains import DomainPreset, GeometryConfig, get_preset
@@ -110,10 +111,9 @@ def write_dataset(out_dir: str | Path, domain: str | DomainPreset, n: int, size:
     An existing dataset with the same settings is resumed (complete shards are skipped); one with other
     settings, or a non-empty directory that is no dataset, is refused unless ``overwrite``.
     """
-    if n < 1:
-        raise UserError(f"--n must be at least 1, got {n}")
-    if shard_size < 1:
-        raise UserError(f"shard_size must be at least 1, got {shard_size}")
+    check_field("--n", "n", n)
+    check_field("--seed", "seed", seed)
+    check_field("--shard-size", "shard_size", shard_size)
     size = parse_size(size)
     preset = get_preset(domain)
     geometry = geometry or GeometryConfig()
@@ -194,6 +194,13 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{meta_path}: not a maskpurify eye dataset")
     if not meta.get("complete", False):
         raise UserError(f"{path}: dataset is incomplete; run the same render command again to finish it")
+    for key, high in (("n", MAX_SAMPLES), ("num_shards", MAX_SAMPLES), ("shard_size", MAX_SAMPLES)):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+            raise UserError(f"{meta_path}: '{key}' must be an integer in 1..{high:,}, got {value!r}")
+    if meta["num_shards"] != -(-meta["n"] // meta["shard_size"]):
+        raise UserError(f"{meta_path}: num_shards {meta['num_shards']} does not fit n {meta['n']} and shard_size "
+                        f"{meta['shard_size']}")
     return meta
 
 
@@ -201,9 +208,17 @@ def _load_shard(path: Path, index: int) -> dict[str, np.ndarray]:
     file = path / shard_name(index)
     try:
         with np.load(file, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise ValueError("not an .npz archive")
+            missing = [key for key in SHARD_KEYS if key not in data.files]
+            if missing:
+                raise UserError(f"{file}: shard lacks the arrays {missing}")
             return {key: data[key] for key in SHARD_KEYS}
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise UserError(f"{file}: missing or corrupt shard ({exc})") from None
+    except UserError:
+        raise
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise UserError(f"{file}: missing or corrupt shard ({str(exc).splitlines()[0] if str(exc) else exc!r})") \
+            from None
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
@@ -211,7 +226,13 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     meta = read_meta(path)
     shards = [_load_shard(path, i) for i in range(meta["num_shards"])]
-    return {key: np.concatenate([s[key] for s in shards]) for key in SHARD_KEYS}
+    out = {}
+    for key in SHARD_KEYS:
+        try:
+            out[key] = np.concatenate([s[key] for s in shards])
+        except ValueError as exc:  # shards that disagree in shape or rank
+            raise UserError(f"{path}: shards disagree in their '{key}' arrays ({exc})") from None
+    return out
 
 
 class EyeDataset(Dataset):
