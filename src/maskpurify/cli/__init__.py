@@ -5,11 +5,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import pkgutil
 import sys
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 
 from maskpurify import __version__
 from maskpurify.config import running_command
@@ -52,18 +55,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # a bad flag (one line already printed) or --help / --version: return, not exit
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    created = _missing_output_dirs(args)
     try:
         with running_command(["maskpurify", *argv]):
             return int(args._run(args) or 0)
     except UserError as exc:
         print(f"maskpurify {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
+        _remove_empty(created)
         return 2
     except OSError as exc:  # an unwritable output folder, a full disk, an input that vanished: the user's to fix
         print(f"maskpurify {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        _remove_empty(created)
         return 2
     except KeyboardInterrupt:
         print(f"maskpurify {args.command}: interrupted (partial outputs are resumable)", file=sys.stderr)
         return 130
+
+
+#: Flags that name outputs: a failed command removes the folders it created for them while they are empty.
+OUTPUT_FLAGS = ("out", "preview", "mask_video")
+
+
+def _missing_output_dirs(args: argparse.Namespace) -> list[Path]:
+    """Folders that do not exist yet on the way to each output (the output itself, which may be a folder, and
+    its parents), deepest first."""
+    missing: list[Path] = []
+    for flag in OUTPUT_FLAGS:
+        value = getattr(args, flag, None)
+        if not isinstance(value, (str, Path)) or not str(value):
+            continue
+        path = Path(value).absolute()
+        for candidate in (path, *path.parents):
+            if os.path.lexists(candidate):
+                break
+            missing.append(candidate)
+    return sorted(set(missing), key=lambda p: len(p.parts), reverse=True)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """After a failure, leave no empty output folder behind (only folders this run created, only when empty)."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            if folder.is_dir() and not folder.is_symlink():
+                folder.rmdir()
 
 
 def _one_line(text: str) -> str:

@@ -190,7 +190,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     if not meta_path.is_file():
         raise UserError(f"{path}: not an eye dataset (no meta.json)")
     meta = read_json(meta_path)
-    if meta.get("format") != "maskpurify-eyes":
+    if not isinstance(meta, dict) or meta.get("format") != "maskpurify-eyes":
         raise UserError(f"{meta_path}: not a maskpurify eye dataset")
     if not meta.get("complete", False):
         raise UserError(f"{path}: dataset is incomplete; run the same render command again to finish it")
@@ -222,10 +222,21 @@ def _load_shard(path: Path, index: int) -> dict[str, np.ndarray]:
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """Every shard of a (small) dataset concatenated in memory: {key: array} for the keys in SHARD_KEYS."""
+    """Every shard of a (small) dataset concatenated in memory: {key: array} for the keys in SHARD_KEYS.
+
+    Each shard is checked by :func:`maskpurify.training.common.validate_arrays` (types, shapes, counts) and all
+    shards must agree, so a bad shard is a one-line UserError naming it rather than a silent upcast."""
     path = Path(path)
+    from maskpurify.training.common import validate_arrays  # the one shard validator (imports this module)
+
     meta = read_meta(path)
     shards = [_load_shard(path, i) for i in range(meta["num_shards"])]
+    for index, shard in enumerate(shards):
+        validate_arrays(shard, str(path / shard_name(index)), require=SHARD_KEYS,
+                        num_labels=None, finite=())
+        if index and any(shard[key].dtype != shards[0][key].dtype or shard[key].shape[1:] != shards[0][key].shape[1:]
+                         for key in SHARD_KEYS):
+            raise UserError(f"{path / shard_name(index)}: arrays differ in type or shape from {shard_name(0)}")
     out = {}
     for key in SHARD_KEYS:
         try:
