@@ -159,8 +159,9 @@ def test_folder_masks_auto_resume_overwrite(tmp_path: Path, ckpts: dict[str, Pat
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     src, out = tmp_path / "in", tmp_path / "out"
     names = _folder(src)
+    # --no-eye-check: the random-init segmenter's masks are no plausible eyes (the check is tested below).
     args = ["--input", str(src), "--out", str(out), "--checkpoint", str(ckpts["p"]), "--segmenter", str(ckpts["s"]),
-            "--recursive", "--batch-size", "2"]
+            "--no-eye-check", "--recursive", "--batch-size", "2"]
     code, stdout, err = _cli(capsys, *args)
     assert code == 0, err
     assert "purified 4 images" in stdout and "1 automatic masks" in stdout
@@ -210,7 +211,7 @@ def test_folder_without_masks_and_errors(tmp_path: Path, ckpts: dict[str, Path],
     _folder(src, 3, masks=False)
     # Automatic masks via the segmenter, saved beside the outputs.
     code, stdout, _ = _cli(capsys, "--input", str(src), "--out", str(tmp_path / "a"), "--checkpoint",
-                           str(ckpts["p"]), "--segmenter", str(ckpts["s"]), "--save-masks")
+                           str(ckpts["p"]), "--segmenter", str(ckpts["s"]), "--save-masks", "--no-eye-check")
     assert code == 0 and "2 automatic masks" in stdout  # not recursive: img0, img2
     assert (tmp_path / "a" / "img0_mask.png").is_file()
     # No segmenter.
@@ -265,7 +266,8 @@ def test_rendered_dataset_with_automatic_masks(tmp_path: Path, ckpts: dict[str, 
 
     src = write_dataset(tmp_path / "wild", "wild", 6, (36, 60), seed=4, shard_size=4, progress=False)
     stored, auto = tmp_path / "stored", tmp_path / "auto"
-    base = ["--input", str(src), "--checkpoint", str(ckpts["p"]), "--segmenter", str(ckpts["s"]), "--batch-size", "4"]
+    base = ["--input", str(src), "--checkpoint", str(ckpts["p"]), "--segmenter", str(ckpts["s"]), "--batch-size", "4",
+            "--no-eye-check"]
     assert _cli(capsys, *base, "--out", str(stored))[0] == 0
     segmented: list[int] = []
     original = Segmenter.forward
@@ -283,7 +285,7 @@ def test_rendered_dataset_with_automatic_masks(tmp_path: Path, ckpts: dict[str, 
     with np.load(auto / "shard-00000.npz") as shard:
         used, images = shard["auto_masks"], shard["images"]
     assert used.shape == (4, 36, 60) and used.dtype == np.uint8
-    engine = Purification.load(ckpts["p"], ckpts["s"])
+    engine = Purification.load(ckpts["p"], ckpts["s"], check_eyes=False)
     assert np.array_equal(engine.purify_arrays(before["images"][:4], used), images)
     assert np.array_equal(used, engine.masks_for(before["images"][:4]))
     assert "auto_masks.npy" in zipfile.ZipFile(auto / "shard-00001.npz").namelist()

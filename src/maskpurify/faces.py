@@ -203,6 +203,8 @@ class FaceResult:
     mask: np.ndarray
     eyes: list[Eye]
     source: np.ndarray = field(repr=False)
+    #: ("NAME (side eye)", reason) for each eye left as it was: its mask is no plausible eye (a closed eye).
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def boxes(self) -> list[tuple[int, int, int, int]]:
@@ -241,7 +243,9 @@ def purify_face_photo(engine: Purification, image: np.ndarray, crop_size: Sequen
 
     Returns None when no face is found and ``required`` is False (the caller then treats the image as an eye
     crop); raises UserError when ``required``. ``eyes``: skip detection and use these. ``finder``: reuse a
-    FaceFinder (e.g. one in video mode) instead of making a static one.
+    FaceFinder (e.g. one in video mode) instead of making a static one. The crop of the non-canonical eye
+    (:attr:`Eye.crop_side`) is mirrored for the networks and back. An eye whose crop mask is no plausible eye
+    (``engine.mask_problems``: closed, or the iris hidden) is not purified; it is listed in ``skipped``.
     """
     crop_hw = check_crop_size(crop_size)
     image = np.ascontiguousarray(image[..., :3]) if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
@@ -262,9 +266,14 @@ def purify_face_photo(engine: Purification, image: np.ndarray, crop_size: Sequen
     mask = rasterise(image.shape, eyes)
     crops = np.stack([eye.crop.apply_image(image) for eye in eyes])
     crop_masks = np.stack([eye.crop.apply_mask(mask) for eye in eyes])
-    purified = engine.purify_arrays(crops, crop_masks, [f"{name} ({eye.side} eye)" for eye in eyes],
-                                    [eye.crop_side for eye in eyes])
+    names = [f"{name} ({eye.side} eye)" for eye in eyes]
+    problems = engine.mask_problems(crop_masks)
+    keep = [i for i, problem in enumerate(problems) if problem is None]
+    skipped = [(names[i], problem) for i, problem in enumerate(problems) if problem is not None]
     result = image.copy()
-    for eye, patch in zip(eyes, purified):
-        paste(result, patch, eye.crop, feather)
-    return FaceResult(result, mask, eyes, image)
+    if keep:
+        purified = engine.purify_arrays(crops[keep], crop_masks[keep], [names[i] for i in keep],
+                                        [eyes[i].crop_side for i in keep])
+        for i, patch in zip(keep, purified):
+            paste(result, patch, eyes[i].crop, feather)
+    return FaceResult(result, mask, eyes, image, skipped)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,8 @@ from maskpurify.checkpoints import WEIGHTS_DIR, checkpoint_paths
 from maskpurify.config import command_line
 from maskpurify.errors import UserError
 from maskpurify.fileio import IMAGE_SUFFIXES, atomic_write_json, read_image, save_image
-from maskpurify.masks import (BINARY_LABELS, CANONICAL_EYE, EYE_LABELS, EYE_PALETTE, LabelSet, colourise, load_mask,
-                              mirror_eyes, mirror_flags, validate_mask)
+from maskpurify.masks import (BINARY_LABELS, CANONICAL_EYE, EYE_LABELS, EYE_PALETTE, LabelSet, colourise, eye_problem,
+                              load_mask, mirror_eyes, mirror_flags, validate_mask)
 from maskpurify.nets.purifier import Purifier, load_purifier
 from maskpurify.nets.segmenter import Segmenter, load_segmenter, predict_masks
 
@@ -69,11 +70,12 @@ class Purification:
 
     purifier: the network (moved to ``device`` and put in eval mode). segmenter: the automatic masker, or None.
     batch_size: images per forward pass. The label set masks are validated against follows the purifier's
-    config (``num_labels``, ``attention_labels``).
+    config (``num_labels``, ``attention_labels``). check_eyes: the drivers leave an image unpurified when its
+    automatic mask is no plausible eye (:meth:`mask_problems`); masks a user gives are trusted.
     """
 
     def __init__(self, purifier: Purifier, segmenter: Segmenter | None = None, device: str | torch.device = "cpu",
-                 batch_size: int = 64) -> None:
+                 batch_size: int = 64, check_eyes: bool = True) -> None:
         if batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, got {batch_size}")
         self.device = torch.device(device)
@@ -87,10 +89,11 @@ class Purification:
                             f"expects {config.num_labels}; use a matching segmenter or give masks")
         #: Number of purifier forward passes so far (for progress reporting and tests).
         self.forward_passes = 0
+        self.check_eyes = check_eyes
 
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, segmenter: str | Path | None | bool = None,
-             device: str = "cpu", batch_size: int = 64) -> Purification:
+             device: str = "cpu", batch_size: int = 64, check_eyes: bool = True) -> Purification:
         """Load checkpoints. checkpoint None: the shipped ``weights/purifier``. segmenter None: the shipped
         ``weights/segmenter`` when present (else no segmenter); False: none; a path: that checkpoint."""
         device = resolve_device(device)
@@ -109,7 +112,7 @@ class Purification:
                     seg = candidate
         elif segmenter is not False:
             seg = load_segmenter(segmenter, device)  # type: ignore[arg-type]
-        return cls(purifier, seg, device, batch_size)
+        return cls(purifier, seg, device, batch_size, check_eyes)
 
     # -- masks ---------------------------------------------------------------------------------------------
     def auto_masks(self, images: np.ndarray, names: Sequence[str] | None = None,
@@ -128,6 +131,13 @@ class Purification:
             images = images.copy()
         masks = predict_masks(self.segmenter, images, batch_size=self.batch_size)
         return mirror_eyes(masks, flags) if flags.any() else masks
+
+    def mask_problems(self, masks: np.ndarray | Sequence[np.ndarray]) -> list[str | None]:
+        """Per automatic mask, why it is no plausible eye (:func:`maskpurify.masks.eye_problem`) or None. All None
+        when ``check_eyes`` is off or the purifier does not take eye labels (the check knows only eyes)."""
+        if not self.check_eyes or self.labels is not EYE_LABELS:
+            return [None] * len(masks)
+        return [eye_problem(m) for m in masks]
 
     def check_mask(self, mask: np.ndarray, image_shape: Sequence[int], source: str) -> np.ndarray:
         """Validate one mask against the purifier's label set (an empty attention region is allowed)."""
@@ -285,11 +295,36 @@ class OutputDir:
 # ----------------------------------------------------------------------------------------------------------
 
 @dataclass
+class NotPurified:
+    """Images (or eyes of a face photo) left as they were because their automatic mask shows no plausible eye.
+
+    Each gets one line on stderr naming it and the reason (the first ``limit``; after that only the count, which
+    the summary reports), so a closed eye or a blank frame is said, not silently painted over.
+    """
+
+    limit: int = 20
+    items: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, name: str, reason: str, action: str) -> None:
+        self.items.append((name, reason))
+        if len(self.items) <= self.limit:
+            print(f"{name}: not purified, no plausible eye in the automatic mask ({reason}); {action}",
+                  file=sys.stderr)
+        elif len(self.items) == self.limit + 1:
+            print(f"... more images not purified; only the count follows (in the summary)", file=sys.stderr)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass
 class FolderStats:
     purified: int = 0
     skipped: int = 0
     faces: int = 0
     automatic: int = 0
+    #: Images not written because their automatic mask is no plausible eye (a face photo: none of its eyes).
+    not_purified: int = 0
 
 
 def list_images(root: Path, recursive: bool) -> list[Path]:
@@ -339,6 +374,7 @@ def purify_folder(engine: Purification, src: Path, out: Path, masks: str | None 
                          "recursive": recursive})
     target = OutputDir(out, run_settings, overwrite=overwrite, resume=resume)
     stats = FolderStats()
+    notes = NotPurified()
     batch: list[tuple[str, Path, np.ndarray, np.ndarray | None]] = []
 
     def flush() -> None:
@@ -347,6 +383,7 @@ def purify_folder(engine: Purification, src: Path, out: Path, masks: str | None 
         images = np.stack([b[2] for b in batch])
         names = [b[0] for b in batch]
         have = [b[3] for b in batch]
+        keep = list(range(len(batch)))
         if all(m is not None for m in have):
             mask_arr = np.stack(have)  # type: ignore[arg-type]
         else:
@@ -357,11 +394,18 @@ def purify_folder(engine: Purification, src: Path, out: Path, masks: str | None 
             for j, i in enumerate(auto_idx):
                 filled[i] = auto[j]
             mask_arr = np.stack(filled)  # type: ignore[arg-type]
-        result = engine.purify_arrays(images, mask_arr, names, eye)
-        for (key, dest, _, _), purified, mask in zip(batch, result, mask_arr):
-            _write_result(dest, purified, mask, save_masks, engine.labels, overlay_image=None)
-            target.mark(key, dest)
-        stats.purified += len(batch)
+            for i, problem in zip(auto_idx, engine.mask_problems(auto)):
+                if problem is not None:
+                    notes.add(names[i], problem, "skipped")
+                    keep.remove(i)
+            stats.not_purified += len(batch) - len(keep)
+        if keep:
+            result = engine.purify_arrays(images[keep], mask_arr[keep], [names[i] for i in keep], eye)
+            for i, purified in zip(keep, result):
+                key, dest = batch[i][0], batch[i][1]
+                _write_result(dest, purified, mask_arr[i], save_masks, engine.labels, overlay_image=None)
+                target.mark(key, dest)
+        stats.purified += len(keep)
         target.save()
         batch.clear()
 
@@ -384,7 +428,14 @@ def purify_folder(engine: Purification, src: Path, out: Path, masks: str | None 
                 finder = faces.FaceFinder(static=True)
             result = faces.purify_face_photo(engine, image, crop_size=face_crop_size, name=key,
                                              required=masks == "faces", finder=finder)
+            if result is not None and len(result.skipped) == len(result.eyes):
+                for eye_name, problem in result.skipped:
+                    notes.add(eye_name, problem, "skipped")
+                stats.not_purified += 1
+                continue
             if result is not None:
+                for eye_name, problem in result.skipped:
+                    notes.add(eye_name, problem, "left as it was")
                 flush()
                 _write_result(dest, result.image, result.mask, save_masks, engine.labels,
                               overlay_image=result.overlay() if save_masks else None)
@@ -437,6 +488,13 @@ class ImageResult:
     mask: np.ndarray
     method: str  # "mask file", "segmenter" or "faces"
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    #: (image or eye name, reason) for what was left unpurified: its automatic mask is no plausible eye.
+    not_purified: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def purified(self) -> bool:
+        """Whether anything was purified (False: the output is the input, unchanged)."""
+        return not self.not_purified or (self.method == "faces" and len(self.not_purified) < len(self.boxes))
 
 
 def _output_file(src: str | Path, out: str | Path, kind: str, suffixes: Sequence[str], overwrite: bool) -> Path:
@@ -456,7 +514,10 @@ def purify_image_file(engine: Purification, src: Path, out: Path, masks: str | N
                       save_masks: bool = False, face_crop_size: tuple[int, int] = WORKING_SIZE,
                       eye: str = CANONICAL_EYE) -> ImageResult:
     """Purify one image file into ``out`` (a file; its suffix picks the format). eye: which eye an eye crop
-    shows (``right`` is mirrored for the networks and back); a face photo finds each eye's side itself."""
+    shows (``right`` is mirrored for the networks and back); a face photo finds each eye's side itself.
+
+    An automatic mask that is no plausible eye (``engine.mask_problems``) is not used: the image (or that eye of
+    a face photo) is written unchanged, one line on stderr says why, and ``result.not_purified`` lists it."""
     from maskpurify.fileio import ensure_writable
 
     src, out = Path(src), _output_file(src, out, "image", IMAGE_SUFFIXES, overwrite)
@@ -491,12 +552,20 @@ def purify_image_file(engine: Purification, src: Path, out: Path, masks: str | N
         face = faces.purify_face_photo(engine, image, crop_size=face_crop_size, name=str(src),
                                        required=masks == "faces")
         if face is not None:
-            result = ImageResult(face.image, face.mask, "faces", [e.box for e in face.eyes])
+            result = ImageResult(face.image, face.mask, "faces", [e.box for e in face.eyes], list(face.skipped))
             if save_masks:
                 save_image(overlay_out, face.overlay())
     if result is None:
         mask = engine.masks_for(image[None], [str(src)], eye)[0]
-        result = ImageResult(engine.purify_image(image, mask, str(src), eye), mask, "segmenter")
+        problem = engine.mask_problems(mask[None])[0]
+        if problem is None:
+            result = ImageResult(engine.purify_image(image, mask, str(src), eye), mask, "segmenter")
+        else:
+            result = ImageResult(image, mask, "segmenter", not_purified=[(str(src), problem)])
+    notes = NotPurified()
+    unchanged = "written unchanged" if not result.purified else "left as it was"
+    for name, problem in result.not_purified:
+        notes.add(name, problem, unchanged)
     save_image(out, result.image)
     if save_masks:
         save_image(mask_out, result.mask)
@@ -515,17 +584,25 @@ def is_dataset(path: Path) -> bool:
     return (path / "meta.json").is_file() and any(path.glob("shard-*.npz"))
 
 
+@dataclass
+class DatasetStats:
+    #: Samples processed in this call (resumed shards are not counted).
+    samples: int = 0
+    #: Samples of the whole output kept unchanged because their automatic mask is no plausible eye.
+    not_purified: int = 0
+
+
 def purify_dataset(engine: Purification, src: Path, out: Path, overwrite: bool = False, resume: bool = True,
                    progress: bool = True, settings: dict[str, Any] | None = None, masks: str | None = None,
-                   eye: str = CANONICAL_EYE) -> int:
+                   eye: str = CANONICAL_EYE) -> DatasetStats:
     """Purify a rendered dataset shard by shard into ``out`` in the same format (readable by EyeDataset).
 
     masks: None -> the dataset's stored masks (the renderer's exact masks: an oracle); "auto" -> the
     segmenter's masks, as a user with real images would have (the stored masks are ignored for purification
-    and copied unchanged as labels; the masks used are stored under ``auto_masks``). Memory holds one shard at
-    a time. Every key but ``images`` is copied unchanged; meta.json records the source and is marked complete
-    only at the end, so an interrupted run resumes at the first missing shard. Returns the number of samples
-    purified in this call.
+    and copied unchanged as labels; the masks used are stored under ``auto_masks``, and ``not_purified`` marks
+    the samples whose automatic mask is no plausible eye: those keep their input image, one line each on stderr).
+    Memory holds one shard at a time. Every key but ``images`` is copied unchanged; meta.json records the source
+    and is marked complete only at the end, so an interrupted run resumes at the first missing shard.
     """
     from tqdm import tqdm
 
@@ -549,6 +626,7 @@ def purify_dataset(engine: Purification, src: Path, out: Path, overwrite: bool =
                                                       "masks": masks or "stored", "eye": eye, **(settings or {})}})
     num_shards = int(meta["num_shards"])
     count = 0
+    notes = NotPurified()
     bar = tqdm(total=int(meta["n"]), unit="img", desc="purify", disable=not progress, leave=False)
     for index in range(num_shards):
         name = shard_name(index)
@@ -560,31 +638,55 @@ def purify_dataset(engine: Purification, src: Path, out: Path, overwrite: bool =
         images = shard["images"]
         if images.ndim != 4:
             raise UserError(f"{src / name}: images must be (N,H,W,C), got shape {images.shape}")
-        purified = np.empty_like(images)
+        purified = images.copy()
         used = np.empty(images.shape[:3], np.uint8)
+        left = np.zeros(len(images), bool)
         for start in range(0, len(images), engine.batch_size):
             stop = min(len(images), start + engine.batch_size)
             names = [f"{name}[{i}]" for i in range(start, stop)]
             batch_images = images[start:stop]
-            if batch_images.shape[-1] == 1:  # grey renders: the segmenter takes RGB
-                batch_images = np.repeat(batch_images, 3, axis=-1)
-            batch_masks = (engine.masks_for(batch_images, names, eye) if masks == "auto"
-                           else shard["masks"][start:stop])
+            if masks == "auto":
+                rgb = np.repeat(batch_images, 3, axis=-1) if batch_images.shape[-1] == 1 else batch_images
+                batch_masks = engine.masks_for(rgb, names, eye)  # grey renders: the segmenter takes RGB
+                for j, problem in enumerate(engine.mask_problems(batch_masks)):
+                    if problem is not None:
+                        notes.add(names[j], problem, "kept unchanged")
+                        left[start + j] = True
+            else:
+                batch_masks = shard["masks"][start:stop]
             used[start:stop] = batch_masks
-            purified[start:stop] = engine.purify_arrays(images[start:stop], batch_masks, names, eye)
+            keep = np.flatnonzero(~left[start:stop])
+            if len(keep):
+                purified[start + keep] = engine.purify_arrays(batch_images[keep], batch_masks[keep],
+                                                              [names[j] for j in keep], eye)
             bar.update(stop - start)
         shard["images"] = purified
         if masks == "auto":
             shard["auto_masks"] = used
+            shard["not_purified"] = left
         save_npz_deterministic(dest, shard)
         target.mark(name, dest)
         target.save()
         count += len(images)
         del shard, images, purified, used
     bar.close()
+    left_total = _count_not_purified(out, num_shards) if masks == "auto" else 0
+    out_meta["purified"]["not_purified"] = left_total
     atomic_write_json(out / "meta.json", {**out_meta, "complete": True, "command": command_line()})
     target.save(complete=True)
-    return count
+    return DatasetStats(count, left_total)
+
+
+def _count_not_purified(out: Path, num_shards: int) -> int:
+    """Samples of a purified dataset kept unchanged, over all its shards (resumed ones included)."""
+    from maskpurify.world.dataset import shard_name
+
+    total = 0
+    for index in range(num_shards):
+        with np.load(out / shard_name(index), allow_pickle=False) as shard:
+            if "not_purified" in shard.files:
+                total += int(shard["not_purified"].sum())
+    return total
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -597,6 +699,8 @@ class VideoStats:
     fps: float
     width: int
     height: int
+    #: Frames written unchanged because their automatic mask is no plausible eye (face videos: no eye purified).
+    not_purified: int = 0
 
 
 def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
@@ -640,6 +744,8 @@ def purify_video(engine: Purification, src: Path, out: Path, mask_video: Path | 
     fps = info.fps if info.fps > 0 else 30.0
     palette = palette_for(engine.labels)
     frames_done = 0
+    notes = NotPurified()
+    left_frames = 0
     bar = tqdm(total=info.frame_count or None, unit="frame", desc="purify", disable=not progress, leave=False)
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(VideoWriter(out, fps, (info.width, info.height)))
@@ -656,13 +762,28 @@ def purify_video(engine: Purification, src: Path, out: Path, mask_video: Path | 
                 results = [faces.purify_face_photo(engine, f, crop_size=face_crop_size,
                                                    name=f"{src} frame {frames_done + i}", finder=finder)
                            for i, f in enumerate(frames)]
+                for r in results:
+                    if r is not None and r.skipped:
+                        for eye_name, problem in r.skipped:
+                            notes.add(eye_name, problem, "left as it was")
+                        left_frames += len(r.skipped) == len(r.eyes)
                 purified = [r.image if r is not None else f for r, f in zip(results, frames)]
                 mask_arr = [r.mask if r is not None else np.zeros(f.shape[:2], np.uint8)
                             for r, f in zip(results, frames)]
             else:
                 names = [f"{src} frame {frames_done + i}" for i in range(len(frames))]
                 mask_arr = engine.masks_for(frames, names, eye)
-                purified = engine.purify_arrays(frames, mask_arr, names, eye)
+                purified = frames.copy()
+                keep = []
+                for i, problem in enumerate(engine.mask_problems(mask_arr)):
+                    if problem is None:
+                        keep.append(i)
+                    else:
+                        notes.add(names[i], problem, "written unchanged")
+                left_frames += len(frames) - len(keep)
+                if keep:
+                    purified[keep] = engine.purify_arrays(frames[keep], mask_arr[keep], [names[i] for i in keep],
+                                                          eye)
             for i in range(len(frames)):
                 writer.write(purified[i])
                 if mwriter is not None:
@@ -672,7 +793,7 @@ def purify_video(engine: Purification, src: Path, out: Path, mask_video: Path | 
             if on_frames is not None:
                 on_frames(frames_done)
     bar.close()
-    return VideoStats(frames_done, fps, info.width, info.height)
+    return VideoStats(frames_done, fps, info.width, info.height, left_frames)
 
 
 def current_rss_bytes() -> int:

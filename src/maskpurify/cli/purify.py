@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from maskpurify.errors import UserError
 
@@ -32,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "duct) on the image's left. 'right' crops are mirrored before the segmenter and the "
                              "purifier and their outputs mirrored back. Face photos ignore it: FaceMesh tells "
                              "each eye's side")
+    parser.add_argument("--eye-check", action=argparse.BooleanOptionalAction, default=True,
+                        help="leave an image (or an eye of a face photo) unpurified when its automatic mask is no "
+                             "plausible eye (closed eye, no iris, blank or noise image): single images and videos "
+                             "keep it unchanged, folders skip it, one line each says why (default on; masks you give "
+                             "are always used)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                         help="folders and datasets: skip outputs a previous run into the same --out finished "
@@ -77,35 +83,45 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--input {src}: not an image ({', '.join(IMAGE_SUFFIXES)}) or video "
                         f"({', '.join(VIDEO_SUFFIXES)})")
     segmenter = False if args.segmenter == "none" else args.segmenter
-    engine = Purification.load(args.checkpoint, segmenter, args.device, args.batch_size)
-    settings = {"checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint else "default",
+    engine = Purification.load(args.checkpoint, segmenter, args.device, args.batch_size, check_eyes=args.eye_check)
+    settings: dict[str, Any] = {"checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint else "default",
                 "segmenter": str(Path(segmenter).resolve()) if segmenter else ("none" if segmenter is False else "default"),
                 "face_crop_size": list(crop_size)}
     if args.eye != "left":  # only when not the default, so runs started before --eye existed still resume
         settings["eye"] = args.eye
+    if not args.eye_check:
+        settings["eye_check"] = False
     progress = not args.quiet
     if src.is_dir() and is_dataset(src):
         if args.masks not in (None, "auto"):
             raise UserError(f"--masks {args.masks}: a rendered dataset carries its own masks; omit --masks to use "
                             "them or give --masks auto for the segmenter's")
-        n = purify_dataset(engine, src, out, overwrite=args.overwrite, resume=args.resume, progress=progress,
-                           settings=settings, masks=args.masks, eye=args.eye)
-        print(f"purified {n} samples into dataset {out}")
+        data = purify_dataset(engine, src, out, overwrite=args.overwrite, resume=args.resume, progress=progress,
+                              settings=settings, masks=args.masks, eye=args.eye)
+        left = f" ({data.not_purified} kept unchanged: no plausible eye in the automatic mask)" \
+            if data.not_purified else ""
+        print(f"purified {data.samples} samples into dataset {out}{left}")
     elif src.is_dir():
         stats = purify_folder(engine, src, out, masks=args.masks, recursive=args.recursive, overwrite=args.overwrite,
                               resume=args.resume, save_masks=args.save_masks, face_crop_size=crop_size,
                               progress=progress, settings=settings, eye=args.eye)
         extra = f", {stats.faces} face photos" if stats.faces else ""
+        extra += f", {stats.not_purified} not purified: no plausible eye" if stats.not_purified else ""
         print(f"purified {stats.purified} images into {out} ({stats.skipped} already done, "
               f"{stats.automatic} automatic masks{extra})")
     elif src.suffix.lower() in VIDEO_SUFFIXES:
         video = purify_video(engine, src, out, Path(args.mask_video) if args.mask_video else None,
                              overwrite=args.overwrite, masks=args.masks, face_crop_size=crop_size, progress=progress,
                              eye=args.eye)
-        print(f"purified {video.frames} frames ({video.width}x{video.height} at {video.fps:g} fps) into {out}")
+        left = f"; {video.not_purified} written unchanged: no plausible eye" if video.not_purified else ""
+        print(f"purified {video.frames} frames ({video.width}x{video.height} at {video.fps:g} fps) into {out}{left}")
     else:
         result = purify_image_file(engine, src, out, masks=args.masks, overwrite=args.overwrite,
                                    save_masks=args.save_masks, face_crop_size=crop_size, eye=args.eye)
         where = f", {len(result.boxes)} eyes" if result.method == "faces" else ""
-        print(f"purified {src} -> {out} (mask: {result.method}{where})")
+        if not result.purified:
+            print(f"not purified {src} -> {out} unchanged (mask: {result.method}{where}; no plausible eye)")
+        else:
+            left = f", {len(result.not_purified)} left as they were" if result.not_purified else ""
+            print(f"purified {src} -> {out} (mask: {result.method}{where}{left})")
     return 0
