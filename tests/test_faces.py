@@ -99,6 +99,31 @@ def test_other_eye_reaches_the_networks_mirrored(ckpts: dict[str, Path], monkeyp
     assert np.abs(result.image.astype(int) - expected_photo).max() <= 1  # float32 rounding of the output only
 
 
+def test_closed_eye_is_left_as_it_was(ckpts: dict[str, Path]) -> None:
+    """A closed eye (the eyelid contour collapsed to a line) has no plausible eye mask: it is not purified, its
+    box stays pixel-identical, and it is listed; the open eye is purified as usual. --no-eye-check purifies both."""
+    photo = skimage.data.astronaut()
+    points = _synthetic_landmarks(200.0, 100.0, 12.0)
+    lid = list(faces.LEFT_EYELID)
+    points[lid, 1] = 100.0  # upper and lower lid meet
+    eyes = faces.eyes_from_landmarks(points)
+    engine = Purification.load(ckpts["p"], False)
+    result = faces.purify_face_photo(engine, photo, eyes=eyes, name="face.png")
+    assert result is not None and len(result.skipped) == 1
+    name, reason = result.skipped[0]
+    assert name == "face.png (left eye)" and reason
+    boxes = dict(zip([e.side for e in result.eyes], result.boxes))
+    x0, y0, w, h = boxes["left"]
+    assert np.array_equal(result.image[y0:y0 + h, x0:x0 + w], photo[y0:y0 + h, x0:x0 + w])
+    x0, y0, w, h = boxes["right"]
+    assert not np.array_equal(result.image[y0:y0 + h, x0:x0 + w], photo[y0:y0 + h, x0:x0 + w])
+    engine.check_eyes = False
+    everything = faces.purify_face_photo(engine, photo, eyes=eyes, name="face.png")
+    assert everything is not None and everything.skipped == []
+    x0, y0, w, h = boxes["left"]
+    assert not np.array_equal(everything.image[y0:y0 + h, x0:x0 + w], photo[y0:y0 + h, x0:x0 + w])
+
+
 def test_missing_mediapipe_is_a_clear_error(tmp_path: Path, ckpts: dict[str, Path],
                                             capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:

@@ -297,3 +297,87 @@ def test_rendered_dataset_with_automatic_masks(tmp_path: Path, ckpts: dict[str, 
     line = _error(capsys, "--input", str(src), "--out", str(tmp_path / "x"), "--checkpoint", str(ckpts["p"]),
                   "--segmenter", "none", "--masks", "auto")
     assert "--masks auto: no segmenter" in line and str(src) in line
+
+
+# -- automatic masks that show no plausible eye ------------------------------------------------------------------
+
+shipped_segmenter = pytest.mark.skipif(not Path("weights/segmenter.safetensors").is_file(),
+                                       reason="needs the shipped segmenter (weights/segmenter)")
+
+
+def _eyes_and_blanks() -> dict[str, np.ndarray]:
+    """Rendered synthetic eyes (the shipped segmenter finds a plausible eye in them) and a black and a noise image
+    (it cannot)."""
+    from maskpurify.world.renderer import render_samples
+
+    batch = render_samples("synthetic", 3, seed=606)
+    noise = np.random.default_rng(1).integers(0, 256, (36, 60, 3), dtype=np.uint8)
+    return {"eye0.png": batch.images[0], "eye1.png": batch.images[1], "eye2.png": batch.images[2],
+            "black.png": np.zeros((36, 60, 3), np.uint8), "noise.png": noise}
+
+
+@shipped_segmenter
+def test_eye_check_single_images(tmp_path: Path, ckpts: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    pictures = _eyes_and_blanks()
+    for name in ("eye0.png", "black.png"):
+        save_image(tmp_path / name, pictures[name])
+    common = ["--checkpoint", str(ckpts["p"]), "--segmenter", "weights/segmenter"]
+    code, stdout, err = _cli(capsys, "--input", str(tmp_path / "black.png"), "--out", str(tmp_path / "b.png"), *common)
+    assert code == 0 and f"not purified {tmp_path / 'black.png'}" in stdout
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{tmp_path / 'black.png'}: not purified, no plausible eye")
+    assert "no eye in the mask" in lines[0] and "written unchanged" in lines[0]
+    assert np.array_equal(read_image(tmp_path / "b.png"), pictures["black.png"])
+    code, stdout, err = _cli(capsys, "--input", str(tmp_path / "eye0.png"), "--out", str(tmp_path / "e.png"), *common)
+    assert code == 0 and "purified" in stdout and "not purified" not in stdout + err
+    assert not np.array_equal(read_image(tmp_path / "e.png"), pictures["eye0.png"])
+    # --no-eye-check purifies whatever the mask is.
+    code, stdout, err = _cli(capsys, "--input", str(tmp_path / "black.png"), "--out", str(tmp_path / "b2.png"),
+                             *common, "--no-eye-check")
+    assert code == 0 and "not purified" not in stdout + err
+
+
+@shipped_segmenter
+def test_eye_check_folder_skips_and_counts(tmp_path: Path, ckpts: dict[str, Path],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    for name, picture in _eyes_and_blanks().items():
+        save_image(src / name, picture)
+    args = ["--input", str(src), "--out", str(out), "--checkpoint", str(ckpts["p"]), "--segmenter",
+            "weights/segmenter", "--batch-size", "2"]
+    code, stdout, err = _cli(capsys, *args)
+    assert code == 0, err
+    assert "purified 3 images" in stdout and "2 not purified: no plausible eye" in stdout
+    lines = err.strip().splitlines()
+    assert sorted(line.split(":")[0] for line in lines) == ["black.png", "noise.png"]
+    assert all("not purified, no plausible eye in the automatic mask (" in line and line.endswith("skipped")
+               for line in lines)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["eye0.png", "eye1.png", "eye2.png"]
+    # Resuming tries the skipped ones again (and skips them again), nothing else.
+    code, stdout, err = _cli(capsys, *args)
+    assert code == 0 and "purified 0 images" in stdout and "3 already done" in stdout and len(err.splitlines()) == 2
+    code, stdout, _ = _cli(capsys, *args[:2], "--out", str(tmp_path / "all"), *args[4:], "--no-eye-check")
+    assert code == 0 and "purified 5 images" in stdout
+
+
+@shipped_segmenter
+def test_eye_check_dataset_keeps_unchanged(tmp_path: Path, ckpts: dict[str, Path],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from maskpurify.world.dataset import _load_shard, load_arrays, save_npz_deterministic, write_dataset
+
+    src = write_dataset(tmp_path / "syn", "synthetic", 6, (36, 60), seed=8, shard_size=4, progress=False)
+    shard = _load_shard(src, 1)
+    shard["images"][0] = 0  # sample 4: a black frame
+    save_npz_deterministic(src / "shard-00001.npz", shard)
+    out = tmp_path / "out"
+    code, stdout, err = _cli(capsys, "--input", str(src), "--out", str(out), "--checkpoint", str(ckpts["p"]),
+                             "--segmenter", "weights/segmenter", "--masks", "auto")
+    assert code == 0 and "purified 6 samples" in stdout and "(1 kept unchanged" in stdout, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("shard-00001.npz[0]: not purified") and "kept unchanged" in lines[0]
+    before, after = load_arrays(src), load_arrays(out)
+    assert np.array_equal(after["images"][4], before["images"][4])
+    assert all(not np.array_equal(after["images"][i], before["images"][i]) for i in (0, 1, 2, 3, 5))
+    with np.load(out / "shard-00001.npz") as data:
+        assert data["not_purified"].tolist() == [True, False]
+    assert json.loads((out / "meta.json").read_text())["purified"]["not_purified"] == 1

@@ -108,6 +108,10 @@ def test_eye_problem_names_what_is_wrong() -> None:
     sliver[17:19, 10:50] = SCLERA
     sliver[17:19, 28:30] = IRIS
     assert eye_problem(sliver).startswith("iris too small")
+    slit = np.zeros((36, 60), np.uint8)
+    slit[18, 10:50] = SCLERA
+    slit[18, 26:32] = IRIS
+    assert eye_problem(slit).startswith("eye closed")
     tiny = np.zeros((36, 60), np.uint8)
     tiny[10:13, 10:14] = IRIS
     assert eye_problem(tiny).startswith("eye region too small")

@@ -108,3 +108,29 @@ def test_video_memory_is_constant(tmp_path: Path, ckpts: dict[str, Path]) -> Non
           f"growth {late - early:+.2f} MB")
     assert late - early < 6.0
 
+
+
+@pytest.mark.skipif(not Path("weights/segmenter.safetensors").is_file(), reason="needs the shipped segmenter")
+def test_video_frames_without_a_plausible_eye_pass_through(tmp_path: Path, ckpts: dict[str, Path],
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Black frames (a closed camera, a cut) get no invented eye: written as they came, one line each, counted."""
+    from maskpurify.world.renderer import render_samples
+
+    eyes = render_samples("synthetic", 6, seed=12).images
+    src = tmp_path / "eyes.avi"
+    writer = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (60, 36))
+    for frame in [*eyes[:3], np.zeros((36, 60, 3), np.uint8), *eyes[3:], np.zeros((36, 60, 3), np.uint8)]:
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    out = tmp_path / "out.avi"
+    code = main(["purify", "--quiet", "--input", str(src), "--out", str(out), "--checkpoint", str(ckpts["p"]),
+                 "--segmenter", "weights/segmenter", "--batch-size", "4"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "purified 8 frames" in captured.out and "2 written unchanged: no plausible eye" in captured.out
+    lines = captured.err.strip().splitlines()
+    assert [line.split(": not purified")[0] for line in lines] == [f"{src} frame 3", f"{src} frame 7"]
+    frames_in, frames_out = list(iter_frames(src)), list(iter_frames(out))
+    assert len(frames_out) == 8
+    for i in (3, 7):  # unchanged up to the codec
+        assert np.abs(frames_out[i].astype(int) - frames_in[i]).mean() < 3

@@ -133,6 +133,8 @@ def mirror_gaze(pitchyaw: np.ndarray, flags: np.ndarray | bool = True) -> np.nda
 #: FaceMesh reference mask of the real-eye check set; see eye_problem for the rates on the segmenter's masks.
 EYE_CHECK = {
     "min_eye_fraction": 0.01,  # eye region (sclera+iris+pupil) / image; renders: >= 0.05
+    "min_eye_thickness": 0.04,  # eye region area / its width / image height (a closed lid is a line); renders:
+    # >= 0.12, FaceMesh masks of real half-closed eyes: >= 0.056
     "min_iris_fraction_of_eye": 0.08,  # iris+pupil / eye region; renders: >= 0.21
     "min_iris_fraction": 0.004,  # iris+pupil / image; renders: >= 0.019
     "max_eye_pieces": 3,  # pieces of the eye region holding >= 2% of it; renders: 1
@@ -169,6 +171,9 @@ def eye_problem(mask: np.ndarray) -> str | None:
         return "no eye in the mask (no sclera, iris or pupil pixel)"
     if n_eye < c["min_eye_fraction"] * h * w:
         return f"eye region too small ({100 * n_eye / (h * w):.1f}% of the image)"
+    thickness = n_eye / max(1, int(eye.any(axis=0).sum()))
+    if thickness < c["min_eye_thickness"] * h:
+        return f"eye closed (the eye region is a slit {thickness:.1f} px high)"
     if n_disc == 0:
         return "no iris"
     if n_disc < c["min_iris_fraction_of_eye"] * n_eye or n_disc < c["min_iris_fraction"] * h * w:
