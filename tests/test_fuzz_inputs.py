@@ -258,7 +258,10 @@ def test_fuzz_shard_bytes_and_arrays(tmp_path, dataset, data):
         with np.load(folder / shard_name(0)) as shard:
             arrays = {k: shard[k] for k in shard.files}
         for name in names:
-            arrays = CORRUPTIONS[name](arrays)
+            try:
+                arrays = CORRUPTIONS[name](arrays)
+            except KeyError:  # composed with "missing gaze"
+                pass
         save_npz_deterministic(folder / shard_name(0), arrays)
     argv = _shard_commands(folder, work / "out")[data.draw(st.integers(0, 1), label="command")]
     before = snapshot(work)

@@ -1,0 +1,143 @@
+"""Fault suite: ``kill -9`` of real ``maskpurify`` processes at random moments, then the same command again; the
+result must be byte-identical to an uninterrupted run and no temporary file may remain.
+
+``make test`` runs one kill per command (render, train-gaze); ``MASKPURIFY_FUZZ=long`` runs 20 random kills per
+command (render, train-gaze, train-segmenter, dataset purify). Kills inside the checkpoint commit itself are
+simulated exhaustively (every write, every rename) in ``test_checkpoints.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from _cli import LONG
+from maskpurify.world.dataset import write_dataset
+
+KILLS = 20 if LONG else 1
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    argv: Callable[[Path, Path], list[str]]  # (data folder, out folder) -> maskpurify arguments
+    trigger: str  # kill only after this file exists under OUT (the command is past its start-up)
+    compare: Callable[[Path], dict[str, str]]  # what must be byte-identical to the uninterrupted run
+
+
+def _hashes(out: Path, names: list[str] | None = None) -> dict[str, str]:
+    files = [out / n for n in names] if names is not None else sorted(p for p in out.rglob("*") if p.is_file())
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def _trained(stem: str) -> Callable[[Path], dict[str, str]]:
+    return lambda out: _hashes(out, [f"{stem}.safetensors", f"{stem}.json", "config.yaml"])
+
+
+def _dataset_files(out: Path) -> dict[str, str]:
+    return {k: v for k, v in _hashes(out).items() if not k.startswith(".")}
+
+
+TRAIN = ["--quiet", "--set", "steps=40", "--set", "batch_size=8", "--set", "checkpoint_every=1", "--set",
+         "log_every=5", "--set", "eval_every=20", "--set", "num_threads=1"]
+
+SCENARIOS = {
+    "render": Scenario("render", lambda data, out: ["render", "--quiet", "--domain", "wild", "--n", "2400",
+                                                    "--shard-size", "300", "--seed", "5", "--out", str(out)],
+                       "meta.json", _dataset_files),
+    "train-gaze": Scenario("train-gaze", lambda data, out: ["train-gaze", "--data", str(data), "--out", str(out),
+                                                            *TRAIN, "--set", "model.hidden=16"],
+                           "last.json", _trained("gaze")),
+    "train-segmenter": Scenario("train-segmenter", lambda data, out: [
+        "train-segmenter", "--data", str(data), "--out", str(out), *TRAIN, "--set", "model.base_channels=4",
+        "--set", "model.levels=2"], "last.json", _trained("segmenter")),
+    "purify-dataset": Scenario("purify-dataset", lambda data, out: ["purify", "--quiet", "--input", str(data),
+                                                                    "--out", str(out), "--batch-size", "8"],
+                               "meta.json", _dataset_files),
+}
+FAST = ("render", "train-gaze")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("faultdata") / "set", "synthetic", 96, seed=4, shard_size=16,
+                         progress=False)
+
+
+def _run(argv: list[str], timeout: float = 300) -> None:
+    done = subprocess.run([sys.executable, "-m", "maskpurify", *argv], env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr
+
+
+def _timed_run(argv: list[str], trigger: Path) -> float:
+    """Run to completion; returns the seconds between ``trigger`` appearing and the end (the kill window)."""
+    proc = subprocess.Popen([sys.executable, "-m", "maskpurify", *argv], env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    seen = None
+    while proc.poll() is None:
+        if seen is None and trigger.exists():
+            seen = time.monotonic()
+        time.sleep(0.005)
+    end = time.monotonic()
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    assert seen is not None, f"{trigger} never appeared"
+    return end - seen
+
+
+def _kill_at_random(argv: list[str], trigger: Path, rng: random.Random, window: float) -> bool:
+    """Start the command, wait for ``trigger``, SIGKILL it after a random part of ``window`` seconds. Returns
+    whether it was killed (False: it finished first)."""
+    proc = subprocess.Popen([sys.executable, "-m", "maskpurify", *argv], env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not trigger.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.05, 0.7) * window)
+        if proc.poll() is not None:
+            return False
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        return True
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _temp_files(out: Path) -> list[str]:
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if ".tmp" in p.name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SCENARIOS) if LONG else list(FAST))
+def test_kill_9_then_rerun_is_byte_identical(tmp_path, data, name):
+    scenario = SCENARIOS[name]
+    out = tmp_path / "out"  # every run writes here, so the recorded commands are identical too
+    window = _timed_run(scenario.argv(data, out), out / scenario.trigger)
+    expected = scenario.compare(out)
+    assert expected and _temp_files(out) == []
+    shutil.move(out, tmp_path / "reference")
+    rng = random.Random(f"{name}-{os.environ.get('MASKPURIFY_FUZZ_SEED', '0')}")
+    killed = 0
+    for attempt in range(KILLS):
+        for _ in range(rng.randint(1, 3) if LONG else 1):
+            killed += _kill_at_random(scenario.argv(data, out), out / scenario.trigger, rng, window)
+        _run(scenario.argv(data, out))
+        assert scenario.compare(out) == expected, f"{name}: run {attempt} differs after a kill"
+        assert _temp_files(out) == [], f"{name}: temporary files left: {_temp_files(out)}"
+        shutil.rmtree(out)
+    assert killed >= 1  # at least one kill landed while the command was working
