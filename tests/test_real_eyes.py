@@ -12,7 +12,7 @@ from maskpurify.errors import UserError
 from maskpurify.evaluation.real_eyes import (REAL_EYES, evaluate_masks, evaluate_real_eyes, load_real_eyes,
                                              write_contact_sheet)
 from maskpurify.fileio import read_image
-from maskpurify.masks import EYE_CHECK, IRIS, PUPIL, SCLERA, eye_problem, region_centroid
+from maskpurify.masks import EYE_CHECK, IRIS, PUPIL, SCLERA, eye_problem, eye_problems, region_centroid
 from maskpurify.nets.segmenter import Segmenter, SegmenterConfig
 from maskpurify.world.renderer import render_samples
 
@@ -131,6 +131,10 @@ def test_eye_problem_names_what_is_wrong() -> None:
     rng = np.random.default_rng(0)
     for _ in range(5):
         assert eye_problem(rng.integers(0, 4, (36, 60)).astype(np.uint8)) is not None  # label noise
+    # The batch form gives the same answers (pieces never leak from one image into the next).
+    batch = np.stack([eye, closed, sliver, tiny, two, pupil_out, np.zeros((36, 60), np.uint8), eye])
+    assert eye_problems(batch) == [eye_problem(m) for m in batch]
+    assert eye_problems(np.zeros((0, 36, 60), np.uint8)) == []
     assert set(EYE_CHECK) >= {"min_eye_fraction", "min_iris_fraction_of_eye", "max_eye_pieces"}
 
 

@@ -161,45 +161,97 @@ def eye_problem(mask: np.ndarray) -> str | None:
     wild renders, and those are bad masks (mean IoU 0.20-0.23 over sclera, iris and pupil, against 0.61-0.62 on
     the rest); none of the 12 FaceMesh masks of the real-eye check set; all 43 blank, flat and noise images.
     """
+    return eye_problems(np.asarray(mask)[None])[0]
+
+
+def eye_problems(masks: np.ndarray) -> list[str | None]:
+    """:func:`eye_problem` for a batch (N,H,W) of label maps. Pixel counts and connected pieces are found for the
+    whole batch at once, so the check costs little next to the networks."""
     c = EYE_CHECK
-    mask = np.asarray(mask)
-    h, w = mask.shape[:2]
-    eye = mask > 0
-    disc = (mask == IRIS) | (mask == PUPIL)
-    n_eye, n_disc = int(eye.sum()), int(disc.sum())
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"eye_problems expects (N,H,W) label maps, got shape {masks.shape}")
+    n, h, w = masks.shape
+    if n == 0:
+        return []
+    eye = masks > 0
+    disc = masks >= IRIS  # iris or pupil (labels above PUPIL are refused by validate_mask)
+    pupil = masks == PUPIL
+    sclera = eye & ~disc
+    n_eye, n_disc = eye.sum((1, 2)), disc.sum((1, 2))
+    n_pupil, n_sclera = pupil.sum((1, 2)), sclera.sum((1, 2))
+    eye_columns = eye.any(axis=1).sum(1)
+    # The 1-pixel ring around the pupil (8-neighbourhood) and how much of it is sclera.
+    padded = np.pad(pupil, ((0, 0), (1, 1), (1, 1)))
+    grown = np.zeros_like(pupil)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            grown |= padded[:, dy:dy + h, dx:dx + w]
+    ring = grown & ~pupil
+    n_ring, ring_on_sclera = ring.sum((1, 2)), (ring & sclera).sum((1, 2))
+    eye_pieces, _ = _pieces(eye)
+    disc_pieces, disc_boxes = _pieces(disc)
+    out: list[str | None] = []
+    for i in range(n):
+        out.append(_problem(c, h, w, int(n_eye[i]), int(n_disc[i]), int(n_pupil[i]), int(n_sclera[i]),
+                            int(eye_columns[i]), int(n_ring[i]), int(ring_on_sclera[i]), eye_pieces[i],
+                            disc_pieces[i], (int(disc_boxes[i, 0]), int(disc_boxes[i, 1]))))
+    return out
+
+
+def _pieces(region: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """8-connected pieces of each image of a boolean (N,H,W) batch: the piece areas per image, and the (height,
+    width) of each image's largest piece ((0, 0) where there is none)."""
+    from scipy import ndimage
+
+    n, h, w = region.shape
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = True  # 8-connectivity within an image, none across images
+    labels, count = ndimage.label(region, structure=in_plane)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    # Labels are numbered in scan order, so each image's pieces carry a contiguous run of labels.
+    last = np.maximum.accumulate(labels.reshape(n, -1).max(1))
+    first = np.concatenate([[0], last[:-1]]) + 1
+    per_image = [areas[a:b + 1] for a, b in zip(first, last)]
+    largest = np.array([a + int(np.argmax(p)) if len(p) else -1 for a, p in zip(first, per_image)])
+    chosen = labels == largest[:, None, None]
+    rows, cols = chosen.any(2), chosen.any(1)
+    height = np.where(rows.any(1), h - np.argmax(rows[:, ::-1], 1) - np.argmax(rows, 1), 0)
+    width = np.where(cols.any(1), w - np.argmax(cols[:, ::-1], 1) - np.argmax(cols, 1), 0)
+    return per_image, np.stack([height, width], 1)
+
+
+def _problem(c: Mapping[str, float], h: int, w: int, n_eye: int, n_disc: int, n_pupil: int, n_sclera: int,
+             eye_columns: int, n_ring: int, ring_on_sclera: int, eye: np.ndarray, disc: np.ndarray,
+             disc_box: tuple[int, int]) -> str | None:
+    """The checks of :func:`eye_problem` in order, on one image's counts, piece areas and largest iris piece."""
     if n_eye == 0:
         return "no eye in the mask (no sclera, iris or pupil pixel)"
     if n_eye < c["min_eye_fraction"] * h * w:
         return f"eye region too small ({100 * n_eye / (h * w):.1f}% of the image)"
-    thickness = n_eye / max(1, int(eye.any(axis=0).sum()))
+    thickness = n_eye / max(1, eye_columns)
     if thickness < c["min_eye_thickness"] * h:
         return f"eye closed (the eye region is a slit {thickness:.1f} px high)"
     if n_disc == 0:
         return "no iris"
     if n_disc < c["min_iris_fraction_of_eye"] * n_eye or n_disc < c["min_iris_fraction"] * h * w:
         return f"iris too small ({100 * n_disc / n_eye:.0f}% of the eye region)"
-    _, _, stats, _ = cv2.connectedComponentsWithStats(eye.astype(np.uint8), connectivity=8)
-    sizes = stats[1:, cv2.CC_STAT_AREA]
+    sizes = eye
     pieces = int((sizes >= max(2, 0.02 * n_eye)).sum())
     if pieces > c["max_eye_pieces"] or sizes.max() < c["min_largest_eye_piece"] * n_eye:
         return f"eye region in {max(pieces, 2)} pieces (largest {100 * sizes.max() / n_eye:.0f}%)"
     if len(sizes) > c["max_eye_bits"]:
         return f"eye region speckled ({len(sizes)} separate bits)"
-    _, _, stats, _ = cv2.connectedComponentsWithStats(disc.astype(np.uint8), connectivity=8)
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    if stats[largest, cv2.CC_STAT_AREA] < c["min_largest_iris_piece"] * n_disc:
-        return f"iris in pieces (largest {100 * stats[largest, cv2.CC_STAT_AREA] / n_disc:.0f}%)"
-    iris_w, iris_h = int(stats[largest, cv2.CC_STAT_WIDTH]), int(stats[largest, cv2.CC_STAT_HEIGHT])
+    area, (iris_h, iris_w) = int(disc.max()), disc_box
+    if area < c["min_largest_iris_piece"] * n_disc:
+        return f"iris in pieces (largest {100 * area / n_disc:.0f}%)"
     if iris_w > c["max_iris_width"] * w:
         return f"iris wider than {c['max_iris_width']:.0%} of the image"
     if iris_h > c["max_iris_aspect"] * iris_w + 2:
         return f"iris much taller than wide ({iris_h}x{iris_w} px)"
-    pupil = mask == PUPIL
-    if pupil.sum() >= 2:
-        ring = cv2.dilate(pupil.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~pupil
-        if (ring & (mask == SCLERA)).sum() > c["max_pupil_on_sclera"] * ring.sum():
-            return "pupil outside the iris"
-    if (mask == SCLERA).sum() < c["min_sclera_fraction_of_eye"] * n_eye:
+    if n_pupil >= 2 and ring_on_sclera > c["max_pupil_on_sclera"] * n_ring:
+        return "pupil outside the iris"
+    if n_sclera < c["min_sclera_fraction_of_eye"] * n_eye:
         return "no sclera around the iris"
     return None
 

@@ -25,8 +25,8 @@ from maskpurify.checkpoints import WEIGHTS_DIR, checkpoint_paths
 from maskpurify.config import command_line
 from maskpurify.errors import UserError
 from maskpurify.fileio import IMAGE_SUFFIXES, atomic_write_json, read_image, save_image
-from maskpurify.masks import (BINARY_LABELS, CANONICAL_EYE, EYE_LABELS, EYE_PALETTE, LabelSet, colourise, eye_problem,
-                              load_mask, mirror_eyes, mirror_flags, validate_mask)
+from maskpurify.masks import (BINARY_LABELS, CANONICAL_EYE, EYE_LABELS, EYE_PALETTE, LabelSet, colourise,
+                              eye_problems, load_mask, mirror_eyes, mirror_flags, validate_mask)
 from maskpurify.nets.purifier import Purifier, load_purifier
 from maskpurify.nets.segmenter import Segmenter, load_segmenter, predict_masks
 
@@ -137,7 +137,7 @@ class Purification:
         when ``check_eyes`` is off or the purifier does not take eye labels (the check knows only eyes)."""
         if not self.check_eyes or self.labels is not EYE_LABELS:
             return [None] * len(masks)
-        return [eye_problem(m) for m in masks]
+        return eye_problems(np.asarray(masks)) if len(masks) else []
 
     def check_mask(self, mask: np.ndarray, image_shape: Sequence[int], source: str) -> np.ndarray:
         """Validate one mask against the purifier's label set (an empty attention region is allowed)."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from maskpurify.errors import UserError
 from maskpurify.evaluation.segmentation_metrics import confusion_matrix, iou_from_confusion
-from maskpurify.masks import IRIS, PUPIL, eye_problem, overlay, region_centroid
+from maskpurify.masks import IRIS, PUPIL, eye_problems, overlay, region_centroid
 
 REAL_EYES = Path(__file__).resolve().parents[1] / "data" / "real_eyes.npz"
 #: Upscaling of the contact sheet, for visibility.
@@ -111,10 +111,10 @@ def evaluate_real_eyes(segmenter: Any, out_dir: Path | None = None, path: str | 
     pred = predict_masks(model, np.ascontiguousarray(eyes.images))
     result = evaluate_masks(pred, eyes.masks)
     names = eyes.names()
-    problems = {name: problem for name, problem in zip(names, map(eye_problem, pred)) if problem is not None}
+    problems = {name: problem for name, problem in zip(names, eye_problems(pred)) if problem is not None}
     result.update({
         "flagged": len(problems), "flagged_reasons": problems,
-        "reference_flagged": sum(eye_problem(m) is not None for m in eyes.masks),
+        "reference_flagged": sum(problem is not None for problem in eye_problems(eyes.masks)),
         "sources": {str(s): int((eyes.source == s).sum()) for s in sorted(set(eyes.source.tolist()))},
         "contact_sheet": None,
     })
@@ -190,8 +190,8 @@ def eye_check_rates(segmenter: Any, n: int = 1000, seeds: tuple[int, int] = (123
     for domain, seed in zip(("wild", "synthetic"), seeds):
         batch = render_samples(domain, n, seed=seed)
         pred = predict_masks(model, batch.images)
-        exact_flags = [eye_problem(m) for m in batch.masks]
-        pred_flags = [eye_problem(m) for m in pred]
+        exact_flags = eye_problems(batch.masks)
+        pred_flags = eye_problems(pred)
         flagged = np.array([f is not None for f in pred_flags])
         out[f"{domain}_exact"] = float(np.mean([f is not None for f in exact_flags]))
         out[f"{domain}_pred"] = float(flagged.mean())
@@ -210,6 +210,6 @@ def eye_check_rates(segmenter: Any, n: int = 1000, seeds: tuple[int, int] = (123
     smooth = [cv2.GaussianBlur(rng.integers(0, 256, (36, 60, 3), dtype=np.uint8), (0, 0), sigma)
               for sigma in (1.0, 2.0) for _ in range(10)]
     images = np.stack(blank + noise + smooth)
-    out["blank_noise_flagged"] = float(np.mean([eye_problem(m) is not None for m in predict_masks(model, images)]))
+    out["blank_noise_flagged"] = float(np.mean([p is not None for p in eye_problems(predict_masks(model, images))]))
     out["blank_noise_n"] = len(images)
     return out
