@@ -5,6 +5,12 @@ videos).
 Everything here trusts nothing it reads: masks go through :func:`maskpurify.masks.validate_mask` against the
 label set the purifier was trained with (eye labels for the default purifier, background/attention for a
 ``num_labels=2`` purifier), and every file is written atomically.
+
+Two rules hold in every driver. The networks know one eye, the canonical side the renderer draws
+(:data:`maskpurify.masks.CANONICAL_EYE`); a crop of the other eye (``eye="right"``) is mirrored before the
+segmenter and the purifier and mirrored back after. An automatic mask that is no plausible eye
+(:func:`maskpurify.masks.eye_problem`) is never used: the image passes through unchanged (folders skip it),
+with one line on stderr naming it and the reason.
 """
 
 from __future__ import annotations
