@@ -50,12 +50,12 @@ def _dataset_files(out: Path) -> dict[str, str]:
     return {k: v for k, v in _hashes(out).items() if not k.startswith(".")}
 
 
-TRAIN = ["--quiet", "--set", "steps=40", "--set", "batch_size=8", "--set", "checkpoint_every=1", "--set",
-         "log_every=5", "--set", "eval_every=20", "--set", "num_threads=1"]
+TRAIN = ["--quiet", "--set", f"steps={40 if LONG else 16}", "--set", "batch_size=8", "--set", "checkpoint_every=1",
+         "--set", "log_every=5", "--set", "eval_every=8", "--set", "num_threads=1"]
 
 SCENARIOS = {
-    "render": Scenario("render", lambda data, out: ["render", "--quiet", "--domain", "wild", "--n", "2400",
-                                                    "--shard-size", "300", "--seed", "5", "--out", str(out)],
+    "render": Scenario("render", lambda data, out: ["render", "--quiet", "--n", "1200" if LONG else "400",
+                                                    "--shard-size", "50", "--seed", "5", "--out", str(out)],
                        "meta.json", _dataset_files),
     "train-gaze": Scenario("train-gaze", lambda data, out: ["train-gaze", "--data", str(data), "--out", str(out),
                                                             *TRAIN, "--set", "model.hidden=16"],

@@ -290,10 +290,41 @@ def load_network(path: str | Path, kind: str, build: Callable[[dict[str, Any]], 
     tensors, meta = load_checkpoint(path)
     if meta.get("kind") != kind or "config" not in meta:
         raise UserError(f"{path}: not a {kind} checkpoint (sidecar kind is {meta.get('kind')!r})")
-    model = build(meta["config"])
+    config = meta["config"]
+    # A dry build on the meta device allocates nothing: a sidecar config naming a huge network, or one that does
+    # not fit the weights, is refused before any memory is spent on it.
+    shapes = _build_checked(path, build, config, meta_device=True)
+    mismatch = sorted(set(shapes) ^ set(tensors)) or sorted(k for k in shapes if shapes[k] != tuple(tensors[k].shape))
+    if mismatch:
+        raise UserError(f"{path}: weights do not match the network in its sidecar (first difference: "
+                        f"{mismatch[0]!r})")
+    model = _build_checked(path, build, config, meta_device=False)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:
         raise UserError(f"{path}: weights do not match the network in its sidecar ({str(exc).splitlines()[0]})") \
             from None
     return model.to(device).eval()
+
+
+#: What building a network from a sidecar's config can raise when the config is malformed.
+_BUILD_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError, OverflowError,
+                 ZeroDivisionError, NotImplementedError)
+
+
+def _build_checked(path: str | Path, build: Callable[[dict[str, Any]], torch.nn.Module], config: Any,
+                   meta_device: bool) -> Any:
+    """``build(config)``, with a malformed sidecar config turned into one UserError; on the meta device returns
+    the state dict's shapes instead of the module."""
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: sidecar 'config' must be a JSON object, got {type(config).__name__}")
+    try:
+        if meta_device:
+            with torch.device("meta"):
+                return {k: tuple(v.shape) for k, v in build(config).state_dict().items()}
+        return build(config)
+    except UserError:
+        raise
+    except _BUILD_ERRORS as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: sidecar config does not describe a network ({detail[:200]})") from None
