@@ -326,7 +326,7 @@ def test_eye_check_single_images(tmp_path: Path, ckpts: dict[str, Path], capsys:
     assert code == 0 and f"not purified {tmp_path / 'black.png'}" in stdout
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{tmp_path / 'black.png'}: not purified, no plausible eye")
-    assert "no eye in the mask" in lines[0] and "written unchanged" in lines[0]
+    assert "automatic mask: no eye in the mask" in lines[0] and lines[0].endswith("; written unchanged")
     assert np.array_equal(read_image(tmp_path / "b.png"), pictures["black.png"])
     code, stdout, err = _cli(capsys, "--input", str(tmp_path / "eye0.png"), "--out", str(tmp_path / "e.png"), *common)
     assert code == 0 and "purified" in stdout and "not purified" not in stdout + err
@@ -350,7 +350,7 @@ def test_eye_check_folder_skips_and_counts(tmp_path: Path, ckpts: dict[str, Path
     assert "purified 3 images" in stdout and "2 not purified: no plausible eye" in stdout
     lines = err.strip().splitlines()
     assert sorted(line.split(":")[0] for line in lines) == ["black.png", "noise.png"]
-    assert all("not purified, no plausible eye in the automatic mask (" in line and line.endswith("skipped")
+    assert all("not purified, no plausible eye in the automatic mask: " in line and line.endswith("; skipped")
                for line in lines)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["eye0.png", "eye1.png", "eye2.png"]
     # Resuming tries the skipped ones again (and skips them again), nothing else.
@@ -372,7 +372,7 @@ def test_eye_check_dataset_keeps_unchanged(tmp_path: Path, ckpts: dict[str, Path
     out = tmp_path / "out"
     code, stdout, err = _cli(capsys, "--input", str(src), "--out", str(out), "--checkpoint", str(ckpts["p"]),
                              "--segmenter", "weights/segmenter", "--masks", "auto")
-    assert code == 0 and "purified 6 samples" in stdout and "(1 kept unchanged" in stdout, err
+    assert code == 0 and "purified 5 of 6 samples" in stdout and "(1 kept unchanged" in stdout, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("shard-00001.npz[0]: not purified") and "kept unchanged" in lines[0]
     before, after = load_arrays(src), load_arrays(out)

@@ -314,7 +314,7 @@ class NotPurified:
     def add(self, name: str, reason: str, action: str) -> None:
         self.items.append((name, reason))
         if len(self.items) <= self.limit:
-            print(f"{name}: not purified, no plausible eye in the automatic mask ({reason}); {action}",
+            print(f"{name}: not purified, no plausible eye in the automatic mask: {reason}; {action}",
                   file=sys.stderr)
         elif len(self.items) == self.limit + 1:
             print(f"... more images not purified; only the count follows (in the summary)", file=sys.stderr)
@@ -594,7 +594,8 @@ def is_dataset(path: Path) -> bool:
 class DatasetStats:
     #: Samples processed in this call (resumed shards are not counted).
     samples: int = 0
-    #: Samples of the whole output kept unchanged because their automatic mask is no plausible eye.
+    #: Of those, the samples kept unchanged because their automatic mask is no plausible eye (the whole output's
+    #: count is in meta.json, ``purified.not_purified``).
     not_purified: int = 0
 
 
@@ -680,7 +681,7 @@ def purify_dataset(engine: Purification, src: Path, out: Path, overwrite: bool =
     out_meta["purified"]["not_purified"] = left_total
     atomic_write_json(out / "meta.json", {**out_meta, "complete": True, "command": command_line()})
     target.save(complete=True)
-    return DatasetStats(count, left_total)
+    return DatasetStats(count, len(notes))
 
 
 def _count_not_purified(out: Path, num_shards: int) -> int:

@@ -98,9 +98,11 @@ def run(args: argparse.Namespace) -> int:
                             "them or give --masks auto for the segmenter's")
         data = purify_dataset(engine, src, out, overwrite=args.overwrite, resume=args.resume, progress=progress,
                               settings=settings, masks=args.masks, eye=args.eye)
-        left = f" ({data.not_purified} kept unchanged: no plausible eye in the automatic mask)" \
-            if data.not_purified else ""
-        print(f"purified {data.samples} samples into dataset {out}{left}")
+        if data.not_purified:
+            print(f"purified {data.samples - data.not_purified} of {data.samples} samples into dataset {out} "
+                  f"({data.not_purified} kept unchanged: no plausible eye in the automatic mask)")
+        else:
+            print(f"purified {data.samples} samples into dataset {out}")
     elif src.is_dir():
         stats = purify_folder(engine, src, out, masks=args.masks, recursive=args.recursive, overwrite=args.overwrite,
                               resume=args.resume, save_masks=args.save_masks, face_crop_size=crop_size,
