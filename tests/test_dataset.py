@@ -92,3 +92,20 @@ def test_render_cli_writes_a_dataset_and_sheet(tmp_path, capsys):
         assert main(["render", *bad]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("maskpurify render: error:") and "\n" not in err
+
+
+def test_render_resumes_after_a_kill_and_removes_its_temporary_files(tmp_path):
+    """What ``kill -9`` leaves mid-write (a temporary meta.json or shard) neither blocks the re-run nor stays."""
+    from maskpurify.world.dataset import write_dataset
+
+    reference = write_dataset(tmp_path / "ref", "synthetic", 6, seed=2, shard_size=2, progress=False)
+    out = tmp_path / "killed"
+    out.mkdir()
+    (out / ".meta.json.k1ll3d_a.tmp").write_text("{")  # killed before the first meta.json was renamed in place
+    write_dataset(out, "synthetic", 6, seed=2, shard_size=2, progress=False, command="x")
+    (out / ".shard-00001.npz.abcdefgh.tmp").write_bytes(b"partial")  # a later run killed mid-shard
+    (out / "shard-00002.npz").unlink()
+    write_dataset(out, "synthetic", 6, seed=2, shard_size=2, progress=False, command="x")
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in reference.iterdir())
+    for shard in reference.glob("shard-*.npz"):
+        assert (out / shard.name).read_bytes() == shard.read_bytes()

@@ -1,8 +1,9 @@
 """Fault suite: ``kill -9`` of real ``maskpurify`` processes at random moments, then the same command again; the
 result must be byte-identical to an uninterrupted run and no temporary file may remain.
 
-``make test`` runs one kill per command (render, train-gaze); ``MASKPURIFY_FUZZ=long`` runs 20 random kills per
-command (render, train-gaze, train-segmenter, dataset purify). Kills inside the checkpoint commit itself are
+``make test`` runs one kill per command (render, train-gaze); ``MASKPURIFY_FUZZ=long`` runs 20 random kill rounds
+(1-3 kills each, then a re-run) per command: render, train-gaze, train-segmenter, dataset purify
+(``MASKPURIFY_FAULT_KILLS=N`` changes the count, ``MASKPURIFY_FUZZ_SEED`` the random kill moments). Kills inside the checkpoint commit itself are
 simulated exhaustively (every write, every rename) in ``test_checkpoints.py``.
 """
 
@@ -25,7 +26,7 @@ import pytest
 from _cli import LONG
 from maskpurify.world.dataset import write_dataset
 
-KILLS = 20 if LONG else 1
+KILLS = int(os.environ.get("MASKPURIFY_FAULT_KILLS", 20 if LONG else 1))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 

@@ -129,3 +129,16 @@ def test_split_limits_and_holds_out_the_tail():
     train, val = _split(data, 0.1, limit=50)
     assert len(train["images"]) == 45 and len(val["images"]) == 5
     assert np.array_equal(val["gaze"].numpy(), data["gaze"][45:50])
+
+
+def test_run_loop_refuses_non_positive_steps_instead_of_writing_an_untrained_model():
+    from maskpurify.errors import UserError
+    from maskpurify.training.common import DistContext, run_loop
+
+    saved = []
+    for kwargs in ({"total": 0}, {"total": -5}, {"total": 3, "checkpoint_every": 0}, {"total": 3, "log_every": 0}):
+        with pytest.raises(UserError, match="must be at least"):
+            run_loop(lambda step: {}, start=0, save=saved.append, ctx=DistContext(), progress=False, **kwargs)
+    assert saved == []
+    assert run_loop(lambda step: {"x": 1.0}, start=0, total=2, save=saved.append, ctx=DistContext(),
+                    progress=False) == 2 and saved == [2]

@@ -58,6 +58,11 @@ def json_bytes(obj: Any) -> bytes:
             + "\n").encode("utf-8")
 
 
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is a temporary file of :func:`atomic_write` (``.NAME.XXXXXXXX.tmp``)."""
+    return _TEMP_NAME.match(name) is not None
+
+
 def clean_stale_temps(folder: str | Path, names: Iterable[str] | None = None) -> list[Path]:
     """Remove temporary files that a killed :func:`atomic_write` left in ``folder`` (not recursive): those of the
     given final ``names``, or all of them when None. Only the single writer of ``folder`` may call this."""

@@ -379,6 +379,12 @@ def run_loop(step_fn: Callable[[int], Mapping[str, float]], *, start: int, total
     columns (e.g. a validation error). ``save(steps_done)`` is called every ``checkpoint_every`` steps and when
     the loop ends; ``stop_at`` ends it early (as an interruption would), leaving a resumable checkpoint.
     """
+    for name, value, low in (("steps", total, 1), ("log_every", log_every, 1),
+                              ("checkpoint_every", checkpoint_every, 1), ("resumed step", start, 0)):
+        if value < low:  # configs are checked on load; this guards library callers that build them directly
+            raise UserError(f"{desc}: {name} must be at least {low}, got {value}")
+    if stop_at is not None and stop_at < 0:
+        raise UserError(f"{desc}: stop_at must be at least 0, got {stop_at}")
     end = total if stop_at is None else min(total, stop_at)
     sums: dict[str, float] = {}
     count = 0

@@ -35,7 +35,8 @@ from tqdm import tqdm
 
 from maskpurify.config import MAX_SAMPLES, check_field, command_line, parse_size
 from maskpurify.errors import UserError
-from maskpurify.fileio import atomic_write_bytes, atomic_write_json, encode_image, read_json
+from maskpurify.fileio import atomic_write_bytes, atomic_write_json, clean_stale_temps, encode_image, is_temp_name, \
+    read_json
 from maskpurify.world.domains import DomainPreset, GeometryConfig, get_preset
 from maskpurify.world.renderer import CHUNK, EyeBatch, render_samples
 
@@ -134,9 +135,11 @@ def write_dataset(out_dir: str | Path, domain: str | DomainPreset, n: int, size:
             if not overwrite:
                 raise UserError(f"{out}: holds a different dataset; pass --overwrite to replace it")
             _remove_dataset(out)
-    elif out.is_dir() and any(out.iterdir()) and not overwrite:
+    elif out.is_dir() and any(not is_temp_name(p.name) for p in out.iterdir()) and not overwrite:
         raise UserError(f"{out}: directory is not empty; pass --overwrite to write into it")
     out.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(out)  # what a killed run left (this call is the folder's only writer)
+    clean_stale_temps(out / "unityeyes")
     atomic_write_json(meta_path, {**meta, "complete": False, "command": command or command_line()})
     bar = tqdm(total=n, unit="img", desc=f"render {preset.name}", disable=not progress or n < 2 * CHUNK,
                leave=False)
