@@ -1,4 +1,6 @@
-"""Inference speed of the shipped purifiers (and of the loss encoder), with FLOP/s against a plain matmul.
+"""Inference speed of the shipped purifiers, of the segmenter (automatic masks) and of the whole `purify` path with
+automatic masks (uint8 eyes in, uint8 eyes out, through the same engine `maskpurify purify` uses), plus the loss
+encoder, with FLOP/s against a plain matmul.
 
 Images/s at 36x60 (batch 64, purify's default, and 256) and 480x640 (batch 4), torch.inference_mode, fp32, default thread count.
 FLOPs are counted with torch.utils.flop_counter (convolutions and matmuls only; norms and elementwise
@@ -17,6 +19,7 @@ import platform
 import shlex
 import sys
 import time
+from dataclasses import asdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +29,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.nets.purifier import load_purifier
+from maskpurify.nets.segmenter import load_segmenter
+from maskpurify.purify import Purification
+from maskpurify.world.renderer import render_samples
 
 
 def _sync(device: torch.device) -> None:
@@ -92,7 +98,21 @@ def main() -> None:
                 print(f"purifier use_mask={use_mask} {h}x{w} batch {batch}: {rows[key]}")
             results[f"purifier_use_mask_{str(use_mask).lower()}"] = {
                 "config": net.config_dict(), "parameters": sum(p.numel() for p in net.parameters()), **rows}
+        segmenter = load_segmenter(WEIGHTS_DIR / "segmenter", device)
         image = torch.rand(64, 3, 36, 60, device=device)
+        flops = count_flops(lambda: segmenter(image))
+        sec = seconds_per_call(lambda: segmenter(image), device)
+        results["segmenter_36x60_batch64"] = {"config": asdict(segmenter.config),
+                                              "images_per_s": round(64 / sec, 1),
+                                              "mflop_per_image": round(flops / 64 / 1e6, 2)}
+        print(f"segmenter 36x60 batch 64: {results['segmenter_36x60_batch64']}")
+    engine = Purification.load(None, None, str(device), batch_size=64)
+    eyes = render_samples("wild", 1024, (36, 60), seed=77).images
+    sec = seconds_per_call(lambda: engine.purify_arrays(eyes), device)
+    results["purify_auto_masks_36x60_batch64_images_per_s"] = round(len(eyes) / sec, 1)
+    print(f"purify with automatic masks, 36x60, batch 64: {results['purify_auto_masks_36x60_batch64_images_per_s']} "
+          "images/s")
+    with torch.inference_mode():
         for upsample in (2, 1):
             encoder = build_encoder("efficientnet-lite0", upsample=upsample).to(device)
             rate = round(64 / seconds_per_call(lambda: encoder(image), device), 1)

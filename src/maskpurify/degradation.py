@@ -68,7 +68,7 @@ class DegradationConfig:
     # occluders
     frame_prob: float = 0.12
     specular_prob: float = 0.5
-    reflection_prob: float = 0.3
+    reflection_prob: float = 0.4
     # sensor and transmission
     lowres_prob: float = 0.35
     lowres_factor: Range = (1.3, 4.0)
@@ -227,19 +227,26 @@ def _occluders(x: np.ndarray, rng: np.random.Generator, c: DegradationConfig, p:
                         float(rng.uniform(0, 180)), 0, 360, 1.0, -1, cv2.LINE_AA)
             x = x + _soft(spot, rng.uniform(0.3, 1.0))[..., None] * rng.uniform(0.3, 1.0)
     if rng.random() < c.reflection_prob * p:
-        # a broad reflection on glasses: a bright, tinted band of low contrast
+        # reflections on glasses: a broad bright band, or streaks at any angle (lens edges, window frames),
+        # sometimes crossing; tinted, from faint to nearly opaque
         xx, yy = _grid(h, w)
-        theta = rng.uniform(0, np.pi)
-        band = np.exp(-((np.cos(theta) * xx + np.sin(theta) * yy - rng.uniform(-0.8, 0.8)) / rng.uniform(0.1, 0.6))
-                      ** 2)
-        if rng.random() < 0.5:  # thin streaks, as from a lens edge or a window frame on the glass
-            band = np.zeros((h, w), np.float32)
+        if rng.random() < 0.4:
+            theta = rng.uniform(0, np.pi)
+            layer = np.exp(-((np.cos(theta) * xx + np.sin(theta) * yy - rng.uniform(-0.8, 0.8))
+                             / rng.uniform(0.1, 0.6)) ** 2).astype(np.float32)
+        else:
+            layer = np.zeros((h, w), np.float32)
             for _ in range(int(rng.integers(1, 4))):
-                a, b = rng.uniform(0, w), rng.uniform(0, w)
-                cv2.line(band, (int(a), 0), (int(b), h - 1), 1.0, int(rng.integers(1, 4)), cv2.LINE_AA)
-            band = _soft(band, rng.uniform(0.5, 1.5))
+                theta = rng.uniform(0, np.pi)
+                centre = np.array([rng.uniform(0, w), rng.uniform(0, h)])
+                direction = np.array([np.cos(theta), np.sin(theta)]) * 2 * (w + h)
+                a, b = (centre - direction).astype(int), (centre + direction).astype(int)
+                cv2.line(layer, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), 1.0, int(rng.integers(1, 6)),
+                         cv2.LINE_AA)
+            layer = np.clip(_soft(layer, rng.uniform(0.3, 1.8)) * rng.uniform(1.0, 2.0), 0, 1)
         tint = rng.uniform(0.6, 1.0, 3).astype(np.float32)
-        x = x + band[..., None] * tint * rng.uniform(0.1, 0.6)
+        alpha = layer[..., None] * rng.uniform(0.15, 0.9)
+        x = x * (1 - alpha) + tint * alpha * max(float(x.max()), 0.5)
     return x
 
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import command_line, parse_size, save_run_record
+from maskpurify.degradation import DegradationConfig, degrade
 from maskpurify.errors import UserError
 from maskpurify.losses import TERMS, GazeGuide, LossWeights, PurifierLoss
 from maskpurify.masks import EYE_LABELS, LabelSet
@@ -154,6 +155,10 @@ class PurifierTrainConfig:
     #: synthetic eyes only and neither of them the estimator that scores the results
     gaze_guide: str = DEFAULT_GAZE_GUIDE
     gaze_from_labels: str = DEFAULT_GAZE_FROM_LABELS
+    #: paired training: the identity batch (synthetic eyes) goes through this degradation model, with masks
+    #: inferred by the segmenter from the degraded eye, and the identity term asks for the clean original back
+    #: (strength 0: plain identity, clean synthetic in and out, exact masks)
+    paired: DegradationConfig = field(default_factory=lambda: DegradationConfig(strength=0.0))
     steps: int = 600
     batch_size: int = 32
     lr: float = 2e-3
@@ -225,7 +230,10 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
             gaze_prior = load_gaze_net(config.gaze_from_labels, ctx.device)
         net_config = config.net.purifier_config(gaze_prior)
         # the segmenter comes first: a class-count mismatch fails before the datasets are read
-        needs_segmenter = config.loss.task > 0 or config.data.content_masks == "segmenter"
+        paired = config.paired.strength > 0
+        if paired and config.loss.identity <= 0:
+            raise UserError("paired.strength > 0 trains through the identity term: set loss.identity > 0")
+        needs_segmenter = config.loss.task > 0 or config.data.content_masks == "segmenter" or paired
         segmenter = load_segmenter(config.segmenter, ctx.device) if needs_segmenter else None
         if segmenter is not None and segmenter.config.num_classes != config.net.num_labels:
             raise UserError(f"segmenter {config.segmenter} predicts {segmenter.config.num_classes} classes but "
@@ -294,18 +302,29 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
                                          ctx.rank, ctx.world_size)
 
         def batch(step: int) -> tuple[torch.Tensor, ...]:
+            """Content image and mask, style image and mask, and the identity batch's input and mask."""
             ci, si = content_sampler.indices(step), style_sampler.indices(step)
+            style_image = to_float_images(tensors["style_images"][si], ctx.device)
+            style_mask = tensors["style_masks"][si].to(ctx.device)
+            identity_in, identity_mask = style_image, style_mask
+            if paired:
+                assert segmenter is not None
+                degraded, _ = degrade(tensors["style_images"][si].numpy(), tensors["style_masks"][si].numpy(),
+                                      np.random.default_rng([config.seed, step, ctx.rank]), config.paired,
+                                      geometry=False)
+                identity_in = to_float_images(torch.from_numpy(degraded), ctx.device)
+                with torch.no_grad():
+                    identity_mask = segmenter(identity_in).argmax(1)
             return (to_float_images(tensors["content_images"][ci], ctx.device),
-                    tensors["content_masks"][ci].to(ctx.device),
-                    to_float_images(tensors["style_images"][si], ctx.device),
-                    tensors["style_masks"][si].to(ctx.device))
+                    tensors["content_masks"][ci].to(ctx.device), style_image, style_mask, identity_in,
+                    identity_mask)
 
         def step_fn(step: int) -> dict[str, float]:
             net.train()
-            image, mask, style_image, style_mask = batch(step)
+            image, mask, style_image, style_mask, identity_in, identity_mask = batch(step)
             lr = lr_at(step, config.steps, config.lr, config.schedule, config.warmup)
             set_lr(optimizer, lr)
-            output, style_output = purify_batches(net, image, mask, style_image, style_mask,
+            output, style_output = purify_batches(net, image, mask, identity_in, identity_mask,
                                                   config.loss.identity > 0)
             total, logs = criterion(output, image, mask, style_image, style_mask, encoder, segmenter,
                                     style_output, gaze_guide)
@@ -317,7 +336,7 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
 
         def on_log(step: int, means: dict[str, float]) -> None:
             if ctx.is_main and (step % config.preview_every == 0 or step == config.steps):
-                image, mask, style_image, _ = batch(step)
+                image, mask, style_image = batch(step)[:3]
                 with torch.no_grad():
                     model.eval()
                     output = model(image[:8], mask[:8])
