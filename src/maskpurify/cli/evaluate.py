@@ -58,6 +58,11 @@ def evaluate(config: Any, out: Path, overwrite: bool, quick: bool) -> dict[str, 
                         examples=config.grid_examples)
     print()
     print(text_table(results["rows"]))
+    seg, real = results["segmenter"], results["real_eyes"]
+    print(f"\nmasks from the image: segmenter mean IoU (sclera, iris, pupil) {seg['wild']['miou']:.3f} on the wild "
+          f"test eyes, {seg['synthetic']['miou']:.3f} on their synthetic twins, {real['mean_iou']:.3f} on "
+          f"{real['n']} real eye crops (FaceMesh reference); {results['eye_check_flagged']} wild eyes failed the eye "
+          "check and were passed through")
     for note in results["notes"]:
         print(f"note: {note}")
     print(f"\nreport: {page}\nnumbers: {out / 'results.json'}")

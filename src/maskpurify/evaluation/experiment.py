@@ -30,11 +30,12 @@ import torch
 
 from maskpurify.baselines.classical import ReinhardTransfer, RegionHistogramMatch
 from maskpurify.evaluation.gaze_metrics import error_stats
+from maskpurify.evaluation.real_eyes import evaluate_real_eyes
 from maskpurify.evaluation.image_metrics import attention_ssim, kernel_inception_distance, pupil_shift
 from maskpurify.evaluation.segmentation_metrics import segmentation_summary
 from maskpurify.geometry import angular_error_deg
 from maskpurify.losses import TERMS
-from maskpurify.masks import label_image
+from maskpurify.masks import eye_problems, label_image
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import load_gaze_net, predict_gaze
 from maskpurify.nets.purifier import load_purifier
@@ -208,6 +209,8 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
 
     masks_exact = wild["masks"]
     masks_inferred = predict_masks(segmenter, wild["images"])
+    # as `maskpurify purify --masks auto` does: an eye whose automatic mask is implausible is passed through
+    not_an_eye = np.array([problem is not None for problem in eye_problems(masks_inferred)], bool)
     inputs = {"wild": wild["images"], "grey": np.full_like(wild["images"], 128), "synthetic": synthetic["images"]}
     mask_sources = {("wild", "inferred"): masks_inferred, ("wild", "exact"): masks_exact,
                     ("grey", "inferred"): masks_inferred,
@@ -232,6 +235,8 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
             outputs = label_image(method_masks)
         elif method.transform:
             outputs = method.transform(images_in, method_masks)
+            if method.inputs == "wild" and method.masks == "inferred" and not_an_eye.any():
+                outputs = np.where(not_an_eye[:, None, None, None], images_in, outputs)
         else:
             outputs = images_in
         seconds = time.perf_counter() - started
@@ -262,6 +267,8 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
         row["gap_closure"] = (raw - row["gaze"]["mean_deg"]) / (raw - floor) if raw != floor else float("nan")
     return {
         "rows": rows, "notes": notes,
+        "eye_check_flagged": int(not_an_eye.sum()),
+        "real_eyes": evaluate_real_eyes(segmenter, work),
         "segmenter": {"wild": segmentation_summary(masks_inferred, masks_exact),
                       "synthetic": segmentation_summary(mask_sources[("synthetic", "inferred")], synthetic["masks"])}, "mask_source": "inferred (segmenter); exact masks only in oracle rows",
         "floor_deg": floor, "raw_deg": raw,

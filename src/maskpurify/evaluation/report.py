@@ -144,6 +144,19 @@ def _segmenter_summary(seg: dict[str, Any]) -> str:
     return "<br>".join(lines) or "not measured"
 
 
+def _real_eyes_section(real: dict[str, Any] | None) -> str:
+    """The real-eye check set: crops cut from photos that ship inside packages, FaceMesh masks as reference."""
+    if not real:
+        return ""
+    sheet = Path(real["contact_sheet"]).name if real.get("contact_sheet") else None
+    return (f"<h3>Real eyes (check set, never trained on)</h3><p>{real['n']} eye crops from photos shipped in "
+            f"scikit-image and insightface, FaceMesh eyelid and iris as reference: mean IoU <b>{real['mean_iou']:.3f}"
+            f"</b> (sclera {real['iou_sclera']:.3f}, iris {real['iou_iris']:.3f}, pupil {real['iou_pupil']:.3f}); "
+            f"iris centre {real['iris_centre_error_px']:.2f} px from FaceMesh's (median "
+            f"{real['iris_centre_error_median_px']:.2f}); {real['flagged']} flagged by the eye check.</p>"
+            + (f'<p>Columns: crop | reference mask | inferred mask</p><img src="{html.escape(sheet)}">' if sheet else ""))
+
+
 def write_report(out_dir: str | Path, results: dict[str, Any], logs: dict[str, Path] | None = None,
                  examples: int = 8) -> Path:
     """Write results.json, the plots, the image grids and report.html into ``out_dir``; returns the HTML path."""
@@ -188,7 +201,10 @@ The wild eyes stand in for a user's real images: their exact masks appear only i
 A row is believed only next to its controls: <i>mask alone</i> (what the inferred mask carries without the image),
 <i>control: grey image</i> (a blank image with the same mask) and <i>control: clean synthetic</i> (should stay at
 the floor, {results['floor_deg']:.2f}°).</p>
-<h2>Masks from the image</h2><p>{_segmenter_summary(results.get('segmenter', {}))}
+<h2>Masks from the image</h2><p>{_segmenter_summary(results.get('segmenter', {}))}<br>
+{results.get('eye_check_flagged', 0)} wild test eyes had an implausible automatic mask (the eye check) and were passed
+through unpurified by every method that uses inferred masks, as <code>maskpurify purify --masks auto</code> does.</p>
+{_real_eyes_section(results.get('real_eyes'))}<p>
 Training budget: {html.escape(results.get('budget', ''))}</p>
 <p>Command: <code>{html.escape(results['command'])}</code></p>
 <h2>Methods</h2>{table_html(main)}
