@@ -62,3 +62,26 @@ def test_bad_inputs(eyes):
         DegradationConfig(blur_prob=2.0)
     with pytest.raises(UserError, match="low"):
         DegradationConfig(scale=(2.0, 1.0))
+
+
+def test_domain_randomised_gaze_training(tmp_path, eyes):
+    import torch
+
+    from maskpurify.nets.gaze import GazeNetConfig, load_gaze_net
+    from maskpurify.training.gaze import GazeTrainConfig, train_gaze
+
+    images, masks = eyes
+    batch = render_samples("synthetic", 48, (36, 60), seed=3)
+    arrays = {"images": images, "masks": masks, "gaze": batch.gaze.astype(np.float32)}
+    weights = {}
+    for strength in (0.0, 1.0):
+        torch.manual_seed(0)
+        config = GazeTrainConfig(steps=2, batch_size=8, log_every=1, eval_every=100, checkpoint_every=100,
+                                 device="cpu", num_threads=1, degradation=DegradationConfig(strength=strength))
+        train_gaze(config, tmp_path / f"s{strength}", progress=False, arrays=arrays)
+        weights[strength] = load_gaze_net(tmp_path / f"s{strength}" / "gaze").state_dict()
+    # the degraded batches train other weights than the clean ones, from the same seed
+    assert any(not torch.equal(weights[0.0][k], weights[1.0][k]) for k in weights[0.0])
+    labels = GazeTrainConfig(steps=2, model=GazeNetConfig(inputs="labels"), degradation=DegradationConfig())
+    with pytest.raises(UserError, match="model.inputs=image"):
+        train_gaze(labels, tmp_path / "labels", progress=False, arrays=arrays)

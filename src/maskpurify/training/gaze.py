@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from maskpurify.config import command_line, parse_size, save_run_record
+from maskpurify.degradation import DegradationConfig, degrade
 from maskpurify.errors import UserError
 from maskpurify.geometry import angular_error_deg
 from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, gaze_net_inputs, predict_gaze, save_gaze_net
@@ -61,6 +62,10 @@ class GazeTrainConfig:
     loss: Literal["l1", "mse", "smooth_l1"] = "l1"
     #: photometric augmentation strength (0 = off, the default; keep it mild, <= 0.3)
     augment: float = 0.0
+    #: domain randomisation: every training batch goes through the project's randomised degradation model,
+    #: pixels kept in place so the gaze labels stay exact (strength 0 = off, the shipped estimator; 1 = the
+    #: domain-randomised baseline that is used on raw real images, with no purification)
+    degradation: DegradationConfig = field(default_factory=lambda: DegradationConfig(strength=0.0))
     seed: int = 0
     log_every: int = 50
     eval_every: int = 500
@@ -125,6 +130,10 @@ def train_gaze(config: GazeTrainConfig, out_dir: str | Path, resume: bool = True
             torch.set_num_threads(config.num_threads)
         seed_everything(config.seed + ctx.rank)
         data = arrays if arrays is not None else prepare_training_data(config.data, out, ctx, progress)
+        randomised = config.degradation.strength > 0
+        if randomised and (config.model.inputs != "image" or "masks" not in data):
+            raise UserError("degradation.strength > 0 degrades eye images with their masks: it needs "
+                            "model.inputs=image and training data with masks")
         data = {**data, "images": gaze_net_inputs(config.model, data, "training data")}
         train, val = _split(data, config.data.val_fraction, config.data.limit)
         if config.model.use_head_pose and "head_pose" not in train:
@@ -149,7 +158,13 @@ def train_gaze(config: GazeTrainConfig, out_dir: str | Path, resume: bool = True
         def step_fn(step: int) -> dict[str, float]:
             net.train()
             idx = sampler.indices(step)
-            images = to_float_images(train["images"][idx], ctx.device)
+            images_u8 = train["images"][idx]
+            if randomised:
+                degraded, _ = degrade(images_u8.numpy(), train["masks"][idx].numpy(),
+                                      np.random.default_rng([config.seed, step, ctx.rank]), config.degradation,
+                                      geometry=False)
+                images_u8 = torch.from_numpy(degraded)
+            images = to_float_images(images_u8, ctx.device)
             if config.augment > 0:
                 images = photometric_augment(images, step_generator(config.seed, step, ctx.rank), config.augment)
             target = train["gaze"][idx].to(ctx.device)
