@@ -84,8 +84,6 @@ def test_row_bomb_png_as_image_mask_and_inside_a_folder(tmp_path, eye):
     assert code == 2 and err.count("\n") == 1 and "a.png: image too large" in err
 
 
-@pytest.mark.xfail(strict=True, reason="purify.py writes OUT/.maskpurify-progress.json before the first image is "
-                   "read, so a refused folder leaves it behind (wiring: write it after the first output)")
 def test_row_refused_folder_leaves_nothing(tmp_path):
     folder = tmp_path / "folder"
     folder.mkdir()

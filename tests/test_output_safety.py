@@ -1,6 +1,6 @@
 """Issue 14's output-safety rows through the CLI. The shared check (:class:`maskpurify.fileio.OutputGuard`) is
-tested in ``test_fileio.py``; the rows marked xfail need it wired into ``purify.py`` (strict: they start failing,
-as a reminder to drop the marker, once the wiring lands)."""
+tested in ``test_fileio.py``; ``purify.py`` routes every output through it (more cases in
+``test_purify_outputs.py``)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,6 @@ def _eye(path: Path, seed: int = 0) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="wiring: purify.py's video path must call fileio.check_outputs")
 def test_row_mask_video_may_not_replace_the_input(tmp_path):
     src = _video(tmp_path / "in.avi")
     before = _digest(src)
@@ -55,7 +54,6 @@ def test_row_mask_video_may_not_replace_the_input(tmp_path):
     assert code == 2 and "is the input" in err
 
 
-@pytest.mark.xfail(strict=True, reason="wiring: purify.py's video path must call fileio.check_outputs")
 def test_row_mask_video_may_not_equal_out(tmp_path):
     src = _video(tmp_path / "in.avi")
     assert_one_line_refusal(["purify", "--quiet", "--input", str(src), "--out", str(tmp_path / "o.mp4"),
@@ -68,8 +66,6 @@ def test_out_equal_to_input_image_is_refused(tmp_path):
                              "--overwrite"], tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="wiring: purify_image_file must refuse a mask path that is not a file "
-                   "instead of falling back to an automatic mask")
 def test_row_mask_path_that_is_a_folder_is_refused(tmp_path):
     src = _eye(tmp_path / "eye.png")
     (tmp_path / "eye_mask.png").mkdir()
@@ -77,8 +73,6 @@ def test_row_mask_path_that_is_a_folder_is_refused(tmp_path):
                             match="eye_mask.png")
 
 
-@pytest.mark.xfail(strict=True, reason="wiring: purify_folder's progress record must store fileio.input_fingerprint "
-                   "of each input and redo an image whose fingerprint changed")
 def test_row_changed_input_with_the_same_name_is_purified_again(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()

@@ -205,13 +205,15 @@ class OutputGuard:
         self.inputs.append(Path(path))
 
     def claim(self, path: str | Path, what: str = "output", overwrite: bool | None = None,
-              folder: bool = False) -> Path:
+              folder: bool = False, inputs: Iterable[str | Path | None] = ()) -> Path:
         """Check ``path`` as an output (a file, or with ``folder`` a folder) and record it; returns it.
-        ``overwrite`` overrides the guard's setting for this one path (e.g. a resumed run's own outputs)."""
+        ``overwrite`` overrides the guard's setting for this one path (e.g. a resumed run's own outputs).
+        ``inputs``: files read for this output only (an image and its mask in a folder run), checked like the
+        guard's own inputs without being kept."""
         path = Path(path)
         real = _real(path)
         label = f"{what} {path}" if what else str(path)
-        for source in self.inputs:
+        for source in [*self.inputs, *(Path(p) for p in inputs if p is not None)]:
             if _same_file(path, source):
                 raise UserError(f"{label}: is the input {source} (links resolved); refusing to overwrite an input")
             if folder and source.exists() and _real(source).is_relative_to(real):

@@ -30,7 +30,8 @@ import torch
 from maskpurify.checkpoints import WEIGHTS_DIR, checkpoint_paths
 from maskpurify.config import command_line
 from maskpurify.errors import UserError
-from maskpurify.fileio import IMAGE_SUFFIXES, atomic_write_json, read_image, save_image
+from maskpurify.fileio import (IMAGE_SUFFIXES, OutputGuard, atomic_write_json, check_outputs, clean_stale_temps,
+                               input_fingerprint, is_temp_name, read_image, save_image)
 from maskpurify.masks import (BINARY_LABELS, CANONICAL_EYE, EYE_LABELS, EYE_PALETTE, LabelSet, colourise,
                               eye_problems, load_mask, mirror_eyes, mirror_flags, validate_mask)
 from maskpurify.nets.purifier import Purifier, load_purifier
@@ -245,13 +246,23 @@ class OutputDir:
     A new or empty folder is claimed; a folder holding the progress file of the same run (same ``settings``)
     is resumed; anything else (a non-empty folder maskpurify did not create, or one from other settings) is
     refused unless ``overwrite``. With ``overwrite`` every output is written again.
+
+    Each finished output is recorded with its size and the fingerprint (size + sha256) of what it was made from,
+    so an input that changed under the same name is purified again. Nothing is written here until
+    :meth:`begin`, called just before the first output: a run refused before that leaves no folder and no
+    progress file behind. A folder this run owns is cleared of temporary files a killed run left (the temporary
+    files alone never make a folder "not empty").
     """
 
     root: Path
     settings: dict[str, Any]
     overwrite: bool = False
     resume: bool = True
-    done: dict[str, int] = field(default_factory=dict)
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Whether the progress file is on disk (a resumed run's, or written by :meth:`begin`).
+    started: bool = False
+    #: Whether this run may remove temporary files in the folder (it is ours, or holds only temporary files).
+    owned: bool = False
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -264,7 +275,9 @@ class OutputDir:
                 previous = json.loads(progress.read_text())
             except (OSError, json.JSONDecodeError):
                 previous = None
-        nonempty = self.root.is_dir() and any(self.root.iterdir())
+            if not isinstance(previous, dict):
+                previous = None
+        nonempty = self.root.is_dir() and any(not is_temp_name(p.name) for p in self.root.iterdir())
         if self.overwrite:
             self.done = {}
         elif previous is None:
@@ -279,17 +292,36 @@ class OutputDir:
                             "pass --overwrite to redo everything")
         else:
             done = previous.get("done", {})
-            self.done = {k: int(v) for k, v in done.items() if isinstance(v, int)}
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.save(complete=False)
+            # Entries without an input fingerprint (older versions recorded sizes only) are done again.
+            self.done = {k: v for k, v in done.items() if isinstance(v, dict) and "input" in v} \
+                if isinstance(done, dict) else {}
+            self.started = True
+        self.owned = previous is not None or not nonempty
+        self._cleaned: set[Path] = set()
+        self.clean(self.root)
 
-    def is_done(self, key: str, path: Path) -> bool:
-        """True when ``key`` was recorded as finished and its file is still there with the recorded size."""
-        size = self.done.get(key)
-        return size is not None and path.is_file() and path.stat().st_size == size
+    def clean(self, folder: Path) -> None:
+        """Remove the temporary files a killed run left in ``folder`` (once per folder; only in our folder)."""
+        if self.owned and folder not in self._cleaned:
+            self._cleaned.add(folder)
+            clean_stale_temps(folder)
 
-    def mark(self, key: str, path: Path) -> None:
-        self.done[key] = path.stat().st_size
+    def begin(self) -> None:
+        """Call before writing an output: records the run in the folder (creating it) the first time."""
+        if not self.started:
+            self.save(complete=False)
+            self.started = True
+            self.owned = True
+
+    def is_done(self, key: str, path: Path, source: Any) -> bool:
+        """True when ``key`` was recorded as finished from an input with fingerprint ``source`` and its file is
+        still there with the recorded size."""
+        entry = self.done.get(key)
+        return (entry is not None and entry.get("input") == source and path.is_file()
+                and path.stat().st_size == entry.get("size"))
+
+    def mark(self, key: str, path: Path, source: Any) -> None:
+        self.done[key] = {"size": path.stat().st_size, "input": source}
 
     def save(self, complete: bool = False) -> None:
         atomic_write_json(self.root / PROGRESS_FILE, {"settings": self.settings, "complete": complete,
@@ -343,14 +375,29 @@ def list_images(root: Path, recursive: bool) -> list[Path]:
     return files
 
 
+def _mask_file(candidate: Path) -> Path | None:
+    """``candidate`` when it is a mask file, None when nothing is there; a folder (or anything else that is not a
+    file) under a mask's name is refused rather than silently replaced by an automatic mask."""
+    if candidate.is_file():
+        return candidate
+    if os.path.lexists(candidate):
+        what = "a folder" if candidate.is_dir() else "not a regular file (a broken link?)"
+        raise UserError(f"{candidate}: is {what}, not a mask file; remove or rename it, or give --masks")
+    return None
+
+
 def find_mask(image_path: Path, rel: Path, masks_dir: Path | None) -> Path | None:
-    """``NAME_mask.png`` under ``masks_dir`` (same relative path) or beside the image."""
-    name = rel.with_name(rel.stem + MASK_SUFFIX)
+    """``NAME_mask.png`` under ``masks_dir`` (same relative path) or beside the image; None when there is none.
+    A folder under that name is a UserError."""
     if masks_dir is not None:
-        candidate = masks_dir / name
-        return candidate if candidate.is_file() else None
-    candidate = image_path.with_name(image_path.stem + MASK_SUFFIX)
-    return candidate if candidate.is_file() else None
+        return _mask_file(masks_dir / rel.with_name(rel.stem + MASK_SUFFIX))
+    return _mask_file(image_path.with_name(image_path.stem + MASK_SUFFIX))
+
+
+def _fingerprint(image_path: Path, mask_path: Path | None) -> dict[str, Any]:
+    """What a folder output is made from: the image's and its mask file's size and sha256."""
+    return {"image": input_fingerprint(image_path),
+            "mask": input_fingerprint(mask_path) if mask_path is not None else None}
 
 
 def purify_folder(engine: Purification, src: Path, out: Path, masks: str | None = None, recursive: bool = False,
@@ -363,6 +410,10 @@ def purify_folder(engine: Purification, src: Path, out: Path, masks: str | None 
     there (same relative path), else automatic; "auto" -> always automatic; "faces" -> always the face path.
     Automatic masks: FaceMesh when mediapipe is installed and finds a face, else the segmenter. eye: which eye
     the crops show (``right`` crops are mirrored for the networks and back); face photos find each eye's side.
+
+    Every output (and saved mask) is claimed through one :class:`~maskpurify.fileio.OutputGuard` before anything
+    is written: never an input, never two outputs on one file, never outside ``out``. A resumed run redoes an
+    image whose content (or mask file) changed since it was purified.
     """
     from tqdm import tqdm
 
@@ -375,13 +426,32 @@ def purify_folder(engine: Purification, src: Path, out: Path, masks: str | None 
         if not masks_dir.is_dir():
             raise UserError(f"--masks {masks}: not a folder (use --masks auto or a folder of NAME_mask.png)")
     files = list_images(src, recursive)
+    guard = OutputGuard(out, inputs=[src] + ([masks_dir] if masks_dir is not None else []), overwrite=True)
+    guard.claim(out, "--out", folder=True)
+    plan: list[tuple[Path, Path, Path, Path | None]] = []
+    for path in files:
+        rel = path.relative_to(src)
+        dest = out / rel
+        mask_path = find_mask(path, rel, masks_dir) if masks not in ("auto", "faces") else None
+        guard.claim(dest, "output", inputs=(path, mask_path))
+        if save_masks:
+            guard.claim(dest.with_name(dest.stem + MASK_SUFFIX), "saved mask", inputs=(path, mask_path))
+        plan.append((path, rel, dest, mask_path))
     run_settings = dict(settings or {})
     run_settings.update({"input": str(src.resolve()), "masks": str(masks_dir.resolve()) if masks_dir else masks,
                          "recursive": recursive})
     target = OutputDir(out, run_settings, overwrite=overwrite, resume=resume)
     stats = FolderStats()
     notes = NotPurified()
-    batch: list[tuple[str, Path, np.ndarray, np.ndarray | None]] = []
+    batch: list[tuple[str, Path, np.ndarray, np.ndarray | None, dict[str, Any]]] = []
+
+    def write(dest: Path, image: np.ndarray, mask: np.ndarray, overlay_image: np.ndarray | None,
+              inputs: tuple[Path, ...] = ()) -> None:
+        target.begin()
+        target.clean(dest.parent)
+        if overlay_image is not None:
+            guard.claim(dest.with_name(dest.stem + "_overlay.png"), "overlay", inputs=inputs)
+        _write_result(dest, image, mask, save_masks, engine.labels, overlay_image)
 
     def flush() -> None:
         if not batch:
@@ -408,24 +478,22 @@ def purify_folder(engine: Purification, src: Path, out: Path, masks: str | None 
         if keep:
             result = engine.purify_arrays(images[keep], mask_arr[keep], [names[i] for i in keep], eye)
             for i, purified in zip(keep, result):
-                key, dest = batch[i][0], batch[i][1]
-                _write_result(dest, purified, mask_arr[i], save_masks, engine.labels, overlay_image=None)
-                target.mark(key, dest)
+                key, dest, source = batch[i][0], batch[i][1], batch[i][4]
+                write(dest, purified, mask_arr[i], None)
+                target.mark(key, dest, source)
+            target.save()
         stats.purified += len(keep)
-        target.save()
         batch.clear()
 
     finder = None
-    bar = tqdm(files, unit="img", desc="purify", disable=not progress, leave=False)
-    for path in bar:
-        rel = path.relative_to(src)
+    bar = tqdm(plan, unit="img", desc="purify", disable=not progress, leave=False)
+    for path, rel, dest, mask_path in bar:
         key = rel.as_posix()
-        dest = out / rel
-        if not overwrite and target.is_done(key, dest):
+        source = _fingerprint(path, mask_path)
+        if not overwrite and target.is_done(key, dest, source):
             stats.skipped += 1
             continue
         image = read_image(path)
-        mask_path = find_mask(path, rel, masks_dir) if masks not in ("auto", "faces") else None
         mask = load_mask(mask_path, image.shape, engine.labels) if mask_path is not None else None
         if mask is None and _use_faces(image, masks, engine):
             from maskpurify import faces
@@ -443,16 +511,15 @@ def purify_folder(engine: Purification, src: Path, out: Path, masks: str | None 
                 for eye_name, problem in result.skipped:
                     notes.add(eye_name, problem, "left as it was")
                 flush()
-                _write_result(dest, result.image, result.mask, save_masks, engine.labels,
-                              overlay_image=result.overlay() if save_masks else None)
-                target.mark(key, dest)
+                write(dest, result.image, result.mask, result.overlay() if save_masks else None, (path,))
+                target.mark(key, dest, source)
                 target.save()
                 stats.purified += 1
                 stats.faces += 1
                 continue
         if batch and (batch[0][2].shape != image.shape or len(batch) >= engine.batch_size):
             flush()
-        batch.append((key, dest, image, mask))
+        batch.append((key, dest, image, mask, source))
     flush()
     bar.close()
     if finder is not None:
@@ -503,17 +570,30 @@ class ImageResult:
         return not self.not_purified or (self.method == "faces" and len(self.not_purified) < len(self.boxes))
 
 
-def _output_file(src: str | Path, out: str | Path, kind: str, suffixes: Sequence[str], overwrite: bool) -> Path:
-    """Check ``--out`` for a single-file input: the right kind of name, not the input, not an existing file."""
-    from maskpurify.fileio import ensure_writable
-
+def _output_file(out: str | Path, kind: str, suffixes: Sequence[str]) -> Path:
+    """Check that ``--out`` for a single-file input has the right kind of name (the rest of the output checks are
+    :class:`~maskpurify.fileio.OutputGuard`'s)."""
     out = Path(out)
     article = "an" if kind[0] in "aeiou" else "a"
     if out.suffix.lower() not in suffixes:
         raise UserError(f"--out {out}: {article} {kind} input needs {article} {kind} file name ({', '.join(suffixes)})")
-    if out.resolve() == Path(src).resolve():
-        raise UserError(f"--out {out}: would replace the input {kind}; choose another file")
-    return ensure_writable(out, overwrite)
+    return out
+
+
+def _image_mask_path(src: Path, masks: str | None) -> Path | None:
+    """The mask file for one image: ``--masks FILE``, ``--masks DIR/NAME_mask.png`` or ``NAME_mask.png`` beside
+    the image; None for an automatic mask. A folder under the mask's name is a UserError, never a silent
+    fallback to an automatic mask."""
+    if masks in ("auto", "faces"):
+        return None
+    if masks is None:
+        return _mask_file(src.with_name(src.stem + MASK_SUFFIX))
+    candidate = Path(masks)
+    if candidate.is_dir():
+        return _mask_file(candidate / (src.stem + MASK_SUFFIX))
+    if candidate.is_file():
+        return candidate
+    raise UserError(f"--masks {masks}: no such mask file or folder")
 
 
 def purify_image_file(engine: Purification, src: Path, out: Path, masks: str | None = None, overwrite: bool = False,
@@ -522,32 +602,23 @@ def purify_image_file(engine: Purification, src: Path, out: Path, masks: str | N
     """Purify one image file into ``out`` (a file; its suffix picks the format). eye: which eye an eye crop
     shows (``right`` is mirrored for the networks and back); a face photo finds each eye's side itself.
 
+    Every output (the image, and with ``save_masks`` the mask and overlay) is claimed through one
+    :class:`~maskpurify.fileio.OutputGuard` before anything is read or written: never the input image or its
+    mask, never two outputs on one file, never an existing file without ``overwrite``.
+
     An automatic mask that is no plausible eye (``engine.mask_problems``) is not used: the image (or that eye of
     a face photo) is written unchanged, one line on stderr says why, and ``result.not_purified`` lists it."""
-    from maskpurify.fileio import ensure_writable
-
-    src, out = Path(src), _output_file(src, out, "image", IMAGE_SUFFIXES, overwrite)
+    src, out = Path(src), _output_file(out, "image", IMAGE_SUFFIXES)
     mask_out = out.with_name(out.stem + MASK_SUFFIX)
     overlay_out = out.with_name(out.stem + "_overlay.png")
+    mask_path = _image_mask_path(src, masks)
+    guard = OutputGuard(inputs=[src, *([masks] if masks not in (None, "auto", "faces") else []),
+                                *([mask_path] if mask_path is not None else [])], overwrite=overwrite)
+    guard.claim(out, "--out")
     if save_masks:
-        ensure_writable(mask_out, overwrite)
-        ensure_writable(overlay_out, overwrite)
+        guard.claim(mask_out, "saved mask")
+        guard.claim(overlay_out, "overlay")
     image = read_image(src)
-    mask_path: Path | None = None
-    if masks not in ("auto", "faces"):
-        if masks is not None:
-            candidate = Path(masks)
-            if candidate.is_dir():
-                mask_path = candidate / (src.stem + MASK_SUFFIX)
-                if not mask_path.is_file():
-                    mask_path = None
-            elif candidate.is_file():
-                mask_path = candidate
-            else:
-                raise UserError(f"--masks {masks}: no such mask file or folder")
-        else:
-            beside = src.with_name(src.stem + MASK_SUFFIX)
-            mask_path = beside if beside.is_file() else None
     result: ImageResult | None = None
     if mask_path is not None:
         mask = load_mask(mask_path, image.shape, engine.labels)
@@ -608,16 +679,20 @@ def purify_dataset(engine: Purification, src: Path, out: Path, overwrite: bool =
     segmenter's masks, as a user with real images would have (the stored masks are ignored for purification
     and copied unchanged as labels; the masks used are stored under ``auto_masks``, and ``not_purified`` marks
     the samples whose automatic mask is no plausible eye: those keep their input image, one line each on stderr).
-    Memory holds one shard at a time. Every key but ``images`` is copied unchanged; meta.json records the source
-    and is marked complete only at the end, so an interrupted run resumes at the first missing shard.
+    Memory holds one shard at a time; each is checked by :func:`maskpurify.training.common.validate_arrays`
+    before use. Every key but ``images`` is copied unchanged; meta.json records the source and is marked complete
+    only at the end, so an interrupted run resumes at the first missing shard (a shard whose input changed since
+    is purified again).
     """
     from tqdm import tqdm
 
-    from maskpurify.world.dataset import _load_shard, read_meta, save_npz_deterministic, shard_name
+    from maskpurify.training.common import validate_arrays
+    from maskpurify.world.dataset import SHARD_KEYS, _load_shard, read_meta, save_npz_deterministic, shard_name
 
     src, out = Path(src), Path(out)
     if out.resolve() == src.resolve():
         raise UserError(f"--out {out}: must differ from the input dataset")
+    OutputGuard(inputs=[src]).claim(out, "--out", folder=True)
     if masks not in (None, "auto"):
         raise UserError(f"--masks {masks}: a rendered dataset takes its stored masks (omit --masks) or --masks auto")
     if masks == "auto" and engine.segmenter is None:
@@ -638,13 +713,15 @@ def purify_dataset(engine: Purification, src: Path, out: Path, overwrite: bool =
     for index in range(num_shards):
         name = shard_name(index)
         dest = out / name
-        if not overwrite and target.is_done(name, dest):
+        if not (src / name).is_file():
+            raise UserError(f"{src / name}: missing shard")
+        source = input_fingerprint(src / name)
+        if not overwrite and target.is_done(name, dest, source):
             bar.update(min(int(meta["shard_size"]), int(meta["n"]) - index * int(meta["shard_size"])))
             continue
-        shard = _load_shard(src, index)
+        shard = validate_arrays(_load_shard(src, index), str(src / name), require=SHARD_KEYS, num_labels=None,
+                                finite=())
         images = shard["images"]
-        if images.ndim != 4:
-            raise UserError(f"{src / name}: images must be (N,H,W,C), got shape {images.shape}")
         purified = images.copy()
         used = np.empty(images.shape[:3], np.uint8)
         left = np.zeros(len(images), bool)
@@ -671,8 +748,9 @@ def purify_dataset(engine: Purification, src: Path, out: Path, overwrite: bool =
         if masks == "auto":
             shard["auto_masks"] = used
             shard["not_purified"] = left
+        target.begin()
         save_npz_deterministic(dest, shard)
-        target.mark(name, dest)
+        target.mark(name, dest, source)
         target.save()
         count += len(images)
         del shard, images, purified, used
@@ -735,14 +813,15 @@ def purify_video(engine: Purification, src: Path, out: Path, mask_video: Path | 
     """
     from tqdm import tqdm
 
-    from maskpurify.fileio import ensure_writable
     from maskpurify.formats.video import VideoWriter, iter_frames, video_info
 
-    src, out = Path(src), _output_file(src, out, "video", VIDEO_SUFFIXES, overwrite)
+    src, out = Path(src), _output_file(out, "video", VIDEO_SUFFIXES)
     if mask_video is not None:
-        if Path(mask_video).suffix.lower() not in VIDEO_SUFFIXES:
+        mask_video = Path(mask_video)
+        if mask_video.suffix.lower() not in VIDEO_SUFFIXES:
             raise UserError(f"--mask-video {mask_video}: needs a video file name ({', '.join(VIDEO_SUFFIXES)})")
-        ensure_writable(mask_video, overwrite)
+    # One check for both outputs, before any writer opens: neither may be the input or the other output.
+    check_outputs({"--out": out, "--mask-video": mask_video}, {"--input": src}, overwrite=overwrite)
     if masks not in (None, "auto", "faces"):
         raise UserError(f"--masks {masks}: a video takes automatic masks only (--masks auto or --masks faces)")
     if masks != "faces" and engine.segmenter is None:
