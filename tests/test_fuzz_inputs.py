@@ -635,8 +635,6 @@ def test_simgan_refine_refuses_a_bad_refiner_sidecar(tmp_path, dataset):
                              str(tmp_path / "out")], tmp_path, match="r(\\.json)?: ")
 
 
-@pytest.mark.xfail(strict=True, reason="wiring: training/simgan.py refine_dataset reads shards with np.load itself; "
-                   "it must load them through world.dataset.load_arrays / training.common.validate_arrays")
 def test_simgan_refine_refuses_bad_shards(tmp_path, dataset):
     data = copy_dataset(dataset, tmp_path)
     _corrupt_shard(data, "float images", index=0)

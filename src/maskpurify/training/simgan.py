@@ -427,20 +427,36 @@ def refine_dataset(refiner_path: str | Path, data_dir: str | Path, out_dir: str 
                    device: str | None = None, overwrite: bool = False) -> Path:
     """Write a copy of the eye dataset folder ``data_dir`` into ``out_dir`` with every image refined by the
     refiner checkpoint ``refiner_path`` (labels, masks and landmarks unchanged; ``meta.json`` gains
-    ``refined_by``), shard by shard, so ``maskpurify evaluate-gaze`` reads it like any dataset."""
-    
-    from maskpurify.fileio import atomic_write_json
+    ``refined_by``), shard by shard, so ``maskpurify evaluate-gaze`` reads it like any dataset.
+
+    Every shard is read through the dataset loader and checked by
+    :func:`maskpurify.training.common.validate_arrays` (the one shard validator, as in ``load_arrays``) before
+    anything is written: a bad shard is one line and leaves no output behind."""
+    from maskpurify.fileio import OutputGuard, atomic_write_json
     from maskpurify.nets.purifier import load_purifier
-    from maskpurify.training.common import choose_device
-    from maskpurify.world.dataset import SHARD_KEYS, read_meta, save_npz_deterministic, shard_name
+    from maskpurify.training.common import choose_device, validate_arrays
+    from maskpurify.world.dataset import SHARD_KEYS, _load_shard, read_meta, save_npz_deterministic, shard_name
 
     src, out = Path(data_dir), Path(out_dir)
     meta = read_meta(src)
     if out.resolve() == src.resolve():
         raise UserError(f"--out {out}: must differ from the input dataset folder")
+    OutputGuard(inputs=[src]).claim(out, "--out", folder=True)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"--out {out}: exists and is not empty; pass --overwrite to replace it")
-    out.mkdir(parents=True, exist_ok=True)
+
+    def load(index: int) -> dict[str, np.ndarray]:
+        return validate_arrays(_load_shard(src, index), str(src / shard_name(index)), require=SHARD_KEYS,
+                               num_labels=None, finite=())
+
+    first: dict[str, tuple[Any, ...]] = {}
+    for index in range(meta["num_shards"]):  # check them all first; one shard in memory at a time
+        arrays = load(index)
+        kinds = {key: (arrays[key].dtype, arrays[key].shape[1:]) for key in SHARD_KEYS}
+        if index and kinds != first:
+            raise UserError(f"{src / shard_name(index)}: arrays differ in type or shape from {shard_name(0)}")
+        first = first or kinds
+        del arrays
     dev = choose_device(device)
     model = load_purifier(refiner_path, dev)
     refiner_sidecar = checkpoint_paths(refiner_path)[1]
@@ -448,10 +464,10 @@ def refine_dataset(refiner_path: str | Path, data_dir: str | Path, out_dir: str 
     new_meta = {**meta, "complete": False, "unityeyes": False, "command": command_line(),
                 "refined_by": {"refiner": str(refiner_path), "direction": refiner_meta.get("direction"),
                                "source": str(src)}}
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "meta.json", new_meta)
     for index in range(meta["num_shards"]):
-        with np.load(src / shard_name(index), allow_pickle=False) as shard:
-            arrays = {key: shard[key] for key in SHARD_KEYS}
+        arrays = load(index)
         arrays["images"] = refine_images(model, arrays["images"], batch_size, dev)
         save_npz_deterministic(out / shard_name(index), arrays)
     atomic_write_json(out / "meta.json", {**new_meta, "complete": True})
