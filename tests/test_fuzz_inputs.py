@@ -625,6 +625,18 @@ def test_every_command_refuses_bad_numbers_in_one_line(tmp_path, dataset):
         assert_one_line_refusal(argv, tmp_path)
 
 
+@pytest.mark.parametrize("value", ["0", "-3", "70000", "1e3"])
+def test_batch_size_flags_follow_the_shared_rule(tmp_path, dataset, value):
+    out = str(tmp_path / "out")
+    commands = [["purify", "--input", str(dataset), "--out", out],
+                ["evaluate-gaze", "--model", GAZE, "--data", str(dataset), "--out", out],
+                ["evaluate-segmenter", "--model", SEGMENTER, "--data", str(dataset), "--out", out],
+                ["simgan-refine", "--refiner", str(WEIGHTS_DIR / "simgan_real2syn"), "--data", str(dataset),
+                 "--out", out]]
+    for argv in commands:
+        assert_one_line_refusal([*argv, "--batch-size", value], tmp_path, match="--batch-size")
+
+
 def test_simgan_refine_refuses_a_bad_refiner_sidecar(tmp_path, dataset):
     for suffix in (".safetensors", ".json"):
         shutil.copy(WEIGHTS_DIR / f"simgan_real2syn{suffix}", tmp_path / f"r{suffix}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from maskpurify.config import flag_type
+
 HELP = "angular gaze error of a gaze estimator on a labelled eye dataset (JSON report + plots)"
 
 
@@ -13,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, metavar="DIR", help="rendered / converted dataset folder")
     parser.add_argument("--out", metavar="DIR", help="write gaze_eval.json and gaze_eval.png here")
     parser.add_argument("--name", default="gaze_eval", help="report file stem (default: gaze_eval)")
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=flag_type("batch_size"), default=512)
     parser.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
 
 

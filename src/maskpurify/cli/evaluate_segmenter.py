@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from maskpurify.config import flag_type
+
 HELP = "per-class IoU and pupil-centre error of a segmenter on a labelled eye dataset"
 
 
@@ -13,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, metavar="DIR", help="dataset folder with masks")
     parser.add_argument("--out", metavar="DIR", help="write segmenter_eval.json here")
     parser.add_argument("--name", default="segmenter_eval", help="report file stem (default: segmenter_eval)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=flag_type("batch_size"), default=256)
     parser.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
 
 

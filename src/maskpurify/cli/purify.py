@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from maskpurify.config import flag_type
 from maskpurify.errors import UserError
 
 HELP = "purify real images into the synthetic style (image, folder, rendered dataset, video or face photo)"
@@ -44,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default on)")
     parser.add_argument("--recursive", action="store_true", help="folders: descend into sub-folders (keeps "
                         "relative paths)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    parser.add_argument("--batch-size", type=flag_type("batch_size"), default=64, help="images per forward pass (default 64)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 or auto (default cpu)")
     parser.add_argument("--save-masks", action="store_true",
                         help="also write the mask used for each image (NAME_mask.png) and, for single images "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from maskpurify.config import flag_type
+
 HELP = "refine a dataset folder with a SimGAN refiner (e.g. purify a wild test set with a real2syn refiner)"
 
 
@@ -12,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "train-simgan)")
     parser.add_argument("--data", required=True, metavar="DIR", help="dataset folder to refine")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the refined copy")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=flag_type("batch_size"), default=256)
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
 
