@@ -352,7 +352,8 @@ def test_eye_check_folder_skips_and_counts(tmp_path: Path, ckpts: dict[str, Path
     assert sorted(line.split(":")[0] for line in lines) == ["black.png", "noise.png"]
     assert all("not purified, no plausible eye in the automatic mask: " in line and line.endswith("; skipped")
                for line in lines)
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["eye0.png", "eye1.png", "eye2.png"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["config.yaml", "eye0.png",
+                                                                                   "eye1.png", "eye2.png", "run.json"]
     # Resuming tries the skipped ones again (and skips them again), nothing else.
     code, stdout, err = _cli(capsys, *args)
     assert code == 0 and "purified 0 images" in stdout and "3 already done" in stdout and len(err.splitlines()) == 2

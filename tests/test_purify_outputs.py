@@ -100,7 +100,7 @@ def test_folder_holding_only_temp_files_of_a_killed_run_is_claimed(tmp_path, ckp
     out.mkdir()
     (out / f".{PROGRESS_FILE}.abcd1234.tmp").write_bytes(b"{")
     assert run_cli(_args(ckpts, src, out, "--masks", "auto"))[0] == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted([PROGRESS_FILE, "a.png"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([PROGRESS_FILE, "a.png", "config.yaml", "run.json"])
 
 
 def test_dataset_resume_redoes_a_changed_shard_and_refuses_a_bad_one(tmp_path, ckpts):

@@ -267,11 +267,16 @@ def command_line() -> str:
     return shlex.join(argv)
 
 
-def save_run_record(out_dir: str | Path, config: Any, seed: int | None, extra: dict[str, Any] | None = None) -> None:
-    """Write ``config.yaml`` (resolved) and ``run.json`` (command, seed, versions, time) into ``out_dir``."""
+def save_run_record(out_dir: str | Path, config: Any, seed: int | None, extra: dict[str, Any] | None = None,
+                    name: str | None = None) -> None:
+    """Write ``config.yaml`` (resolved) and ``run.json`` (command, seed, versions, time) into ``out_dir``.
+
+    name: prefix both files (``NAME.config.yaml``, ``NAME.run.json``), for commands whose reports share a folder
+    (``evaluate-gaze --name``), so one command's record never replaces another's."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
+    prefix = f"{name}." if name else ""
+    atomic_write_text(out / f"{prefix}config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
     record = {
         "command": command_line(),
         "seed": seed,
@@ -280,7 +285,7 @@ def save_run_record(out_dir: str | Path, config: Any, seed: int | None, extra: d
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     record.update(extra or {})
-    atomic_write_json(out / "run.json", record)
+    atomic_write_json(out / f"{prefix}run.json", record)
 
 
 def parse_size(text: str | tuple[int, int] | list[int], min_side: int = 16, max_side: int = 1024

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import TypeVar
+import dataclasses
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from maskpurify.config import flag_type, load_config
 
@@ -26,5 +28,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_out: str) ->
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def resolve_config(cls: type[T], args: argparse.Namespace) -> T:
-    return load_config(cls, args.config, args.overrides)
+def resolve_config(cls: type[T], args: argparse.Namespace, flags: Iterable[str] = ()) -> T:
+    """Defaults of ``cls``, then ``--config``, then ``--set``; then each of ``flags`` (config field names whose
+    command-line flag has default None) that was given on the command line, which wins."""
+    config = load_config(cls, args.config, args.overrides)
+    given: dict[str, Any] = {name: getattr(args, name) for name in flags if getattr(args, name, None) is not None}
+    return dataclasses.replace(config, **given) if given else config  # type: ignore[type-var]

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from maskpurify.cli._common import add_config_arguments, resolve_config
 from maskpurify.config import flag_type
 from maskpurify.errors import UserError
 
 HELP = "purify real images into the synthetic style (image, folder, rendered dataset, video or face photo)"
+
+#: Settings that ``--config`` / ``--set`` may give; the flag of the same name, when given, wins.
+FLAGS = ("checkpoint", "segmenter", "batch_size", "device", "eye", "eye_check", "face_crop_size")
+
+
+@dataclass
+class PurifyConfig:
+    """What ``maskpurify purify`` resolves from defaults, ``--config`` and ``--set`` (a flag given wins)."""
+
+    checkpoint: str | None = None  # None: the shipped weights/purifier
+    segmenter: str | None = None  # None: the shipped weights/segmenter when present; 'none': no automatic masks
+    batch_size: int = 64
+    device: str = "cpu"
+    eye: Literal["left", "right"] = "left"
+    eye_check: bool = True
+    face_crop_size: str = "36x60"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an image, a folder of images (NAME_mask.png beside an image is its mask), a rendered "
                              "dataset folder (meta.json + shard-*.npz) or a video (.avi/.mp4/.mov/.mkv)")
     parser.add_argument("--out", required=True, metavar="PATH",
-                        help="output: an image file, a folder, a dataset folder or a video file (same kind as input)")
+                        help="output: an image file, a folder, a dataset folder or a video file (same kind as input); "
+                             "a folder or dataset output also gets the run record config.yaml + run.json")
     parser.add_argument("--checkpoint", metavar="CKPT", help="purifier checkpoint (default: weights/purifier)")
     parser.add_argument("--segmenter", metavar="CKPT",
                         help="segmenter checkpoint for automatic masks (default: weights/segmenter when present; "
@@ -28,13 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the segmenter; for a rendered dataset: the segmenter, ignoring its stored masks); "
                              "'faces' = FaceMesh only. Default: NAME_mask.png beside each image, else automatic; "
                              "a rendered dataset's stored masks")
-    parser.add_argument("--eye", choices=("left", "right"), default="left",
+    parser.add_argument("--eye", choices=("left", "right"),
                         help="which of the subject's eyes the eye crops show. 'left' (default) is the canonical "
                              "side the networks were trained on, as the renderer draws it: the inner corner (tear "
                              "duct) on the image's left. 'right' crops are mirrored before the segmenter and the "
                              "purifier and their outputs mirrored back. Face photos ignore it: FaceMesh tells "
                              "each eye's side")
-    parser.add_argument("--eye-check", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--eye-check", action=argparse.BooleanOptionalAction,
                         help="leave an image (or an eye of a face photo) unpurified when its automatic mask is no "
                              "plausible eye (closed eye, no iris, blank or noise image): single images and videos "
                              "keep it unchanged, folders skip it, one line each says why (default on; masks you give "
@@ -45,16 +64,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default on)")
     parser.add_argument("--recursive", action="store_true", help="folders: descend into sub-folders (keeps "
                         "relative paths)")
-    parser.add_argument("--batch-size", type=flag_type("batch_size"), default=64, help="images per forward pass (default 64)")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 or auto (default cpu)")
+    parser.add_argument("--batch-size", type=flag_type("batch_size"), help="images per forward pass (default 64)")
+    parser.add_argument("--device", help="torch device: cpu, cuda, cuda:1 or auto (default cpu)")
     parser.add_argument("--save-masks", action="store_true",
                         help="also write the mask used for each image (NAME_mask.png) and, for single images "
                              "and face photos, an overlay for inspection (NAME_overlay.png)")
     parser.add_argument("--mask-video", metavar="PATH", help="videos: also write the colourised masks as a video")
-    parser.add_argument("--face-crop-size", default="36x60", metavar="HxW",
+    parser.add_argument("--face-crop-size", metavar="HxW",
                         help="face photos: size each eye crop is purified at, aspect 3:5 (default 36x60, the "
                              "purifier's training size; larger keeps more detail)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(parser)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -72,33 +92,40 @@ def run(args: argparse.Namespace) -> int:
     from maskpurify.purify import (VIDEO_SUFFIXES, Purification, is_dataset, purify_dataset, purify_folder,
                                    purify_image_file, purify_video)
 
+    from maskpurify.config import save_run_record
+
+    config = resolve_config(PurifyConfig, args, FLAGS)
     src, out = Path(args.input), Path(args.out)
     if not src.exists():
         raise UserError(f"--input {src}: no such file or folder")
-    crop_size = _parse_size(args.face_crop_size)
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    crop_size = _parse_size(config.face_crop_size)
     if args.mask_video is not None and src.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError("--mask-video applies to video inputs only")
     if src.is_file() and src.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
         raise UserError(f"--input {src}: not an image ({', '.join(IMAGE_SUFFIXES)}) or video "
                         f"({', '.join(VIDEO_SUFFIXES)})")
-    segmenter = False if args.segmenter == "none" else args.segmenter
-    engine = Purification.load(args.checkpoint, segmenter, args.device, args.batch_size, check_eyes=args.eye_check)
-    settings: dict[str, Any] = {"checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint else "default",
-                "segmenter": str(Path(segmenter).resolve()) if segmenter else ("none" if segmenter is False else "default"),
-                "face_crop_size": list(crop_size)}
-    if args.eye != "left":  # only when not the default, so runs started before --eye existed still resume
-        settings["eye"] = args.eye
-    if not args.eye_check:
+    segmenter = False if config.segmenter == "none" else config.segmenter
+    engine = Purification.load(config.checkpoint, segmenter, config.device, config.batch_size,
+                               check_eyes=config.eye_check)
+    settings: dict[str, Any] = {
+        "checkpoint": str(Path(config.checkpoint).resolve()) if config.checkpoint else "default",
+        "segmenter": str(Path(segmenter).resolve()) if segmenter else ("none" if segmenter is False else "default"),
+        "face_crop_size": list(crop_size)}
+    if config.eye != "left":  # only when not the default, so runs started before --eye existed still resume
+        settings["eye"] = config.eye
+    if not config.eye_check:
         settings["eye_check"] = False
     progress = not args.quiet
+    eye = config.eye
+    record = {"input": str(src), "output": str(out), "masks": args.masks}
     if src.is_dir() and is_dataset(src):
         if args.masks not in (None, "auto"):
             raise UserError(f"--masks {args.masks}: a rendered dataset carries its own masks; omit --masks to use "
                             "them or give --masks auto for the segmenter's")
         data = purify_dataset(engine, src, out, overwrite=args.overwrite, resume=args.resume, progress=progress,
-                              settings=settings, masks=args.masks, eye=args.eye)
+                              settings=settings, masks=args.masks, eye=eye)
+        save_run_record(out, config, None, {**record, "kind": "dataset", "samples": data.samples,
+                                            "not_purified": data.not_purified})
         if data.not_purified:
             print(f"purified {data.samples - data.not_purified} of {data.samples} samples into dataset {out} "
                   f"({data.not_purified} kept unchanged: no plausible eye in the automatic mask)")
@@ -107,7 +134,9 @@ def run(args: argparse.Namespace) -> int:
     elif src.is_dir():
         stats = purify_folder(engine, src, out, masks=args.masks, recursive=args.recursive, overwrite=args.overwrite,
                               resume=args.resume, save_masks=args.save_masks, face_crop_size=crop_size,
-                              progress=progress, settings=settings, eye=args.eye)
+                              progress=progress, settings=settings, eye=eye)
+        save_run_record(out, config, None, {**record, "kind": "folder", "purified": stats.purified,
+                                            "already_done": stats.skipped, "not_purified": stats.not_purified})
         extra = f", {stats.faces} face photos" if stats.faces else ""
         extra += f", {stats.not_purified} not purified: no plausible eye" if stats.not_purified else ""
         print(f"purified {stats.purified} images into {out} ({stats.skipped} already done, "
@@ -115,12 +144,12 @@ def run(args: argparse.Namespace) -> int:
     elif src.suffix.lower() in VIDEO_SUFFIXES:
         video = purify_video(engine, src, out, Path(args.mask_video) if args.mask_video else None,
                              overwrite=args.overwrite, masks=args.masks, face_crop_size=crop_size, progress=progress,
-                             eye=args.eye)
+                             eye=eye)
         left = f"; {video.not_purified} written unchanged: no plausible eye" if video.not_purified else ""
         print(f"purified {video.frames} frames ({video.width}x{video.height} at {video.fps:g} fps) into {out}{left}")
     else:
         result = purify_image_file(engine, src, out, masks=args.masks, overwrite=args.overwrite,
-                                   save_masks=args.save_masks, face_crop_size=crop_size, eye=args.eye)
+                                   save_masks=args.save_masks, face_crop_size=crop_size, eye=eye)
         where = f", {len(result.boxes)} eyes" if result.method == "faces" else ""
         if not result.purified:
             print(f"not purified {src} -> {out} unchanged (mask: {result.method}{where}; no plausible eye)")
