@@ -1,8 +1,9 @@
 """Fault suite: ``kill -9`` of real ``maskpurify`` processes at random moments, then the same command again; the
 result must be byte-identical to an uninterrupted run and no temporary file may remain.
 
-``make test`` runs one kill per command (render, train-gaze); ``MASKPURIFY_FUZZ=long`` runs 20 random kill rounds
-(1-3 kills each, then a re-run) per command: render, train-gaze, train-segmenter, dataset purify
+``make test`` runs one kill per command (render, train-gaze, folder purify); ``MASKPURIFY_FUZZ=long`` runs 20 random
+kill rounds (1-3 kills each, then a re-run) per command: render, train-gaze, train-segmenter, folder purify, dataset
+purify
 (``MASKPURIFY_FAULT_KILLS=N`` changes the count, ``MASKPURIFY_FUZZ_SEED`` the random kill moments). Kills inside the checkpoint commit itself are
 simulated exhaustively (every write, every rename) in ``test_checkpoints.py``.
 """
@@ -24,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from _cli import LONG
-from maskpurify.world.dataset import write_dataset
+from maskpurify.fileio import save_image
+from maskpurify.world.dataset import load_arrays, write_dataset
 
 KILLS = int(os.environ.get("MASKPURIFY_FAULT_KILLS", 20 if LONG else 1))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -48,7 +50,8 @@ def _trained(stem: str) -> Callable[[Path], dict[str, str]]:
 
 
 def _dataset_files(out: Path) -> dict[str, str]:
-    return {k: v for k, v in _hashes(out).items() if not k.startswith(".")}
+    """Every output file but the progress record and run.json (which records when the run happened)."""
+    return {k: v for k, v in _hashes(out).items() if not k.startswith(".") and k != "run.json"}
 
 
 TRAIN = ["--quiet", "--set", f"steps={40 if LONG else 16}", "--set", "batch_size=8", "--set", "checkpoint_every=1",
@@ -64,17 +67,27 @@ SCENARIOS = {
     "train-segmenter": Scenario("train-segmenter", lambda data, out: [
         "train-segmenter", "--data", str(data), "--out", str(out), *TRAIN, "--set", "model.base_channels=4",
         "--set", "model.levels=2"], "last.json", _trained("segmenter")),
+    "purify-folder": Scenario("purify-folder", lambda data, out: ["purify", "--quiet", "--input",
+                                                                  str(data.parent / "images"), "--out", str(out),
+                                                                  "--batch-size", "8"],
+                              ".maskpurify-progress.json", _dataset_files),
     "purify-dataset": Scenario("purify-dataset", lambda data, out: ["purify", "--quiet", "--input", str(data),
                                                                     "--out", str(out), "--batch-size", "8"],
                                "meta.json", _dataset_files),
 }
-FAST = ("render", "train-gaze")
+FAST = ("render", "train-gaze", "purify-folder")
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("faultdata") / "set", "synthetic", 96, seed=4, shard_size=16,
+    """A rendered dataset (``set``) and the same eyes as a folder of PNGs with their masks beside (``images``)."""
+    data = write_dataset(tmp_path_factory.mktemp("faultdata") / "set", "synthetic", 96, seed=4, shard_size=16,
                          progress=False)
+    arrays = load_arrays(data)
+    for i, (image, mask) in enumerate(zip(arrays["images"], arrays["masks"])):
+        save_image(data.parent / "images" / f"eye{i:03d}.png", image)
+        save_image(data.parent / "images" / f"eye{i:03d}_mask.png", mask)
+    return data
 
 
 def _run(argv: list[str], timeout: float = 300) -> None:
