@@ -155,6 +155,45 @@ def test_row_sixteen_bit_and_palette_images_purify_like_their_8_bit_twins(tmp_pa
     assert read_image(tmp_path / "grey16.png").std() > 10
 
 
+def _no_eye_picture(data: st.DataObject, height: int = 36, width: int = 60) -> np.ndarray:
+    """A picture with no eye in it: flat, uniform noise (any range) or a flat colour with noise."""
+    kind = data.draw(st.sampled_from(["flat", "noise", "flat+noise"]), label="kind")
+    colour = np.array(data.draw(st.tuples(*[st.integers(0, 255)] * 3), label="colour"), np.int64)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    if kind == "flat":
+        return np.broadcast_to(colour, (height, width, 3)).astype(np.uint8)
+    if kind == "noise":
+        low = data.draw(st.integers(0, 254), label="low")
+        high = data.draw(st.integers(low + 1, 255), label="high")
+        return rng.integers(low, high + 1, (height, width, 3)).astype(np.uint8)
+    sigma = data.draw(st.integers(1, 60), label="sigma")
+    return np.clip(colour + rng.normal(0, sigma, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+@fuzz_settings(fast=4, long=150)
+@given(data=st.data())
+def test_fuzz_row_no_eye_pictures_are_never_purified_silently(tmp_path, data):
+    """Issue 14's row "automatic masks with an empty attention region (blank or noise images) purified without a
+    word": blank, flat and noise pictures, alone and in a folder, under automatic masks. Each is left unpurified
+    (written unchanged / skipped) with one stderr line saying why, exit 0; never purified without a word."""
+    work = fresh(tmp_path)
+    pictures = [_no_eye_picture(data) for _ in range(3)]
+    Image.fromarray(pictures[0]).save(work / "blank.png")
+    code, stdout, err = run_cli(purify_args(work / "blank.png", work / "out.png", "--masks", "auto"))
+    assert code == 0, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "not purified, no plausible eye in the automatic mask" in lines[0], err
+    assert "not purified" in stdout and np.array_equal(read_image(work / "out.png"), pictures[0])
+    folder = work / "folder"
+    folder.mkdir()
+    for i, picture in enumerate(pictures):
+        Image.fromarray(picture).save(folder / f"p{i}.png")
+    code, stdout, err = run_cli(purify_args(folder, work / "folder_out", "--masks", "auto"))
+    assert code == 0, err
+    assert len(err.strip().splitlines()) == 3 and "3 not purified: no plausible eye" in stdout, err
+    assert not list((work / "folder_out").glob("*.png"))
+
+
 @fuzz_settings()
 @given(data=st.data())
 def test_fuzz_mask_arrays_are_used_or_refused_in_one_line(tmp_path, eye, data):
