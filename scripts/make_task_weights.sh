@@ -10,8 +10,8 @@
 # 4. render fresh test sets (synthetic seed 2001, wild seed 2002; never used in training) and evaluate.
 # Gaze: LeNet with batch norm, fc 256, 3000 steps x 128 on all 120k (the label-map net, which the purifier also
 # carries as its gaze prior: the same reading label maps, with thinner convolutions 12/32 since it runs at every
-# purification); segmenter: U-Net (8/16/32 channels),
-# 2000 steps x 32 on the first 30k, photometric augmentation. Every setting is a config default (num_threads=1 only pins float summation order),
+# purification); segmenter: U-Net (8/16/32/64 channels), 3000 steps x 32 on the first 30k, every batch through the
+# project's randomised degradation model (maskpurify.degradation; never the wild preset). Every setting is a config default (num_threads=1 only pins float summation order),
 # so `maskpurify train-gaze` / `train-segmenter` alone give the same recipe.
 set -euo pipefail
 cd "$(dirname "$0")/.."

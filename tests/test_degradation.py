@@ -85,3 +85,17 @@ def test_domain_randomised_gaze_training(tmp_path, eyes):
     labels = GazeTrainConfig(steps=2, model=GazeNetConfig(inputs="labels"), degradation=DegradationConfig())
     with pytest.raises(UserError, match="model.inputs=image"):
         train_gaze(labels, tmp_path / "labels", progress=False, arrays=arrays)
+
+
+def test_no_eye_crops_are_all_skin(eyes):
+    from maskpurify.degradation import no_eye
+
+    images, masks = eyes
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        image, mask = no_eye(images[i], masks[i], rng)
+        assert image.shape == images[i].shape and image.dtype == np.uint8
+        assert not mask.any()
+        # the eye is gone: no dark pupil-like blob is left where the pupil was
+        pupil = masks[i] == 3
+        assert image[pupil].mean() > images[i][pupil].mean() + 10 or image.std() > 40

@@ -282,6 +282,37 @@ def _sensor(img: np.ndarray, rng: np.random.Generator, c: DegradationConfig, p: 
     return img
 
 
+def no_eye(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A crop that holds no eye, labelled all skin, made from an eye crop: the eye painted over with the skin
+    around it (as a closed eye or a misplaced box would show), a flat or graded patch of its skin colour, or
+    noise. A segmenter that never sees such crops finds an eye in every blank or noisy image."""
+    h, w = mask.shape
+    skin = mask == SKIN
+    colour = image[skin].mean(0) if skin.any() else rng.uniform(40, 220, 3)
+    kind = rng.integers(0, 4)
+    if kind == 0:
+        hole = cv2.dilate((~skin).astype(np.uint8), np.ones((5, 5), np.uint8))
+        out = cv2.inpaint(image, hole, 3, cv2.INPAINT_TELEA)
+        # a closed lid: a dark line where the lids meet
+        rows = np.flatnonzero((~skin).any(1))
+        if len(rows) and rng.random() < 0.7:
+            y = int(rows.mean())
+            cv2.line(out, (int(w * 0.15), y + int(rng.integers(-2, 3))), (int(w * 0.85), y), 
+                     tuple(float(v) for v in colour * rng.uniform(0.3, 0.7)), int(rng.integers(1, 3)), cv2.LINE_AA)
+    elif kind == 1:
+        xx, yy = _grid(h, w)
+        theta = rng.uniform(0, 2 * np.pi)
+        ramp = 1 + rng.uniform(0, 0.6) * (np.cos(theta) * xx + np.sin(theta) * yy)
+        out = np.clip(colour * ramp[..., None] * rng.uniform(0.5, 1.5), 0, 255).astype(np.uint8)
+    elif kind == 2:
+        out = rng.integers(0, 256, image.shape, dtype=np.uint8)
+        if rng.random() < 0.5:
+            out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.5, 3.0))
+    else:
+        out = np.full_like(image, int(rng.integers(0, 256)))
+    return out, np.zeros_like(mask)
+
+
 def degrade_one(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
                 config: DegradationConfig = DegradationConfig(), geometry: bool = True
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -321,4 +352,4 @@ def degrade(images: np.ndarray, masks: np.ndarray, rng: np.random.Generator,
     return out_images, out_masks
 
 
-__all__ = ["DegradationConfig", "degrade", "degrade_one"]
+__all__ = ["DegradationConfig", "degrade", "degrade_one", "no_eye"]

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from maskpurify.config import command_line, save_run_record
 from maskpurify.evaluation.segmentation_metrics import segmentation_summary
 from maskpurify.nets.segmenter import SegmenterConfig, build_segmenter, predict_masks, save_segmenter
-from maskpurify.degradation import DegradationConfig, degrade
+from maskpurify.degradation import DegradationConfig, degrade, no_eye
 from maskpurify.training.common import CSVLogger, Checkpointer, MinibatchSampler, cleanup_distributed, \
     init_distributed, lr_at, run_loop, seed_everything, set_lr, to_float_images, unwrap, wrap_model
 from maskpurify.training.gaze import TrainDataConfig, _split, prepare_training_data
@@ -29,8 +29,9 @@ from maskpurify.training.gaze import TrainDataConfig, _split, prepare_training_d
 class SegmenterTrainConfig:
     #: the first 30k of the (60k) synthetic render are plenty for segmentation
     data: TrainDataConfig = field(default_factory=lambda: TrainDataConfig(limit=30000))
-    model: SegmenterConfig = field(default_factory=lambda: SegmenterConfig(base_channels=8))
-    steps: int = 2000
+    #: four resolutions: under heavy degradation the context of the 5x8 level pays (wild IoU 0.686 -> 0.726)
+    model: SegmenterConfig = field(default_factory=lambda: SegmenterConfig(base_channels=8, levels=4))
+    steps: int = 3000
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -40,6 +41,9 @@ class SegmenterTrainConfig:
     dice_weight: float = 0.5
     #: the randomised degradation model every training batch goes through (strength 0 = clean synthetic eyes)
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    #: share of training crops replaced by crops without an eye (labelled all skin, then degraded as well), so
+    #: that blank, noisy or closed-eye crops give no eye instead of a hallucinated one
+    no_eye: float = 0.04
     seed: int = 0
     log_every: int = 50
     eval_every: int = 500
@@ -90,8 +94,11 @@ def train_segmenter(config: SegmenterTrainConfig, out_dir: str | Path, resume: b
         def step_fn(step: int) -> dict[str, float]:
             net.train()
             idx = sampler.indices(step)
-            images_u8, masks_u8 = degrade(train["images"][idx].numpy(), train["masks"][idx].numpy(),
-                                          np.random.default_rng([config.seed, step, ctx.rank]), config.degradation)
+            rng = np.random.default_rng([config.seed, step, ctx.rank])
+            images_u8, masks_u8 = train["images"][idx].numpy().copy(), train["masks"][idx].numpy().copy()
+            for i in np.flatnonzero(rng.random(len(idx)) < config.no_eye):
+                images_u8[i], masks_u8[i] = no_eye(images_u8[i], masks_u8[i], rng)
+            images_u8, masks_u8 = degrade(images_u8, masks_u8, rng, config.degradation)
             images = to_float_images(torch.from_numpy(images_u8), ctx.device)
             target = torch.from_numpy(masks_u8).to(ctx.device).long()
             lr = lr_at(step, config.steps, config.lr, config.schedule, config.warmup)
