@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from maskpurify.cli._common import add_config_arguments, resolve_config
-from maskpurify.config import MAX_PREVIEW_ROWS, MAX_SAMPLES, flag_type
+from maskpurify.config import MAX_PREVIEW_ROWS, MAX_SAMPLES, flag_type, save_run_record
 from maskpurify.errors import UserError
 from maskpurify.world.domains import DOMAINS, RenderConfig
 
@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
         out = write_dataset(args.out, config.preset(args.domain), args.n, size, args.seed, grey=args.grey,
                             shard_size=args.shard_size, unityeyes=args.unityeyes, overwrite=args.overwrite,
                             geometry=config.geometry, progress=not args.quiet)
+        save_run_record(out, config, args.seed, {"domain": args.domain, "n": args.n, "size": list(size),
+                                                 "grey": args.grey, "shard_size": args.shard_size,
+                                                 "unityeyes": args.unityeyes})
         print(f"wrote {args.n} {args.domain} eyes ({size[0]}x{size[1]}) to {out}")
     if args.preview is not None:
         path = preview_sheet(args.preview, args.preview_n, size, args.seed, config)

@@ -512,7 +512,7 @@ def load_arrays_checked(path: str | Path, what: str = "--data") -> dict[str, np.
 
 
 def render_once(folder: str | Path, domain: str, n: int, size: tuple[int, int], seed: int,
-                ctx: DistContext | None = None) -> Path:
+                ctx: DistContext | None = None, progress: bool = True) -> Path:
     """Render a dataset into ``folder`` unless a complete one is already there; an interrupted render is resumed
     (:func:`maskpurify.world.dataset.write_dataset` skips finished shards). Rank 0 renders, the others wait."""
     from maskpurify.world.dataset import read_meta, write_dataset
@@ -523,6 +523,6 @@ def render_once(folder: str | Path, domain: str, n: int, size: tuple[int, int], 
         try:
             read_meta(folder)
         except UserError:
-            write_dataset(folder, domain=domain, n=n, size=size, seed=seed)
+            write_dataset(folder, domain=domain, n=n, size=size, seed=seed, progress=progress)
     barrier(ctx)
     return folder

@@ -102,7 +102,7 @@ def prepare_training_data(cfg: TrainDataConfig, out_dir: Path, ctx: DistContext,
         refuse_supervised_wild(cfg.path, "data.path")
         return load_arrays_checked(cfg.path, "data.path")
     folder = render_once(out_dir / "data" / f"synthetic_n{cfg.render_n}_seed{cfg.render_seed}", "synthetic",
-                         cfg.render_n, parse_size(cfg.size), cfg.render_seed, ctx)
+                         cfg.render_n, parse_size(cfg.size), cfg.render_seed, ctx, progress and ctx.is_main)
     return load_arrays_checked(folder, "rendered training set")
 
 

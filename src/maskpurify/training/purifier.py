@@ -198,7 +198,7 @@ def _source_arrays(source: SourceConfig, domain: str, size: tuple[int, int], out
         arrays = load_arrays_checked(source.path, what)
     else:
         folder = render_once(out / "data" / f"{domain}_n{source.render_n}_seed{source.render_seed}", domain,
-                             source.render_n, size, source.render_seed, ctx)
+                             source.render_n, size, source.render_seed, ctx, progress and ctx.is_main)
         arrays = load_arrays_checked(folder, f"rendered {domain} set")
     return unlabelled(arrays) if is_real_standin(source.path, domain) else arrays
 

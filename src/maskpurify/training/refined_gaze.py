@@ -119,7 +119,7 @@ def train_refined_gaze(refiner: str | Path, out_dir: str | Path, config: GazeTra
     if arrays is None:
         # (under torchrun this joins the process group that train_gaze then uses and closes)
         data = prepare_training_data(config.data, out, init_distributed(None if config.device == "auto"
-                                                                         else config.device))
+                                                                         else config.device), progress)
     else:
         data = arrays
     device = choose_device(None if config.device == "auto" else config.device)

@@ -77,7 +77,7 @@ def train_segmenter(config: SegmenterTrainConfig, out_dir: str | Path, resume: b
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
         seed_everything(config.seed + ctx.rank)
-        data = arrays if arrays is not None else prepare_training_data(config.data, out, ctx)
+        data = arrays if arrays is not None else prepare_training_data(config.data, out, ctx, progress)
         train, val = _split(data, config.data.val_fraction, config.data.limit)
         model = build_segmenter(config.model).to(ctx.device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -241,12 +241,12 @@ def refine_images(refiner: nn.Module, images_u8: np.ndarray | torch.Tensor, batc
 
 
 def _source_arrays(source: ImageSourceConfig, domain: str, size: tuple[int, int], out: Path, ctx: DistContext,
-                   what: str) -> dict[str, np.ndarray]:
+                   what: str, progress: bool = True) -> dict[str, np.ndarray]:
     if source.path:
         arrays = load_arrays_checked(source.path, what)
     else:
         folder = render_once(out / "data" / f"{domain}_n{source.render_n}_seed{source.render_seed}", domain,
-                             source.render_n, size, source.render_seed, ctx)
+                             source.render_n, size, source.render_seed, ctx, progress)
         arrays = load_arrays_checked(folder, f"rendered {domain} set")
     # the wild side stands in for real images: unlabelled (the real-data rule)
     return unlabelled(arrays) if domain == "wild" or is_real_standin(source.path) else arrays
@@ -275,8 +275,9 @@ def train_simgan(config: SimGANTrainConfig, out_dir: str | Path, resume: bool = 
         if arrays is not None:
             source, target = arrays
         else:
-            wild = _source_arrays(config.data.wild, "wild", size, out, ctx, "data.wild.path")
-            synthetic = _source_arrays(config.data.synthetic, "synthetic", size, out, ctx, "data.synthetic.path")
+            wild = _source_arrays(config.data.wild, "wild", size, out, ctx, "data.wild.path", progress)
+            synthetic = _source_arrays(config.data.synthetic, "synthetic", size, out, ctx, "data.synthetic.path",
+                                       progress)
             source, target = (synthetic, wild) if config.direction == "syn2real" else (wild, synthetic)
         src_images = torch.from_numpy(np.ascontiguousarray(source["images"]))
         tgt_images = torch.from_numpy(np.ascontiguousarray(target["images"]))
