@@ -15,6 +15,7 @@ def _weights(root):
     save_gaze_net(root / "gaze", build_gaze_net())
     save_gaze_net(root / "simgan_gaze", build_gaze_net(), {"trained": {"steps": 10, "batch_size": 4}})
     save_gaze_net(root / "gaze_from_labels", build_gaze_net(GazeNetConfig(inputs="labels")))
+    save_gaze_net(root / "gaze_randomised", build_gaze_net())
     save_segmenter(root / "segmenter", build_segmenter())
     save_purifier(root / "purifier", Purifier(), {"trained": {"steps": 10, "batch_size": 4}})
     save_purifier(root / "purifier_nomask", Purifier(PurifierConfig(use_mask=False)))
@@ -31,7 +32,8 @@ def test_evaluate_writes_report_and_reproduces(tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     for name in ("raw", "mask alone", "reinhard", "histogram", "simgan", "ours, no mask", "ours -task", "ours",
-                 "oracle: mask alone", "oracle: ours, exact masks", "control: grey image", "control: clean synthetic"):
+                 "oracle: mask alone", "oracle: ours, exact masks", "control: grey image", "control: clean synthetic", "domain-randomised estimator",
+                 "domain-randomised estimator on ours"):
         assert f"\n{name} " in printed or f"\n{name}  " in printed
     assert "simgan-reverse: skipped" in printed
     report = (tmp_path / "r1" / "report.html").read_text()

@@ -11,6 +11,7 @@ Rows (each skipped with a note when its weights are missing):
   mask alone                gaze read from the inferred label map alone (no image): what the mask carries
   reinhard / histogram      region-wise colour transfer / histogram matching toward the synthetic domain
   simgan / simgan-reverse   SimGAN (gaze net retrained on refined synthetic eyes) / its refiner run wild -> synthetic
+  domain-randomised ...     a gaze estimator trained under the randomised degradation model, on raw and on ours
   ours, no mask; ours -term the purifier without masks; trained with one loss term removed (ablations)
   ours                      the full mask-guided purifier, inferred masks (the headline)
   oracle: ...               the exact renderer masks: gaze from the exact mask alone, ours with exact masks
@@ -147,12 +148,19 @@ def build_methods(config: ExperimentConfig, reference: dict[str, np.ndarray], no
              "wild (syn->real refiner); raw wild input", kind="gaze")
     optional("simgan-reverse", "simgan_real2syn", "baseline", "SimGAN-style adversarial refiner run wild -> "
              "synthetic (no mask)")
+    randomised = optional("domain-randomised estimator", "gaze_randomised", "baseline", "a gaze estimator trained "
+                          "on synthetic eyes under the project's randomised degradations; raw wild input, no "
+                          "purification", kind="gaze")
     optional("ours, no mask", "purifier_nomask", "ablation", "our purifier trained and run without masks")
     if config.ablations:
         for term in TERMS:
             optional(f"ours -{term}", f"ablations/purifier_no_{term}", "ablation",
                      f"our purifier trained without the {term} term")
     ours = optional("ours", "purifier", "ours", "mask-guided purifier, masks inferred from the image")
+    if randomised is not None and ours is not None:
+        methods.append(Method("domain-randomised estimator on ours", "baseline", "the domain-randomised estimator "
+                              "reading our purified eyes (do the two combine?)", ours.transform,
+                              gaze_model=randomised.gaze_model))
     if config.oracle:
         if labels_net is not None:
             methods.append(Method("oracle: mask alone", "oracle", "gaze read from the exact renderer mask alone",
