@@ -36,6 +36,13 @@ cp "$RUN/gaze_guide/gaze.json" weights/gaze_guide.json
 cp "$RUN/gaze_from_labels/gaze.safetensors" weights/gaze_from_labels.safetensors
 cp "$RUN/gaze_from_labels/gaze.json" weights/gaze_from_labels.json
 
+# the baseline a user would pick instead of purifying: the estimator's recipe, every batch through the project's
+# randomised degradation model (never the wild preset); it reads raw real eyes
+$MP train-gaze --data "$RUN/synthetic_train" --out "$RUN/gaze_randomised" --quiet --set num_threads=1 \
+  --set degradation.strength=1.0
+cp "$RUN/gaze_randomised/gaze.safetensors" weights/gaze_randomised.safetensors
+cp "$RUN/gaze_randomised/gaze.json" weights/gaze_randomised.json
+
 $MP render --domain synthetic --n 2000 --size 36x60 --seed 2001 --out "$RUN/synthetic_test"
 $MP render --domain wild --n 2000 --size 36x60 --seed 2002 --out "$RUN/wild_test"
 for domain in synthetic wild; do
