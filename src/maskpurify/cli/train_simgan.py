@@ -63,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
     if args.train_gaze and summary["finished"]:
         gaze_config = load_config(GazeTrainConfig, args.gaze_config) if args.gaze_config else None
         kwargs = {"shipped_gaze": args.gaze_like} if args.gaze_like else {}
+        if not args.quiet:
+            print(f"--train-gaze: training a gaze estimator on refined synthetic eyes in {Path(args.out) / 'gaze'}; "
+                  "its synthetic training set (the shipped estimator's: 120,000 eyes unless --gaze-config sets "
+                  "data.path or data.render_n) is rendered there first")
         gaze_summary = train_refined_gaze(Path(args.out) / "refiner", Path(args.out) / "gaze", gaze_config,
                                           resume=args.resume, progress=not args.quiet, device=args.device, **kwargs)
         print(json.dumps(gaze_summary))
