@@ -46,7 +46,7 @@ cp "$RUN/gaze_randomised/gaze.json" weights/gaze_randomised.json
 $MP render --domain synthetic --n 2000 --size 36x60 --seed 2001 --out "$RUN/synthetic_test"
 $MP render --domain wild --n 2000 --size 36x60 --seed 2002 --out "$RUN/wild_test"
 for domain in synthetic wild; do
-  $MP evaluate-gaze --model weights/gaze --data "$RUN/${domain}_test" --out "$RUN/eval" --name "gaze_$domain"
+  $MP evaluate-gaze --model weights/gaze --data "$RUN/${domain}_test" --out "$RUN/eval" --name "gaze_$domain" --overwrite
   $MP evaluate-segmenter --model weights/segmenter --data "$RUN/${domain}_test" --out "$RUN/eval" \
-    --name "segmenter_$domain"
+    --name "segmenter_$domain" --overwrite
 done

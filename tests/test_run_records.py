@@ -79,3 +79,22 @@ def test_simgan_refine_takes_config_and_writes_a_record(tmp_path, dataset):
     config, run = _record(out)
     assert config == {"batch_size": 4, "device": "cpu"} and run["data"] == str(dataset)
     assert json.loads((out / "meta.json").read_text())["complete"]
+
+
+def test_evaluate_reports_are_not_replaced_without_overwrite(tmp_path, capsys):
+    from maskpurify.cli import main
+    from maskpurify.nets.segmenter import build_segmenter, save_segmenter
+    from maskpurify.world.dataset import write_dataset
+
+    data = write_dataset(tmp_path / "data", "synthetic", 8, (36, 60), seed=1, progress=False)
+    model = save_segmenter(tmp_path / "seg", build_segmenter())
+    args = ["evaluate-segmenter", "--model", str(model.with_suffix("")), "--data", str(data),
+            "--out", str(tmp_path / "eval")]
+    assert main(args) == 0
+    first = (tmp_path / "eval" / "segmenter_eval.json").read_bytes()
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0]
+    assert (tmp_path / "eval" / "segmenter_eval.json").read_bytes() == first
+    assert main(args + ["--overwrite"]) == 0

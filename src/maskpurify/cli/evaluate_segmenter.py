@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="segmenter_eval", help="report file stem (default: segmenter_eval)")
     parser.add_argument("--batch-size", type=flag_type("batch_size"), help="images per forward pass (default 256)")
     parser.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing report NAME.json in --out")
     add_config_arguments(parser)
 
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = resolve_config(SegmenterEvalConfig, args, ("batch_size", "device"))
     if args.out:
-        guard = OutputGuard(args.out, inputs=[args.model, args.data], overwrite=True)
+        guard = OutputGuard(args.out, inputs=[args.model, args.data], overwrite=args.overwrite)
         for suffix in (".json", ".config.yaml", ".run.json"):
             guard.claim(Path(args.out) / f"{args.name}{suffix}", "--name")
     model = load_segmenter(args.model, choose_device(config.device))
