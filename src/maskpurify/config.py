@@ -67,6 +67,17 @@ def _float_rule(name: str) -> tuple[float, float | None, bool] | None:
     return None
 
 
+def check_ranges(config: Any, prefix: str) -> None:
+    """Refuse, in one line, a probability field (``*_prob``) outside [0, 1] or a (low, high) range field whose low
+    is above its high: the sampling ranges of the renderer's presets and of the degradation model."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name.endswith("_prob") and not 0.0 <= value <= 1.0:
+            raise UserError(f"{prefix}.{f.name} must lie in [0, 1], got {value}")
+        if isinstance(value, tuple) and len(value) == 2 and value[0] > value[1]:
+            raise UserError(f"{prefix}.{f.name}: low {value[0]} is above high {value[1]}")
+
+
 def check_field(where: str, name: str, value: Any) -> None:
     """Refuse a numeric value that cannot be meant, with one line naming ``where`` (a config key or a flag).
 

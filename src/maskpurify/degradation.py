@@ -22,12 +22,12 @@ Terms, each drawn per image (see :class:`DegradationConfig` for the ranges):
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from maskpurify.config import check_ranges
 from maskpurify.errors import UserError
 from maskpurify.masks import IRIS, SKIN
 
@@ -84,12 +84,7 @@ class DegradationConfig:
     def __post_init__(self) -> None:
         if not np.isfinite(self.strength) or self.strength < 0:
             raise UserError(f"degradation.strength must be a finite number >= 0, got {self.strength}")
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name.endswith("_prob") and not 0.0 <= value <= 1.0:
-                raise UserError(f"degradation.{f.name} must lie in [0, 1], got {value}")
-            if isinstance(value, tuple) and value[0] > value[1]:
-                raise UserError(f"degradation.{f.name}: low {value[0]} is above high {value[1]}")
+        check_ranges(self, "degradation")
         if not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
             raise UserError("degradation.jpeg_quality must lie within [1, 100]")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from maskpurify.config import check_ranges
 from maskpurify.errors import UserError
 
 Range = tuple[float, float]
@@ -60,12 +61,7 @@ class GeometryConfig:
     crease_gap: Range = (0.25, 0.5)
 
     def validate(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, tuple) and value[0] > value[1]:
-                raise UserError(f"geometry.{f.name}: low {value[0]} is above high {value[1]}")
-        if not 0.0 <= self.blink_prob <= 1.0:
-            raise UserError(f"geometry.blink_prob must lie in [0, 1], got {self.blink_prob}")
+        check_ranges(self, "geometry")
         if self.iris_angle[1] + max(abs(self.gaze_yaw[0]), abs(self.gaze_yaw[1])) >= 85:
             raise UserError("geometry: iris_angle + |gaze_yaw| must stay below 85 degrees (iris must be visible)")
         if self.pupil_angle[1] >= self.iris_angle[0]:
@@ -121,12 +117,7 @@ class DomainPreset:
     jpeg_quality: Range = (20.0, 75.0)
 
     def validate(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name.endswith("_prob") and not 0.0 <= value <= 1.0:
-                raise UserError(f"preset.{f.name} must lie in [0, 1], got {value}")
-            if isinstance(value, tuple) and len(value) == 2 and value[0] > value[1]:
-                raise UserError(f"preset.{f.name}: low {value[0]} is above high {value[1]}")
+        check_ranges(self, "preset")
         if sum(self.iris_family_weights) <= 0 or min(self.iris_family_weights) < 0:
             raise UserError("preset.iris_family_weights must be non-negative with a positive sum")
         if not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
