@@ -44,6 +44,7 @@ def test_evaluate_writes_report_and_reproduces(tmp_path, capsys):
     rows = {r["method"]: r for r in first["rows"]}
     # the headline row uses inferred masks; exact masks only in oracle rows
     assert rows["ours"]["masks"] == "inferred" and rows["reinhard"]["masks"] == "inferred"
+    assert rows["ours, no mask"]["masks"] is None and rows["raw"]["masks"] is None
     assert {r["method"] for r in first["rows"] if r.get("masks") == "exact"} == {"oracle: mask alone",
                                                                                "oracle: ours, exact masks"}
     assert all(r["group"] == "oracle" for r in first["rows"] if r.get("masks") == "exact")

@@ -108,6 +108,7 @@ def purifier_transform(path: Path, device: str, batch_size: int) -> Transform:
             out.append((y.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
         return np.concatenate(out)
 
+    apply.reads_masks = model.config.use_mask  # type: ignore[attr-defined]
     return apply
 
 
@@ -252,7 +253,8 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
         row: dict[str, Any] = {
             "method": method.name, "group": method.group, "description": method.description,
             "gaze": error_stats(errors), "inputs": method.inputs,
-            "masks": method.masks if (method.transform or method.mask_only) else None,
+            "masks": method.masks if method.mask_only or (method.transform is not None and getattr(
+                method.transform, "reads_masks", True)) else None,
             "ms_per_image": 1000 * seconds / len(outputs) if method.transform else 0.0,
         }
         if not method.mask_only:
