@@ -66,6 +66,18 @@ def assert_one_line_refusal(argv: Sequence[str], *watch: Path, match: str | None
     return lines[0]
 
 
+def ok_or_refused_cleanly(argv: Sequence[str], work: Path, prefix: str = "") -> int:
+    """For fuzzed input: the command either succeeds, or refuses with one line on stderr (starting with
+    ``prefix``), exit 2, and leaves ``work`` exactly as it was. Returns the exit code."""
+    before = snapshot(work)
+    code, _, err = run_cli(argv)
+    assert code in (0, 2), err
+    if code == 2:
+        assert err.count("\n") == 1 and err.startswith(prefix), err
+        assert snapshot(work) == before
+    return code
+
+
 def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 

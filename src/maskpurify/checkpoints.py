@@ -32,7 +32,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes, load_file, save as save_bytes
 
 from maskpurify.errors import UserError
-from maskpurify.fileio import atomic_write_bytes, atomic_write_json, current_umask, fsync_dir, json_bytes, read_json
+from maskpurify.fileio import atomic_write_bytes, atomic_write_json, current_umask, fsync_dir, json_bytes, read_json, \
+    sha256_file
 
 
 #: The shipped checkpoints (``weights/`` at the repository root, beside ``src/``).
@@ -53,15 +54,6 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _tensor_bytes(tensors: dict[str, torch.Tensor]) -> bytes:

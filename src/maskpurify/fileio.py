@@ -262,18 +262,21 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Mapping[str,
     return {what: guard.claim(path, what) for what, path in outputs.items() if path is not None}
 
 
-def input_fingerprint(path: str | Path) -> dict[str, Any]:
-    """{"size", "sha256"} of an input file: a resumed run compares it with what it recorded, so an input that
-    changed under the same name is processed again instead of being reported as already done."""
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     import hashlib
 
     digest = hashlib.sha256()
-    size = 0
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-            size += len(block)
-    return {"size": size, "sha256": digest.hexdigest()}
+    return digest.hexdigest()
+
+
+def input_fingerprint(path: str | Path) -> dict[str, Any]:
+    """{"size", "sha256"} of an input file: a resumed run compares it with what it recorded, so an input that
+    changed under the same name is processed again instead of being reported as already done."""
+    return {"size": Path(path).stat().st_size, "sha256": sha256_file(path)}
 
 
 def encode_image(array: np.ndarray, suffix: str = ".png", quality: int = 95) -> bytes:
