@@ -53,6 +53,10 @@ def test_evaluate_writes_report_and_reproduces(tmp_path, capsys):
     raw = rows["raw"]
     assert abs(raw["gap_closure"]) < 1e-9
     assert raw["pupil_shift_px"] is None or raw["pupil_shift_px"] >= 0  # null when no pupil is found
+    # region colours: the clean synthetic twins sit far closer to the synthetic set's colours than wild eyes do
+    twins = rows["control: clean synthetic"]["region_colour"]
+    assert twins["skin"]["delta_e_to_synthetic"] < raw["region_colour"]["skin"]["delta_e_to_synthetic"]
+    assert "Style, region by region" in report
 
     # the same command again gives the same numbers
     args[2] = str(tmp_path / "r2")

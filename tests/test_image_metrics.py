@@ -40,3 +40,21 @@ def test_kid_near_zero_for_same_distribution_and_positive_for_shifted():
     shifted, _ = kernel_inception_distance(a, b + 1.0, subsets=10, subset_size=200)
     assert abs(same) < 0.05
     assert shifted > 10 * abs(same) + 0.1
+
+
+def test_region_colours_pool_each_region_and_measure_distance_to_a_reference():
+    from maskpurify.evaluation.image_metrics import colour_distance, region_colours
+
+    masks = np.zeros((2, 4, 6), np.uint8)
+    masks[:, :, 3:] = 1  # right half: sclera; no iris or pupil anywhere
+    images = np.zeros((2, 4, 6, 3), np.uint8)
+    images[:, :, :3] = (200, 150, 120)  # skin colour
+    images[:, :, 3:] = 255  # white sclera
+    stats = region_colours(images, masks)
+    assert set(stats) == {"skin", "sclera"}  # absent regions are left out, not NaN
+    assert np.allclose(stats["sclera"]["mean_lab"], [100, 0, 0], atol=0.5)
+    assert np.allclose(stats["skin"]["sd_lab"], 0, atol=1e-4)
+    darker = images.copy()
+    darker[:, :, 3:] = 128
+    distance = colour_distance(region_colours(darker, masks), stats)
+    assert distance["skin"] < 1e-4 and distance["sclera"] > 40  # only the changed region moves

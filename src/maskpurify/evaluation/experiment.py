@@ -32,7 +32,8 @@ import torch
 from maskpurify.baselines.classical import ReinhardTransfer, RegionHistogramMatch
 from maskpurify.evaluation.gaze_metrics import error_stats
 from maskpurify.evaluation.real_eyes import evaluate_real_eyes
-from maskpurify.evaluation.image_metrics import attention_ssim, kernel_inception_distance, pupil_shift
+from maskpurify.evaluation.image_metrics import attention_ssim, colour_distance, kernel_inception_distance, \
+    pooled_features, pupil_shift, region_colours
 from maskpurify.evaluation.segmentation_metrics import segmentation_summary
 from maskpurify.geometry import angular_error_deg
 from maskpurify.losses import TERMS
@@ -43,6 +44,7 @@ from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import parse_size
+from maskpurify.fileio import read_json
 from maskpurify.training.common import load_arrays_checked, render_once
 
 DEFAULT_WEIGHTS = str(WEIGHTS_DIR)
@@ -73,6 +75,9 @@ class ExperimentConfig:
     kid_subsets: int = 20
     grid_examples: int = 8
     device: str = "cpu"
+    #: the baselines over seeds, measured by benchmarks/baseline_spread.py on the same test eyes (too slow to
+    #: retrain here); shown when the file exists and its test set is this one
+    baseline_spread: str = "benchmarks/results/baseline_spread.json"
 
 
 MaskSource = Literal["inferred", "exact"]
@@ -184,13 +189,20 @@ def _nanmean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def _pooled_features(encoder: torch.nn.Module, images: np.ndarray, batch_size: int) -> torch.Tensor:
-    feats = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(images[start:start + batch_size]).permute(0, 3, 1, 2).float() / 255
-            feats.append(torch.cat([f.mean((2, 3)) for f in encoder(x)], 1))
-    return torch.cat(feats)
+def _baseline_spread(path: Path, test: TestSetConfig, notes: list[str]) -> dict[str, Any] | None:
+    if not path.is_file():
+        notes.append(f"baselines over seeds: {path} not found (run benchmarks/baseline_spread.py)")
+        return None
+    spread = read_json(path)
+    if (spread.get("test_set", {}).get("n"), spread.get("test_set", {}).get("seed")) != (test.n, test.seed):
+        notes.append(f"baselines over seeds: {path} was measured on another test set; not shown")
+        return None
+    return spread
+
+
+def _colour_row(stats: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    distance = colour_distance(stats, reference)
+    return {name: {**region, "delta_e_to_synthetic": distance[name]} for name, region in stats.items()}
 
 
 def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Callable[[str], None] = print
@@ -225,7 +237,10 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
                     ("grey", "inferred"): masks_inferred,
                     ("synthetic", "inferred"): predict_masks(segmenter, synthetic["images"])}
     encoder = build_encoder("efficientnet-lite0")
-    synthetic_features = _pooled_features(encoder, reference["images"], config.batch_size)
+    synthetic_features = pooled_features(encoder, reference["images"], config.batch_size)
+    synthetic_colours = region_colours(reference["images"], reference["masks"])
+    # region colours are measured with the renderer's masks of the eyes an output shows (test labels, never inputs)
+    depicted = {"wild": masks_exact, "grey": masks_exact, "synthetic": synthetic["masks"]}
     notes: list[str] = []
     methods = build_methods(config, reference, notes)
 
@@ -259,13 +274,14 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
         }
         if not method.mask_only:
             found = predict_masks(segmenter, outputs)
-            kid_mean, kid_std = kernel_inception_distance(_pooled_features(encoder, outputs, config.batch_size),
+            kid_mean, kid_std = kernel_inception_distance(pooled_features(encoder, outputs, config.batch_size),
                                                           synthetic_features, subsets=config.kid_subsets)
             row.update({
                 "pupil_shift_px": _nanmean(pupil_shift(method_masks, found)),
                 "pupil_error_vs_truth_px": _nanmean(pupil_shift(masks_exact, found)),
                 "attention_ssim": _nanmean(attention_ssim(images_in, outputs, masks_exact)),
                 "kid": kid_mean, "kid_std": kid_std,
+                "region_colour": _colour_row(region_colours(outputs, depicted[method.inputs]), synthetic_colours),
             })
         rows.append(row)
         errors_by_method[method.name] = errors
@@ -276,11 +292,12 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
     for row in rows:
         row["gap_closure"] = (raw - row["gaze"]["mean_deg"]) / (raw - floor) if raw != floor else float("nan")
     return {
-        "rows": rows, "notes": notes,
+        "rows": rows, "notes": notes, "baseline_spread": _baseline_spread(Path(config.baseline_spread), t, notes),
         "eye_check_flagged": int(not_an_eye.sum()),
         "real_eyes": evaluate_real_eyes(segmenter, work),
         "segmenter": {"wild": segmentation_summary(masks_inferred, masks_exact),
                       "synthetic": segmentation_summary(mask_sources[("synthetic", "inferred")], synthetic["masks"])}, "mask_source": "inferred (segmenter); exact masks only in oracle rows",
+        "synthetic_region_colour": synthetic_colours,
         "floor_deg": floor, "raw_deg": raw,
         "_arrays": {"wild": wild, "synthetic": synthetic, "masks_in": masks_inferred, "errors": errors_by_method,
                     "outputs": outputs_by_method},

@@ -3,6 +3,9 @@ domain (KID on loss-network features), and pupil-centre shift."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import cv2
 import numpy as np
 import torch
 from skimage.metrics import structural_similarity
@@ -72,3 +75,34 @@ def kernel_inception_distance(features_a: torch.Tensor, features_b: torch.Tensor
                - 2 * kxy.mean())
         values.append(float(mmd))
     return float(np.mean(values)), float(np.std(values))
+
+
+def pooled_features(encoder: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
+    """(N, D) KID features of uint8 (N, H, W, 3) images: every encoder stage, average-pooled and concatenated."""
+    feats = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(images[start:start + batch_size]).permute(0, 3, 1, 2).float() / 255
+            feats.append(torch.cat([f.mean((2, 3)) for f in encoder(x)], 1))
+    return torch.cat(feats)
+
+
+def region_colours(images: np.ndarray, masks: np.ndarray, labels: LabelSet = EYE_LABELS) -> dict[str, Any]:
+    """Per region (skin, sclera, iris, pupil): mean and spread of CIELab colour over all its pixels.
+
+    Says whether an output's style moved toward the synthetic set region by region, where a global distance
+    such as KID can hide a skin that kept its wild colour cast behind an iris that changed."""
+    lab = cv2.cvtColor(np.ascontiguousarray(images.reshape(-1, images.shape[-2], 3)).astype(np.float32) / 255,
+                       cv2.COLOR_RGB2LAB).reshape(images.shape)
+    stats: dict[str, Any] = {}
+    for label, name in enumerate(labels.names):
+        pixels = lab[masks == label]
+        if len(pixels):
+            stats[name] = {"mean_lab": pixels.mean(0).tolist(), "sd_lab": pixels.std(0).tolist()}
+    return stats
+
+
+def colour_distance(stats: dict[str, Any], reference: dict[str, Any]) -> dict[str, float]:
+    """Per region: ΔE (CIE76) between the mean colours of ``stats`` and ``reference``."""
+    return {name: float(np.linalg.norm(np.subtract(s["mean_lab"], reference[name]["mean_lab"])))
+            for name, s in stats.items() if name in reference}

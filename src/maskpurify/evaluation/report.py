@@ -157,6 +157,40 @@ def _real_eyes_section(real: dict[str, Any] | None) -> str:
             + (f'<p>Columns: crop | reference mask | inferred mask</p><img src="{html.escape(sheet)}">' if sheet else ""))
 
 
+def _colour_section(rows: list[dict[str, Any]], synthetic: dict[str, Any] | None) -> str:
+    """Region by region: how far each output's mean colour sits from the synthetic set's (ΔE, CIELab)."""
+    measured = [r for r in rows if r.get("region_colour") and r.get("inputs", "wild") == "wild"]
+    if not synthetic or not measured:
+        return ""
+    names = list(synthetic)
+    head = "".join(f"<th>{html.escape(n)} ΔE</th><th>{html.escape(n)} L sd</th>" for n in names)
+    ref = "".join(f"<td>0</td><td>{synthetic[n]['sd_lab'][0]:.1f}</td>" for n in names)
+    body = f"<tr><td>synthetic set (target)</td>{ref}</tr>"
+    for r in measured:
+        cells = "".join(f"<td>{r['region_colour'][n]['delta_e_to_synthetic']:.1f}</td>"
+                        f"<td>{r['region_colour'][n]['sd_lab'][0]:.1f}</td>" if n in r["region_colour"]
+                        else "<td>—</td><td>—</td>" for n in names)
+        cls = ' class="ours"' if r["group"] == "ours" else ""
+        body += f"<tr{cls}><td>{html.escape(r['method'])}</td>{cells}</tr>"
+    return ("<h2>Style, region by region</h2><p>Distance (ΔE, CIE76) between each region's mean CIELab colour in a "
+            "method's outputs and in the synthetic set, and the spread of its lightness (L sd); regions are the "
+            "renderer's masks of the depicted eyes (test labels, used only to measure). Lower ΔE: closer to "
+            f"synthetic.</p><table><tr><th>method</th>{head}</tr>{body}</table>")
+
+
+def _spread_section(spread: dict[str, Any] | None) -> str:
+    """The baselines over seeds, as measured by benchmarks/baseline_spread.py (not rerun by the demo)."""
+    if not spread:
+        return ""
+    items = []
+    for name, values in spread["spread"].items():
+        cells = ", ".join(f"{html.escape(k)} {v['mean']:.2f} ± {v['sd']:.2f}" for k, v in values.items())
+        items.append(f"<li><b>{html.escape(name)}</b>: {cells}</li>")
+    return (f"<h2>Baselines over seeds {html.escape(str(spread['seeds']))} (mean ± sd)</h2><p>Measured by "
+            f"<code>{html.escape(spread['command'])}</code> on the same test eyes; not rerun by this report.</p>"
+            f"<ul>{''.join(items)}</ul>")
+
+
 def write_report(out_dir: str | Path, results: dict[str, Any], logs: dict[str, Path] | None = None,
                  examples: int = 8) -> Path:
     """Write results.json, the plots, the image grids and report.html into ``out_dir``; returns the HTML path."""
@@ -209,6 +243,8 @@ Training budget: {html.escape(results.get('budget', ''))}</p>
 <p>Command: <code>{html.escape(results['command'])}</code></p>
 <h2>Methods</h2>{table_html(main)}
 <h2>Ablations: what each term contributes</h2>{table_html(ablation)}
+{_colour_section(rows, results.get('synthetic_region_colour'))}
+{_spread_section(results.get('baseline_spread'))}
 <h2>Error per method</h2><img src="errors.png"><img src="curves.png">
 {'<h2>Training curves</h2><img src="training.png">' if "training.png" in plots else ''}
 <h2>Examples</h2><p>Columns: {html.escape(' | '.join(columns))}</p>
