@@ -8,9 +8,12 @@ from maskpurify.cli import main
 from maskpurify.errors import UserError
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import build_segmenter, save_segmenter
-from maskpurify.training.purifier import EncoderConfig, PurifierTrainConfig, SourceConfig, train_purifier
+from maskpurify.training.purifier import EncoderConfig, PurifierTrainConfig, train_purifier
 from maskpurify.training.real_data import dataset_domain, is_real_standin, unlabelled
-from maskpurify.training.simgan import ImageSourceConfig, SimGANTrainConfig, _source_arrays as simgan_source_arrays
+from maskpurify.training.common import DistContext
+from maskpurify.training.loop import Run
+from maskpurify.training.simgan import SimGANTrainConfig
+from maskpurify.training.sources import SourceConfig, load_source
 from maskpurify.world.dataset import shard_name, write_dataset
 
 
@@ -72,10 +75,11 @@ def test_purifier_ignores_wild_labels(tmp_path, datasets):
 def test_simgan_reads_wild_as_unlabelled(tmp_path, datasets):
     config = SimGANTrainConfig()
     config.data.wild.path = str(datasets["wild"])
-    arrays = simgan_source_arrays(config.data.wild, "wild", (36, 60), tmp_path, None, "data.wild.path")
+    run = Run(DistContext(), tmp_path, progress=False)
+    arrays = load_source(config.data.wild, "wild", (36, 60), run, "data.wild.path", unlabelled_role=True)
     assert set(arrays) == {"images"}
-    synthetic = simgan_source_arrays(ImageSourceConfig(path=str(datasets["synthetic"])), "synthetic", (36, 60), tmp_path,
-                                     None, "data.synthetic.path")
+    synthetic = load_source(SourceConfig(path=str(datasets["synthetic"])), "synthetic", (36, 60), run,
+                            "data.synthetic.path")
     assert {"images", "masks", "gaze"} <= set(synthetic)
 
 

@@ -123,17 +123,18 @@ def test_schedules_and_single_process_context():
 
 
 def test_split_limits_and_holds_out_the_tail():
-    from maskpurify.training.gaze import _split
+    from maskpurify.training.sources import split_train_val
 
     data = _arrays(100)
-    train, val = _split(data, 0.1, limit=50)
+    train, val = split_train_val(data, 0.1, limit=50)
     assert len(train["images"]) == 45 and len(val["images"]) == 5
     assert np.array_equal(val["gaze"].numpy(), data["gaze"][45:50])
 
 
 def test_run_loop_refuses_non_positive_steps_instead_of_writing_an_untrained_model():
     from maskpurify.errors import UserError
-    from maskpurify.training.common import DistContext, run_loop
+    from maskpurify.training.common import DistContext
+    from maskpurify.training.loop import run_loop
 
     saved = []
     for kwargs in ({"total": 0}, {"total": -5}, {"total": 3, "checkpoint_every": 0}, {"total": 3, "log_every": 0}):

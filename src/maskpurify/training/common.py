@@ -7,7 +7,9 @@
 - :class:`MinibatchSampler` (random minibatches from in-memory arrays, sharded by rank, a pure function of the
   step, so a resumed run draws exactly the batches the uninterrupted run would have drawn);
 - :func:`lr_at` / :func:`set_lr` (warmup + cosine / step / constant schedules, a pure function of the step);
-- :func:`run_loop` (the step loop: tqdm bar with named loss terms on rank 0, CSV rows, periodic checkpoints).
+- :func:`validate_arrays`, :func:`load_arrays_checked`, :func:`render_once` (datasets in their in-memory form).
+
+The loop itself is :func:`maskpurify.training.loop.fit`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ import io
 import math
 import os
 import random
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
 from maskpurify.checkpoints import checkpoint_exists, checkpoint_paths, clean_stale, commit_checkpoint, \
     load_checkpoint, optimizer_state, restore_optimizer
@@ -361,62 +361,6 @@ def lr_at(step: int, total: int, base: float, schedule: str = "cosine", warmup: 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The loop
-
-
-def run_loop(step_fn: Callable[[int], Mapping[str, float]], *, start: int, total: int,
-             save: Callable[[int], None], ctx: DistContext, logger: CSVLogger | None = None,
-             log_every: int = 50, checkpoint_every: int = 500, stop_at: int | None = None,
-             on_log: Callable[[int, dict[str, float]], dict[str, float] | None] | None = None,
-             desc: str = "train", progress: bool = True) -> int:
-    """Run ``step_fn(step)`` for ``step = start .. total - 1`` and return the number of steps done.
-
-    ``step_fn`` returns named scalar loss terms; their means over each ``log_every`` window go to the CSV log
-    (column ``step`` = steps done) and to the progress bar (rank 0 only). ``on_log(step, means)`` may add more
-    columns (e.g. a validation error). ``save(steps_done)`` is called every ``checkpoint_every`` steps and when
-    the loop ends; ``stop_at`` ends it early (as an interruption would), leaving a resumable checkpoint.
-    """
-    for name, value, low in (("steps", total, 1), ("log_every", log_every, 1),
-                              ("checkpoint_every", checkpoint_every, 1), ("resumed step", start, 0)):
-        if value < low:  # configs are checked on load; this guards library callers that build them directly
-            raise UserError(f"{desc}: {name} must be at least {low}, got {value}")
-    if stop_at is not None and stop_at < 0:
-        raise UserError(f"{desc}: stop_at must be at least 0, got {stop_at}")
-    end = total if stop_at is None else min(total, stop_at)
-    sums: dict[str, float] = {}
-    count = 0
-    tick = time.perf_counter()
-    bar = tqdm(total=total, initial=start, desc=desc, dynamic_ncols=True, leave=True,
-               disable=not (progress and ctx.is_main))
-    step = start
-    try:
-        for step in range(start, end):
-            terms = step_fn(step)
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
-            count += 1
-            done = step + 1
-            if done % log_every == 0 or done == total:
-                means = mean_across_ranks({k: v / count for k, v in sums.items()}, ctx)
-                extra = on_log(done, means) if on_log is not None else None
-                now = time.perf_counter()
-                row = {"step": done, **means, **(extra or {}), "sec_per_step": (now - tick) / count}
-                if logger is not None:
-                    logger.log(row)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in {**means, **(extra or {})}.items()}, refresh=False)
-                sums, count, tick = {}, 0, now
-            bar.update(1)
-            if done % checkpoint_every == 0 and done < end:
-                save(done)
-        step = end
-        if end > start or start == 0:
-            save(end)
-    finally:
-        bar.close()
-    return step
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from maskpurify.checkpoints import WEIGHTS_DIR
-from maskpurify.config import command_line, parse_size, save_run_record
+from maskpurify.config import command_line, parse_size
 from maskpurify.degradation import DegradationConfig, degrade
 from maskpurify.errors import UserError
 from maskpurify.losses import TERMS, GazeGuide, LossWeights, PurifierLoss
@@ -28,11 +28,10 @@ from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import gaze_config_dict, load_gaze_net
 from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
-from maskpurify.training.common import CSVLogger, Checkpointer, MinibatchSampler, cleanup_distributed, \
-    init_distributed, load_arrays_checked, lr_at, render_once, run_loop, seed_everything, set_lr, \
-    to_float_images, unwrap, wrap_model
-from maskpurify.training.previews import save_preview_grid
-from maskpurify.training.real_data import is_real_standin, unlabelled
+from maskpurify.training.common import MinibatchSampler, lr_at, set_lr, to_float_images, unwrap, wrap_model
+from maskpurify.training.loop import LoopConfig, Run, Task, fit
+from maskpurify.training.real_data import is_real_standin
+from maskpurify.training.sources import SourceConfig, load_source
 
 DEFAULT_SEGMENTER = str(WEIGHTS_DIR / "segmenter")
 DEFAULT_GAZE_GUIDE = str(WEIGHTS_DIR / "gaze_guide")
@@ -40,25 +39,8 @@ DEFAULT_GAZE_FROM_LABELS = str(WEIGHTS_DIR / "gaze_from_labels")
 
 
 @dataclass
-class SourceConfig:
-    """One image source: a dataset folder (``path``), or rendered on the fly into the out dir.
-
-    With ``format`` (a reader kind: unityeyes, mpiigaze, lpw, folder, ...) ``path`` is a dataset in that format,
-    read by :func:`maskpurify.formats.open_reader` with ``options``; missing masks come from ``segmenter``.
-    """
-
-    path: str | None = None
-    render_n: int = 12000
-    render_seed: int = 2001
-    format: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    #: with ``format``: read at most this many samples (None = all)
-    limit: int | None = None
-
-
-@dataclass
 class PurifierDataConfig:
-    content: SourceConfig = field(default_factory=lambda: SourceConfig(render_seed=2001))
+    content: SourceConfig = field(default_factory=SourceConfig)
     style: SourceConfig = field(default_factory=lambda: SourceConfig(render_seed=3001))
     size: str = "36x60"
     #: masks of the content images: 'segmenter' (predicted on the raw images, as for real data without
@@ -144,7 +126,7 @@ class NetConfig:
 
 
 @dataclass
-class PurifierTrainConfig:
+class PurifierTrainConfig(LoopConfig):
     data: PurifierDataConfig = field(default_factory=PurifierDataConfig)
     net: NetConfig = field(default_factory=NetConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -160,17 +142,11 @@ class PurifierTrainConfig:
     #: (strength 0: plain identity, clean synthetic in and out, exact masks)
     paired: DegradationConfig = field(default_factory=lambda: DegradationConfig(strength=0.0))
     steps: int = 600
-    batch_size: int = 32
     lr: float = 2e-3
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
     warmup: int = 50
-    seed: int = 0
     log_every: int = 25
     preview_every: int = 250
     checkpoint_every: int = 100
-    device: str = "auto"
-    #: torch CPU threads (0 = torch's default); 1 is fastest when several jobs share the cores
-    num_threads: int = 0
 
 
 def purify_batches(net: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor, style_image: torch.Tensor,
@@ -183,42 +159,24 @@ def purify_batches(net: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor
     return both[:len(image)], both[len(image):]
 
 
-def _source_arrays(source: SourceConfig, domain: str, size: tuple[int, int], out: Path, ctx: Any,
-                   what: str, segmenter: str = DEFAULT_SEGMENTER, progress: bool = True,
-                   labels: LabelSet | None = None) -> dict[str, np.ndarray]:
-    if source.format:
-        from maskpurify.formats.arrays import SegmenterMasker, source_arrays
+class PurifierTask(Task):
+    """Unpaired mask-guided restyling: wild content batches purified towards synthetic style batches."""
 
-        if not source.path:
-            raise UserError(f"{what}: a '{source.format}' source needs a path")
-        return source_arrays(source.format, source.path, source.options, size, source.limit,
-                             SegmenterMasker(segmenter, ctx.device), progress=progress and ctx.is_main,
-                             labels=labels if labels is not None else EYE_LABELS, what=what)
-    if source.path:
-        arrays = load_arrays_checked(source.path, what)
-    else:
-        folder = render_once(out / "data" / f"{domain}_n{source.render_n}_seed{source.render_seed}", domain,
-                             source.render_n, size, source.render_seed, ctx, progress and ctx.is_main)
-        arrays = load_arrays_checked(folder, f"rendered {domain} set")
-    return unlabelled(arrays) if is_real_standin(source.path, domain) else arrays
+    name = "purifier"
 
+    def __init__(self, config: PurifierTrainConfig,
+                 arrays: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None) -> None:
+        super().__init__()
+        self.config, self.arrays = config, arrays
+        self.preview_every = config.preview_every
 
-def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: bool = True, stop_at: int | None = None,
-                   progress: bool = True, arrays: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
-                   ) -> dict[str, Any]:
-    """Train (or resume) the purifier; returns a summary dict.
+    @property
+    def total_steps(self) -> int:
+        return self.config.steps
 
-    ``arrays`` = (content, style) arrays in the form of :func:`maskpurify.world.dataset.load_arrays` replaces
-    ``config.data`` (tests). ``stop_at`` ends the run early with a resumable checkpoint, as a kill would.
-    """
-    out = Path(out_dir)
-    ctx = init_distributed(None if config.device == "auto" else config.device)
-    try:
-        if ctx.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-        seed_everything(config.seed + ctx.rank)
-        if config.num_threads > 0:
-            torch.set_num_threads(config.num_threads)
+    def setup(self, run: Run) -> None:
+        config, ctx = self.config, run.ctx
+        self.ctx = ctx
         size = parse_size(config.data.size)
         labels = config.net.label_set()
         eye_masks = config.net.num_labels == len(EYE_LABELS.names)
@@ -230,10 +188,10 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
             gaze_prior = load_gaze_net(config.gaze_from_labels, ctx.device)
         net_config = config.net.purifier_config(gaze_prior)
         # the segmenter comes first: a class-count mismatch fails before the datasets are read
-        paired = config.paired.strength > 0
-        if paired and config.loss.identity <= 0:
+        self.paired = config.paired.strength > 0
+        if self.paired and config.loss.identity <= 0:
             raise UserError("paired.strength > 0 trains through the identity term: set loss.identity > 0")
-        needs_segmenter = config.loss.task > 0 or config.data.content_masks == "segmenter" or paired
+        needs_segmenter = config.loss.task > 0 or config.data.content_masks == "segmenter" or self.paired
         segmenter = load_segmenter(config.segmenter, ctx.device) if needs_segmenter else None
         if segmenter is not None and segmenter.config.num_classes != config.net.num_labels:
             raise UserError(f"segmenter {config.segmenter} predicts {segmenter.config.num_classes} classes but "
@@ -254,14 +212,13 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
             raise UserError("data.content_masks=given: the content source is wild renders, which stand in for real "
                             "images, so their exact masks are test labels (the real-data rule); use "
                             "data.content_masks=segmenter")
-        if arrays is not None:
-            content, style = arrays
+        if self.arrays is not None:
+            content, style = self.arrays
         else:
-            content = _source_arrays(config.data.content, "wild", size, out, ctx, "data.content.path",
-                                     config.segmenter, progress, labels)
-            style = _source_arrays(config.data.style, "synthetic", size, out, ctx, "data.style.path",
-                                   config.segmenter, progress, labels)
-
+            content = load_source(config.data.content, "wild", size, run, "data.content.path",
+                                  segmenter=config.segmenter, labels=labels)
+            style = load_source(config.data.style, "synthetic", size, run, "data.style.path",
+                                segmenter=config.segmenter, labels=labels)
         if segmenter is not None:
             for p in segmenter.parameters():
                 p.requires_grad_(False)
@@ -272,90 +229,85 @@ def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: boo
         if content_masks is None or "masks" not in style:
             raise UserError("purifier training needs masks: content masks (or data.content_masks=segmenter) "
                             "and style masks")
-        tensors = {
+        self.tensors = {
             "content_images": torch.from_numpy(np.ascontiguousarray(content["images"])),
             "content_masks": torch.from_numpy(np.ascontiguousarray(content_masks)).long(),
             "style_images": torch.from_numpy(np.ascontiguousarray(style["images"])),
             "style_masks": torch.from_numpy(np.ascontiguousarray(style["masks"])).long(),
         }
-
-        model = Purifier(net_config, gaze_prior).to(ctx.device)
+        self.segmenter = segmenter
+        self.model = Purifier(net_config, gaze_prior).to(ctx.device)
         encoder = build_encoder(config.encoder.name, config.encoder.weights_path, config.encoder.upsample)
-        encoder = encoder.to(ctx.device)
-        criterion = PurifierLoss(config.loss.weights(), style_erode=config.loss.style_erode,
-                                 attention_labels=tuple(config.net.attention_labels),
-                                 task_class_weights=(config.loss.task_class_weights if config.loss.task > 0
-                                                     else None),
-                                 style_per_label=config.loss.style_per_label)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        checkpointer = Checkpointer(out, "last", ctx)
-        start = 0
-        if resume and checkpointer.exists():
-            start, _ = checkpointer.restore({"model": model}, {"optimizer": optimizer})
-        elif ctx.is_main:
-            save_run_record(out, config, config.seed, {"trainer": "purifier", "world_size": ctx.world_size})
-        net = wrap_model(model, ctx)
-        logger = CSVLogger(out / "log.csv", resume_step=start if start > 0 else None, enabled=ctx.is_main)
-        content_sampler = MinibatchSampler(len(tensors["content_images"]), config.batch_size, config.seed,
-                                           ctx.rank, ctx.world_size)
-        style_sampler = MinibatchSampler(len(tensors["style_images"]), config.batch_size, config.seed + 1,
-                                         ctx.rank, ctx.world_size)
+        self.criterion = PurifierLoss(config.loss.weights(), style_erode=config.loss.style_erode,
+                                      attention_labels=tuple(config.net.attention_labels),
+                                      task_class_weights=(config.loss.task_class_weights if config.loss.task > 0
+                                                          else None),
+                                      style_per_label=config.loss.style_per_label)
+        self.encoder, self.gaze_guide = encoder.to(ctx.device), gaze_guide
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.models, self.optimizers = {"model": self.model}, {"optimizer": self.optimizer}
+        self.net = wrap_model(self.model, ctx)
+        self.content_sampler = MinibatchSampler(len(self.tensors["content_images"]), config.batch_size, config.seed,
+                                                ctx.rank, ctx.world_size)
+        self.style_sampler = MinibatchSampler(len(self.tensors["style_images"]), config.batch_size, config.seed + 1,
+                                              ctx.rank, ctx.world_size)
 
-        def batch(step: int) -> tuple[torch.Tensor, ...]:
-            """Content image and mask, style image and mask, and the identity batch's input and mask."""
-            ci, si = content_sampler.indices(step), style_sampler.indices(step)
-            style_image = to_float_images(tensors["style_images"][si], ctx.device)
-            style_mask = tensors["style_masks"][si].to(ctx.device)
-            identity_in, identity_mask = style_image, style_mask
-            if paired:
-                assert segmenter is not None
-                degraded, _ = degrade(tensors["style_images"][si].numpy(), tensors["style_masks"][si].numpy(),
-                                      np.random.default_rng([config.seed, step, ctx.rank]), config.paired,
-                                      geometry=False)
-                identity_in = to_float_images(torch.from_numpy(degraded), ctx.device)
-                with torch.no_grad():
-                    identity_mask = segmenter(identity_in).argmax(1)
-            return (to_float_images(tensors["content_images"][ci], ctx.device),
-                    tensors["content_masks"][ci].to(ctx.device), style_image, style_mask, identity_in,
-                    identity_mask)
+    def batch(self, step: int) -> tuple[torch.Tensor, ...]:
+        """Content image and mask, style image and mask, and the identity batch's input and mask."""
+        config, ctx, tensors = self.config, self.ctx, self.tensors
+        ci, si = self.content_sampler.indices(step), self.style_sampler.indices(step)
+        style_image = to_float_images(tensors["style_images"][si], ctx.device)
+        style_mask = tensors["style_masks"][si].to(ctx.device)
+        identity_in, identity_mask = style_image, style_mask
+        if self.paired:
+            assert self.segmenter is not None
+            degraded, _ = degrade(tensors["style_images"][si].numpy(), tensors["style_masks"][si].numpy(),
+                                  np.random.default_rng([config.seed, step, ctx.rank]), config.paired,
+                                  geometry=False)
+            identity_in = to_float_images(torch.from_numpy(degraded), ctx.device)
+            with torch.no_grad():
+                identity_mask = self.segmenter(identity_in).argmax(1)
+        return (to_float_images(tensors["content_images"][ci], ctx.device),
+                tensors["content_masks"][ci].to(ctx.device), style_image, style_mask, identity_in, identity_mask)
 
-        def step_fn(step: int) -> dict[str, float]:
-            net.train()
-            image, mask, style_image, style_mask, identity_in, identity_mask = batch(step)
-            lr = lr_at(step, config.steps, config.lr, config.schedule, config.warmup)
-            set_lr(optimizer, lr)
-            output, style_output = purify_batches(net, image, mask, identity_in, identity_mask,
-                                                  config.loss.identity > 0)
-            total, logs = criterion(output, image, mask, style_image, style_mask, encoder, segmenter,
-                                    style_output, gaze_guide)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            terms = {k: v for k, v in logs.items() if not k.startswith("w_")}
-            return {**terms, "lr": lr}
+    def step(self, step: int) -> dict[str, float]:
+        config = self.config
+        self.net.train()
+        image, mask, style_image, style_mask, identity_in, identity_mask = self.batch(step)
+        lr = lr_at(step, config.steps, config.lr, config.schedule, config.warmup)
+        set_lr(self.optimizer, lr)
+        output, style_output = purify_batches(self.net, image, mask, identity_in, identity_mask,
+                                              config.loss.identity > 0)
+        total, logs = self.criterion(output, image, mask, style_image, style_mask, self.encoder, self.segmenter,
+                                     style_output, self.gaze_guide)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        terms = {k: v for k, v in logs.items() if not k.startswith("w_")}
+        return {**terms, "lr": lr}
 
-        def on_log(step: int, means: dict[str, float]) -> None:
-            if ctx.is_main and (step % config.preview_every == 0 or step == config.steps):
-                image, mask, style_image = batch(step)[:3]
-                with torch.no_grad():
-                    model.eval()
-                    output = model(image[:8], mask[:8])
-                save_preview_grid(out / "previews" / f"step_{step:06d}.png", image[:8], mask[:8], output,
-                                  style_image[:8])
-            return None
+    def preview(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        image, mask, style_image = self.batch(step)[:3]
+        with torch.no_grad():
+            self.model.eval()
+            output = self.model(image[:8], mask[:8])
+        return image[:8], mask[:8], output, style_image[:8]
 
-        def save(step: int) -> None:
-            checkpointer.save(step, {"model": model}, {"optimizer": optimizer})
+    def export(self, run: Run, last_log: dict[str, float]) -> dict[str, Any]:
+        config = self.config
+        save_purifier(run.out / "purifier", unwrap(self.model), {"trained": {
+            "command": command_line(), "seed": config.seed, "steps": config.steps,
+            "batch_size": config.batch_size, "loss": asdict(config.loss), "encoder": asdict(config.encoder),
+            "content_masks": config.data.content_masks}})
+        return {}
 
-        done = run_loop(step_fn, start=start, total=config.steps, save=save, ctx=ctx, logger=logger,
-                        log_every=config.log_every, checkpoint_every=config.checkpoint_every, stop_at=stop_at,
-                        on_log=on_log, desc="train-purifier", progress=progress)
-        summary: dict[str, Any] = {"steps_done": done, "finished": done >= config.steps}
-        if done >= config.steps and ctx.is_main:
-            save_purifier(out / "purifier", unwrap(model), {"trained": {
-                "command": command_line(), "seed": config.seed, "steps": config.steps,
-                "batch_size": config.batch_size, "loss": asdict(config.loss), "encoder": asdict(config.encoder),
-                "content_masks": config.data.content_masks}})
-        return summary
-    finally:
-        cleanup_distributed(ctx)
+
+def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: bool = True, stop_at: int | None = None,
+                   progress: bool = True, arrays: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
+                   ) -> dict[str, Any]:
+    """Train (or resume) the purifier; returns a summary dict.
+
+    ``arrays`` = (content, style) arrays in the form of :func:`maskpurify.world.dataset.load_arrays` replaces
+    ``config.data`` (tests). ``stop_at`` ends the run early with a resumable checkpoint, as a kill would.
+    """
+    return fit(PurifierTask(config, arrays), config, out_dir, resume, stop_at, progress, config)

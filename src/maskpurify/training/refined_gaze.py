@@ -27,7 +27,8 @@ from maskpurify.fileio import atomic_write_json, read_json, save_image
 from maskpurify.nets.gaze import GazeNetConfig, gaze_config_from_dict, load_gaze_net
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.training.common import choose_device, init_distributed
-from maskpurify.training.gaze import GazeTrainConfig, prepare_training_data, train_gaze
+from maskpurify.training.gaze import GazeTrainConfig, load_training_data, train_gaze
+from maskpurify.training.loop import Run
 from maskpurify.training.simgan import refine_images
 
 DEFAULT_SHIPPED_GAZE = str(WEIGHTS_DIR / "gaze")
@@ -118,8 +119,8 @@ def train_refined_gaze(refiner: str | Path, out_dir: str | Path, config: GazeTra
         config = dataclasses.replace(config, device=device)
     if arrays is None:
         # (under torchrun this joins the process group that train_gaze then uses and closes)
-        data = prepare_training_data(config.data, out, init_distributed(None if config.device == "auto"
-                                                                         else config.device), progress)
+        ctx = init_distributed(None if config.device == "auto" else config.device)
+        data = load_training_data(config.data, Run(ctx, out, progress))
     else:
         data = arrays
     device = choose_device(None if config.device == "auto" else config.device)

@@ -46,36 +46,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskpurify.checkpoints import checkpoint_paths
-from maskpurify.config import command_line, parse_size, save_run_record
+from maskpurify.config import command_line, parse_size
 from maskpurify.errors import UserError
 from maskpurify.fileio import read_json
 from maskpurify.nets.discriminator import PatchDiscriminator
 from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
-from maskpurify.training.common import CSVLogger, Checkpointer, DistContext, MinibatchSampler, cleanup_distributed, \
-    init_distributed, load_arrays_checked, lr_at, render_once, run_loop, seed_everything, set_lr, \
-    step_generator, to_float_images, unwrap, wrap_model
-from maskpurify.training.previews import save_preview_grid
-from maskpurify.training.real_data import is_real_standin, unlabelled
+from maskpurify.training.common import MinibatchSampler, lr_at, set_lr, step_generator, to_float_images, unwrap, \
+    wrap_model
+from maskpurify.training.loop import LoopConfig, Run, Task, fit
+from maskpurify.training.sources import SourceConfig, load_source
 
 Direction = Literal["syn2real", "real2syn"]
 DIRECTIONS: tuple[str, ...] = ("syn2real", "real2syn")
 
 
 @dataclass
-class ImageSourceConfig:
-    """One image source: a dataset folder (``path``), or rendered on the fly into the out dir."""
-
-    path: str | None = None
-    render_n: int = 12000
-    render_seed: int = 2001
-
-
-@dataclass
 class SimGANDataConfig:
     #: real-like images (same defaults as the purifier's content set)
-    wild: ImageSourceConfig = field(default_factory=lambda: ImageSourceConfig(render_seed=2001))
+    wild: SourceConfig = field(default_factory=SourceConfig)
     #: synthetic images (same defaults as the purifier's style set)
-    synthetic: ImageSourceConfig = field(default_factory=lambda: ImageSourceConfig(render_seed=3001))
+    synthetic: SourceConfig = field(default_factory=lambda: SourceConfig(render_seed=3001))
     size: str = "36x60"
 
 
@@ -90,7 +80,7 @@ class RefinerNetConfig:
 
 
 @dataclass
-class SimGANTrainConfig:
+class SimGANTrainConfig(LoopConfig):
     direction: Direction = "syn2real"
     data: SimGANDataConfig = field(default_factory=SimGANDataConfig)
     net: RefinerNetConfig = field(default_factory=RefinerNetConfig)
@@ -100,7 +90,6 @@ class SimGANTrainConfig:
     pretrain_d: int = 50
     k_g: int = 2
     k_d: int = 1
-    batch_size: int = 32
     #: lambda of the L1 self-regularisation (mean absolute pixel difference, images in [0, 1])
     self_reg_weight: float = 0.5
     #: total variation of the change R(x) - x (OURS, not SimGAN's): smooth changes (light, colour) stay cheap,
@@ -114,13 +103,9 @@ class SimGANTrainConfig:
     lr_d: float = 2e-4
     beta1: float = 0.5
     schedule: Literal["cosine", "step", "constant"] = "constant"
-    seed: int = 0
     log_every: int = 25
     preview_every: int = 250
     checkpoint_every: int = 100
-    device: str = "auto"
-    #: CPU threads for torch (0 = torch's default); 1 is fastest when other processes share the cores
-    num_threads: int = 0
 
     @property
     def total_steps(self) -> int:
@@ -240,16 +225,164 @@ def refine_images(refiner: nn.Module, images_u8: np.ndarray | torch.Tensor, batc
 # Training
 
 
-def _source_arrays(source: ImageSourceConfig, domain: str, size: tuple[int, int], out: Path, ctx: DistContext,
-                   what: str, progress: bool = True) -> dict[str, np.ndarray]:
-    if source.path:
-        arrays = load_arrays_checked(source.path, what)
-    else:
-        folder = render_once(out / "data" / f"{domain}_n{source.render_n}_seed{source.render_seed}", domain,
-                             source.render_n, size, source.render_seed, ctx, progress)
-        arrays = load_arrays_checked(folder, f"rendered {domain} set")
-    # the wild side stands in for real images: unlabelled (the real-data rule)
-    return unlabelled(arrays) if domain == "wild" or is_real_standin(source.path) else arrays
+class SimGANTask(Task):
+    """SimGAN's schedule (refiner pre-training, discriminator pre-training, then adversarial iterations); the
+    CSV column ``step`` counts all three phases."""
+
+    name = "simgan"
+
+    def __init__(self, config: SimGANTrainConfig,
+                 arrays: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None) -> None:
+        super().__init__()
+        validate_config(config)
+        self.config, self.arrays = config, arrays
+        self.info = {"direction": config.direction}
+        self.preview_every = config.preview_every
+        #: sampler draws per step (every phase uses the same numbering)
+        self.per_step = config.k_g + config.k_d
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.total_steps
+
+    def setup(self, run: Run) -> None:
+        config, ctx = self.config, run.ctx
+        self.ctx = ctx
+        size = parse_size(config.data.size)
+        if self.arrays is not None:
+            source, target = self.arrays
+        else:
+            # the wild side stands in for real images: unlabelled (the real-data rule)
+            wild = load_source(config.data.wild, "wild", size, run, "data.wild.path", unlabelled_role=True)
+            synthetic = load_source(config.data.synthetic, "synthetic", size, run, "data.synthetic.path")
+            source, target = (synthetic, wild) if config.direction == "syn2real" else (wild, synthetic)
+        self.src_images = torch.from_numpy(np.ascontiguousarray(source["images"]))
+        self.tgt_images = torch.from_numpy(np.ascontiguousarray(target["images"]))
+        self.src_masks = torch.from_numpy(np.ascontiguousarray(source["masks"])).long() if "masks" in source else None
+        if self.src_images.shape[1:] != self.tgt_images.shape[1:]:
+            raise UserError(f"source images {tuple(self.src_images.shape[1:3])} and target images "
+                            f"{tuple(self.tgt_images.shape[1:3])} differ in size; render or convert both at one size")
+        h, w = int(self.src_images.shape[1]), int(self.src_images.shape[2])
+        self.refiner = build_refiner(config.net).to(ctx.device)
+        self.disc = PatchDiscriminator(config.net.disc_channels).to(ctx.device)
+        self.history = HistoryBuffer(config.history_size, (3, h, w)).to(ctx.device)
+        self.opt_r = torch.optim.Adam(self.refiner.parameters(), lr=config.lr_r, betas=(config.beta1, 0.999))
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=config.lr_d, betas=(config.beta1, 0.999))
+        self.models = {"refiner": self.refiner, "disc": self.disc, "history": self.history}
+        self.optimizers = {"opt_r": self.opt_r, "opt_d": self.opt_d}
+        self.r_net, self.d_net = wrap_model(self.refiner, ctx), wrap_model(self.disc, ctx)
+        b = config.batch_size
+        self.src_sampler = MinibatchSampler(len(self.src_images), b, config.seed, ctx.rank, ctx.world_size)
+        self.tgt_sampler = MinibatchSampler(len(self.tgt_images), b, config.seed + 1, ctx.rank, ctx.world_size)
+        self.n_hist = int(round(b * config.history_fraction)) if config.history_size > 0 else 0
+
+    def check_resume(self, extra: dict[str, Any], path: Path) -> None:
+        if extra.get("direction", self.config.direction) != self.config.direction:
+            raise UserError(f"{path}: a {extra['direction']} run, but direction is {self.config.direction}; use a "
+                            "fresh --out or --no-resume")
+
+    def _source_batch(self, i: int) -> torch.Tensor:
+        return to_float_images(self.src_images[self.src_sampler.indices(i)], self.ctx.device)
+
+    def _r_update(self, i: int, adversarial: bool) -> dict[str, float]:
+        config = self.config
+        x = self._source_batch(i)
+        refined = self.r_net(x, _zeros_mask(x))
+        reg = self_regularisation(refined, x)
+        tv = residual_tv(refined, x)
+        if adversarial:
+            self.disc.requires_grad_(False)
+            adv = patch_bce(self.disc(refined), real=True)  # unwrapped D: no gradient sync for D here
+            self.disc.requires_grad_(True)
+            loss = adv + config.self_reg_weight * reg + config.residual_tv_weight * tv
+        else:
+            adv = reg.new_zeros(())
+            loss = reg
+        self.opt_r.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_r.step()
+        return {"adv": adv.item(), "self_reg": reg.item(), "residual_tv": tv.item()}
+
+    def _d_update(self, i: int, step: int, sub: int) -> dict[str, float]:
+        config, b, n_hist = self.config, self.config.batch_size, self.n_hist
+        x = self._source_batch(i)
+        real = to_float_images(self.tgt_images[self.tgt_sampler.indices(i)], self.ctx.device)
+        with torch.no_grad():
+            refined = self.refiner(x, _zeros_mask(x))
+        gen = step_generator(config.seed, step * self.per_step + sub, self.ctx.rank)
+        old = self.history.draw(n_hist, gen) if n_hist else refined[:0]
+        fake = torch.cat([refined[: b - len(old)], old])
+        logits_real, logits_fake = self.d_net(torch.cat([real, fake])).split([len(real), len(fake)])
+        loss = patch_bce(logits_real, real=True) + patch_bce(logits_fake, real=False)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        if n_hist:
+            self.history.push(refined[:n_hist], gen)
+        with torch.no_grad():
+            acc_real = (logits_real > 0).float().mean()
+            acc_fake = (logits_fake < 0).float().mean()
+        return {"d_loss": loss.item(), "d_acc_real": float(acc_real), "d_acc_fake": float(acc_fake)}
+
+    def step(self, step: int) -> dict[str, float]:
+        config = self.config
+        p_r, p_d = config.pretrain_r, config.pretrain_d
+        self.r_net.train()
+        self.d_net.train()
+        terms = {"phase": 0.0, "d_loss": 0.0, "adv": 0.0, "self_reg": 0.0, "residual_tv": 0.0,
+                 "d_acc_real": 0.0, "d_acc_fake": 0.0}
+        adv_step = max(0, step - p_r - p_d)
+        lr_r = lr_at(adv_step, config.steps, config.lr_r, config.schedule, config.warmup)
+        lr_d = lr_at(adv_step, config.steps, config.lr_d, config.schedule, config.warmup)
+        set_lr(self.opt_r, lr_r)
+        set_lr(self.opt_d, lr_d)
+        base = step * self.per_step
+        if step < p_r:  # pre-train R: self-regularisation only
+            terms.update(self._r_update(base, adversarial=False))
+        elif step < p_r + p_d:  # pre-train D against the pre-trained R
+            terms["phase"] = 1.0
+            terms.update(self._d_update(base, step, 0))
+        else:
+            terms["phase"] = 2.0
+            r_terms = [self._r_update(base + j, adversarial=True) for j in range(config.k_g)]
+            d_terms = [self._d_update(base + config.k_g + j, step, config.k_g + j) for j in range(config.k_d)]
+            for group in (r_terms, d_terms):
+                for key in group[0]:
+                    terms[key] = sum(t[key] for t in group) / len(group)
+        return {**terms, "lr_r": lr_r, "lr_d": lr_d}
+
+    def preview(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        device = self.ctx.device
+        i = (step - 1) * self.per_step
+        idx = self.src_sampler.indices(i)[:8]
+        x = to_float_images(self.src_images[idx], device)
+        mask = self.src_masks[idx].to(device) if self.src_masks is not None else _zeros_mask(x)
+        sample = to_float_images(self.tgt_images[self.tgt_sampler.indices(i)[:8]], device)
+        with torch.no_grad():
+            self.refiner.eval()
+            refined = self.refiner(x, _zeros_mask(x))
+            self.refiner.train()
+        return x, mask, refined, sample
+
+    def export(self, run: Run, last_log: dict[str, float]) -> dict[str, Any]:
+        config = self.config
+        path = save_purifier(run.out / "refiner", unwrap(self.refiner), {
+            "direction": config.direction,
+            "refiner": "simgan",
+            "trained": {"command": command_line(), "seed": config.seed, "direction": config.direction,
+                        "steps": config.steps, "pretrain_r": config.pretrain_r,
+                        "pretrain_d": config.pretrain_d, "k_g": config.k_g, "k_d": config.k_d,
+                        "batch_size": config.batch_size, "self_reg_weight": config.self_reg_weight,
+                        "residual_tv_weight": config.residual_tv_weight,
+                        "history_size": config.history_size, "lr_r": config.lr_r, "lr_d": config.lr_d,
+                        "data": asdict(config.data) if self.arrays is None else "arrays",
+                        "final_log": last_log}})
+        return {"final_log": last_log, "refiner": str(path)}
+
+
+def _zeros_mask(x: torch.Tensor) -> torch.Tensor:
+    """The mask argument of a mask-free refiner."""
+    return torch.zeros(x.shape[0], x.shape[2], x.shape[3], dtype=torch.long, device=x.device)
 
 
 def train_simgan(config: SimGANTrainConfig, out_dir: str | Path, resume: bool = True, stop_at: int | None = None,
@@ -262,166 +395,8 @@ def train_simgan(config: SimGANTrainConfig, out_dir: str | Path, resume: bool = 
     target = the domain it learns to imitate. ``stop_at`` ends the run early (counting all phases) with a
     resumable checkpoint, as a kill would.
     """
-    validate_config(config)
-    out = Path(out_dir)
-    ctx = init_distributed(None if config.device == "auto" else config.device)
-    try:
-        if ctx.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-        if config.num_threads > 0:
-            torch.set_num_threads(config.num_threads)
-        seed_everything(config.seed + ctx.rank)
-        size = parse_size(config.data.size)
-        if arrays is not None:
-            source, target = arrays
-        else:
-            wild = _source_arrays(config.data.wild, "wild", size, out, ctx, "data.wild.path", progress)
-            synthetic = _source_arrays(config.data.synthetic, "synthetic", size, out, ctx, "data.synthetic.path",
-                                       progress)
-            source, target = (synthetic, wild) if config.direction == "syn2real" else (wild, synthetic)
-        src_images = torch.from_numpy(np.ascontiguousarray(source["images"]))
-        tgt_images = torch.from_numpy(np.ascontiguousarray(target["images"]))
-        src_masks = torch.from_numpy(np.ascontiguousarray(source["masks"])).long() if "masks" in source else None
-        if src_images.shape[1:] != tgt_images.shape[1:]:
-            raise UserError(f"source images {tuple(src_images.shape[1:3])} and target images "
-                            f"{tuple(tgt_images.shape[1:3])} differ in size; render or convert both at one size")
-        h, w = int(src_images.shape[1]), int(src_images.shape[2])
-
-        refiner = build_refiner(config.net).to(ctx.device)
-        disc = PatchDiscriminator(config.net.disc_channels).to(ctx.device)
-        history = HistoryBuffer(config.history_size, (3, h, w)).to(ctx.device)
-        opt_r = torch.optim.Adam(refiner.parameters(), lr=config.lr_r, betas=(config.beta1, 0.999))
-        opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr_d, betas=(config.beta1, 0.999))
-        models = {"refiner": refiner, "disc": disc, "history": history}
-        optimizers = {"opt_r": opt_r, "opt_d": opt_d}
-        checkpointer = Checkpointer(out, "last", ctx)
-        start = 0
-        if resume and checkpointer.exists():
-            start, extra = checkpointer.restore(models, optimizers, map_location=ctx.device)
-            if extra.get("direction", config.direction) != config.direction:
-                raise UserError(f"{checkpointer.weights_path}: a {extra['direction']} run, but direction is "
-                                f"{config.direction}; use a fresh --out or --no-resume")
-        elif ctx.is_main:
-            save_run_record(out, config, config.seed, {"trainer": "simgan", "direction": config.direction,
-                                                       "world_size": ctx.world_size})
-        r_net, d_net = wrap_model(refiner, ctx), wrap_model(disc, ctx)
-        logger = CSVLogger(out / "log.csv", resume_step=start if start > 0 else None, enabled=ctx.is_main)
-        b = config.batch_size
-        per_step = config.k_g + config.k_d  # sampler draws per step (every phase uses the same numbering)
-        src_sampler = MinibatchSampler(len(src_images), b, config.seed, ctx.rank, ctx.world_size)
-        tgt_sampler = MinibatchSampler(len(tgt_images), b, config.seed + 1, ctx.rank, ctx.world_size)
-        n_hist = int(round(b * config.history_fraction)) if config.history_size > 0 else 0
-        p_r, p_d, total = config.pretrain_r, config.pretrain_d, config.total_steps
-
-        def source_batch(i: int) -> torch.Tensor:
-            return to_float_images(src_images[src_sampler.indices(i)], ctx.device)
-
-        def zeros_mask(x: torch.Tensor) -> torch.Tensor:
-            return torch.zeros(x.shape[0], x.shape[2], x.shape[3], dtype=torch.long, device=x.device)
-
-        def r_update(i: int, adversarial: bool) -> dict[str, float]:
-            x = source_batch(i)
-            refined = r_net(x, zeros_mask(x))
-            reg = self_regularisation(refined, x)
-            tv = residual_tv(refined, x)
-            if adversarial:
-                disc.requires_grad_(False)
-                adv = patch_bce(disc(refined), real=True)  # unwrapped D: no gradient sync for D here
-                disc.requires_grad_(True)
-                loss = adv + config.self_reg_weight * reg + config.residual_tv_weight * tv
-            else:
-                adv = reg.new_zeros(())
-                loss = reg
-            opt_r.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_r.step()
-            return {"adv": adv.item(), "self_reg": reg.item(), "residual_tv": tv.item()}
-
-        def d_update(i: int, step: int, sub: int) -> dict[str, float]:
-            x = source_batch(i)
-            real = to_float_images(tgt_images[tgt_sampler.indices(i)], ctx.device)
-            with torch.no_grad():
-                refined = refiner(x, zeros_mask(x))
-            gen = step_generator(config.seed, step * per_step + sub, ctx.rank)
-            old = history.draw(n_hist, gen) if n_hist else refined[:0]
-            fake = torch.cat([refined[: b - len(old)], old])
-            logits_real, logits_fake = d_net(torch.cat([real, fake])).split([len(real), len(fake)])
-            loss = patch_bce(logits_real, real=True) + patch_bce(logits_fake, real=False)
-            opt_d.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_d.step()
-            if n_hist:
-                history.push(refined[:n_hist], gen)
-            with torch.no_grad():
-                acc_real = (logits_real > 0).float().mean()
-                acc_fake = (logits_fake < 0).float().mean()
-            return {"d_loss": loss.item(), "d_acc_real": float(acc_real), "d_acc_fake": float(acc_fake)}
-
-        def step_fn(step: int) -> dict[str, float]:
-            r_net.train()
-            d_net.train()
-            terms = {"phase": 0.0, "d_loss": 0.0, "adv": 0.0, "self_reg": 0.0, "residual_tv": 0.0,
-                     "d_acc_real": 0.0, "d_acc_fake": 0.0}
-            adv_step = max(0, step - p_r - p_d)
-            lr_r = lr_at(adv_step, config.steps, config.lr_r, config.schedule)
-            lr_d = lr_at(adv_step, config.steps, config.lr_d, config.schedule)
-            set_lr(opt_r, lr_r)
-            set_lr(opt_d, lr_d)
-            base = step * per_step
-            if step < p_r:  # pre-train R: self-regularisation only
-                terms.update(r_update(base, adversarial=False))
-            elif step < p_r + p_d:  # pre-train D against the pre-trained R
-                terms["phase"] = 1.0
-                terms.update(d_update(base, step, 0))
-            else:
-                terms["phase"] = 2.0
-                r_terms = [r_update(base + j, adversarial=True) for j in range(config.k_g)]
-                d_terms = [d_update(base + config.k_g + j, step, config.k_g + j) for j in range(config.k_d)]
-                for group in (r_terms, d_terms):
-                    for key in group[0]:
-                        terms[key] = sum(t[key] for t in group) / len(group)
-            return {**terms, "lr_r": lr_r, "lr_d": lr_d}
-
-        def on_log(step: int, means: dict[str, float]) -> None:
-            if ctx.is_main and (step % config.preview_every == 0 or step == total):
-                i = (step - 1) * per_step
-                idx = src_sampler.indices(i)[:8]
-                x = to_float_images(src_images[idx], ctx.device)
-                mask = src_masks[idx].to(ctx.device) if src_masks is not None else zeros_mask(x)
-                sample = to_float_images(tgt_images[tgt_sampler.indices(i)[:8]], ctx.device)
-                with torch.no_grad():
-                    refiner.eval()
-                    refined = refiner(x, zeros_mask(x))
-                    refiner.train()
-                save_preview_grid(out / "previews" / f"step_{step:06d}.png", x, mask, refined, sample)
-            return None
-
-        def save(step: int) -> None:
-            checkpointer.save(step, models, optimizers, extra={"direction": config.direction})
-
-        done = run_loop(step_fn, start=start, total=total, save=save, ctx=ctx, logger=logger,
-                        log_every=config.log_every, checkpoint_every=config.checkpoint_every, stop_at=stop_at,
-                        on_log=on_log, desc=f"train-simgan {config.direction}", progress=progress)
-        summary: dict[str, Any] = {"direction": config.direction, "steps_done": done, "total_steps": total,
-                                   "finished": done >= total}
-        if done >= total and ctx.is_main:
-            last = logger.rows()[-1] if logger.rows() else {}
-            summary["final_log"] = {k: float(v) for k, v in last.items() if k not in ("step",) and v != ""}
-            path = save_purifier(out / "refiner", unwrap(refiner), {
-                "direction": config.direction,
-                "refiner": "simgan",
-                "trained": {"command": command_line(), "seed": config.seed, "direction": config.direction,
-                            "steps": config.steps, "pretrain_r": config.pretrain_r,
-                            "pretrain_d": config.pretrain_d, "k_g": config.k_g, "k_d": config.k_d,
-                            "batch_size": config.batch_size, "self_reg_weight": config.self_reg_weight,
-                            "residual_tv_weight": config.residual_tv_weight,
-                            "history_size": config.history_size, "lr_r": config.lr_r, "lr_d": config.lr_d,
-                            "data": asdict(config.data) if arrays is None else "arrays",
-                            "final_log": summary["final_log"]}})
-            summary["refiner"] = str(path)
-        return summary
-    finally:
-        cleanup_distributed(ctx)
+    summary = fit(SimGANTask(config, arrays), config, out_dir, resume, stop_at, progress, config)
+    return {**summary, "total_steps": config.total_steps}
 
 
 def refine_dataset(refiner_path: str | Path, data_dir: str | Path, out_dir: str | Path, batch_size: int = 256,
