@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskpurify.losses import TERMS, LossWeights, PurifierLoss
+from maskpurify.losses import TERMS, LossConfig, LossInputs, purifier_loss
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.purifier import Purifier
 from maskpurify.world.renderer import EyeBatch, render_batch, sample_params
@@ -54,14 +54,16 @@ def main() -> None:
     segmenter = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 4, 3, padding=1)).eval()
     for p in segmenter.parameters():
         p.requires_grad_(False)
-    loss = PurifierLoss(LossWeights(1, 1, 1, 1, 1, 1))
+    # every term at weight 1 but identity and gaze (they need a purified style batch and gaze nets)
+    loss = purifier_loss(LossConfig(1, 1, 1, 1, 1, 1, identity=0, gaze=0, style_per_label=False,
+                                    task_class_weights=(1, 1, 1, 1)), encoder, segmenter=segmenter)
     with torch.no_grad():
         untrained = Purifier().eval()(real, real_mask)
     scenarios = {"identity": real, "ideal": ideal, "untrained_purifier": untrained, "wrong_geometry": wrong}
     results = {}
     for name, output in scenarios.items():
         with torch.no_grad():
-            _, logs = loss(output, real, real_mask, style, style_mask, encoder, segmenter)
+            _, logs = loss(LossInputs(output, real, real_mask, style, style_mask))
         results[name] = {t: round(logs[t], 5) for t in TERMS}
         print(f"{name:>20}", {t: f"{v:.4g}" for t, v in results[name].items()})
     report = {"command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]), "encoder": args.encoder,

@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from purify_speed import count_flops, seconds_per_call  # noqa: E402
 
-from maskpurify.losses import GazeGuide, PurifierLoss  # noqa: E402
+from maskpurify.losses import GazeGuide, LossInputs, purifier_loss  # noqa: E402
 from maskpurify.nets.encoders import build_encoder  # noqa: E402
 from maskpurify.nets.gaze import load_gaze_net  # noqa: E402
 from maskpurify.nets.purifier import Purifier  # noqa: E402
@@ -43,15 +43,14 @@ def main() -> None:
     guide = GazeGuide(load_gaze_net(recipe.gaze_guide), from_labels)
     encoder = build_encoder(recipe.encoder.name, upsample=recipe.encoder.upsample)
     segmenter = build_segmenter().eval().requires_grad_(False)
-    loss = PurifierLoss(recipe.loss.weights(), style_erode=recipe.loss.style_erode,
-                        task_class_weights=recipe.loss.task_class_weights, style_per_label=recipe.loss.style_per_label)
+    loss = purifier_loss(recipe.loss, encoder, recipe.net.attention_labels, segmenter, guide)
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr)
     image, style = torch.rand(batch, 3, 36, 60), torch.rand(batch, 3, 36, 60)
     mask, style_mask = torch.randint(0, 4, (batch, 36, 60)), torch.randint(0, 4, (batch, 36, 60))
 
     def step() -> None:
         output, style_output = purify_batches(net, image, mask, style, style_mask, recipe.loss.identity > 0)
-        total, _ = loss(output, image, mask, style, style_mask, encoder, segmenter, style_output, guide)
+        total, _ = loss(LossInputs(output, image, mask, style, style_mask, style_output))
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()

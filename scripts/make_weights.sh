@@ -35,7 +35,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = purifiers ]; then
   wait
   ship "$RUN/purifier/purifier" purifier
   ship "$RUN/purifier_nomask/purifier" purifier_nomask
-  terms=(style_attention style_background content_full content_attention task tv identity gaze)
+  read -ra terms <<< "$(${PY:-.venv/bin/python} -c 'from maskpurify.losses import TERMS; print(*TERMS)')"
   for ((i = 0; i < ${#terms[@]}; i += 2)); do
     for term in "${terms[@]:i:2}"; do
       $MP train-purifier $D --out "$RUN/ablations/no_$term" --set "loss.$term=0" $T &

@@ -10,7 +10,7 @@ import torch
 
 from maskpurify.config import from_dict
 from maskpurify.errors import UserError
-from maskpurify.losses import GazeGuide
+from maskpurify.losses import GazeGuide, LossInputs
 from maskpurify.masks import LABEL_GREY, label_image
 from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, load_gaze_net
 from maskpurify.training.gaze import GazeTrainConfig, train_gaze
@@ -66,9 +66,10 @@ def test_gaze_guide_is_zero_when_the_reader_agrees_and_has_gradients() -> None:
     twin.load_state_dict(from_labels.state_dict())
     guide = GazeGuide(twin, from_labels)
     region = (mask > 0).unsqueeze(1).float()
-    assert guide(labels_drawn.clone(), mask, region).item() == pytest.approx(0.0, abs=1e-6)
+    drawn = labels_drawn.clone()
+    assert guide(LossInputs(drawn, drawn, mask, drawn, mask)).item() == pytest.approx(0.0, abs=1e-6)
     output = torch.rand(4, 3, 36, 60, requires_grad=True)
-    loss = guide(output, mask, region)
+    loss = guide(LossInputs(output, output.detach(), mask, output.detach(), mask))
     loss.backward()
     assert loss.item() > 0 and output.grad is not None
     inside, outside = output.grad * region, output.grad * (1 - region)

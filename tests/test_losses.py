@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from maskpurify.errors import UserError
-from maskpurify.losses import (TERMS, GazeGuide, LossWeights, PurifierLoss, content_loss, masked_gram, region_weights,
+from maskpurify.losses import (TERMS, GazeGuide, LossConfig, LossInputs, content_loss, masked_gram, region_weights,
                                style_loss_region, task_loss, total_variation)
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net
@@ -134,40 +134,52 @@ class _Oracle(nn.Module):
 
 
 def test_purifier_loss_logs_every_term_and_ablates() -> None:
+    from maskpurify.losses import purifier_loss
+
     enc = build_encoder("random")
     mask = _mask(2)
     image = torch.rand(2, 3, 36, 60)
     output = (image * 0.9).requires_grad_(True)
     style, style_mask = torch.rand(3, 3, 36, 60), _mask(3)
-    weights = LossWeights(style_attention=2, style_background=1, content_full=1, content_attention=1, task=0.5, tv=3,
-                          identity=4, gaze=2)
+    config = LossConfig(style_attention=2, style_background=1, content_full=1, content_attention=1, task=0.5, tv=3,
+                        identity=4, gaze=2, style_per_label=False)
     style_output = (style * 0.8).requires_grad_(True)
     torch.manual_seed(0)
     guide = GazeGuide(build_gaze_net(GazeNetConfig(hidden=8)), build_gaze_net(GazeNetConfig(hidden=8, inputs="labels")))
-    total, logs = PurifierLoss(weights)(output, image, mask, style, style_mask, enc, _Oracle(), style_output, guide)
+    inputs = LossInputs(output, image, mask, style, style_mask, style_output)
+    total, logs = purifier_loss(config, enc, segmenter=_Oracle(), gaze_guide=guide)(inputs)
     total.backward()
     assert output.grad is not None and output.grad.abs().sum() > 0
     assert style_output.grad is not None and style_output.grad.abs().sum() > 0
     assert logs["identity"] == pytest.approx((style * 0.2).abs().mean().item(), rel=1e-5)
     for term in TERMS:
-        assert logs[term] > 0 and logs["w_" + term] == pytest.approx(getattr(weights, term) * logs[term])
+        assert logs[term] > 0 and logs["w_" + term] == pytest.approx(getattr(config, term) * logs[term])
     assert logs["total"] == pytest.approx(sum(logs["w_" + t] for t in TERMS), rel=1e-5)
 
-    ablated = LossWeights(style_attention=0, task=0)
-    total, logs = PurifierLoss(ablated)(output, image, mask, style, style_mask, enc, None)
+    ablated = LossConfig(style_attention=0, task=0, identity=0, gaze=0)
+    total, logs = purifier_loss(ablated, enc)(LossInputs(output, image, mask, style, style_mask))
     assert logs["style_attention"] == 0 and logs["task"] == 0 and logs["style_background"] > 0
     assert logs["identity"] == 0
     with pytest.raises(UserError, match="no segmenter"):
-        PurifierLoss(LossWeights())(output, image, mask, style, style_mask, enc, None)
+        purifier_loss(LossConfig(), enc, gaze_guide=guide)
     with pytest.raises(UserError, match="no gaze guide"):
-        PurifierLoss(LossWeights(gaze=1))(output, image, mask, style, style_mask, enc, _Oracle())
+        purifier_loss(LossConfig(), enc, segmenter=_Oracle())
+    with pytest.raises(UserError, match="negative"):
+        purifier_loss(LossConfig(tv=-1, task=0, gaze=0), enc)
     with pytest.raises(ValueError, match="style_output"):
-        PurifierLoss(LossWeights(identity=1))(output, image, mask, style, style_mask, enc, _Oracle())
+        purifier_loss(LossConfig(task=0, gaze=0), enc)(LossInputs(output, image, mask, style, style_mask))
+
+
+def test_terms_are_the_weights_of_the_loss_config() -> None:
+    """One list of terms: the weight fields of LossConfig, each a key ``loss.<term>`` an ablation sets to 0."""
+    assert TERMS == ("style_attention", "style_background", "content_full", "content_attention", "task", "tv",
+                     "identity", "gaze")
+    assert all(getattr(LossConfig(), term) > 0 for term in TERMS)
 
 
 def test_per_label_attention_style_separates_sclera_iris_and_pupil():
     """Per-label style sees a swap of iris and sclera appearance that the attention-wide Gram cannot."""
-    from maskpurify.losses import LossWeights, PurifierLoss
+    from maskpurify.losses import RegionStyle
     from maskpurify.nets.encoders import build_encoder
 
     encoder = build_encoder("random", upsample=1)
@@ -185,16 +197,11 @@ def test_per_label_attention_style_separates_sclera_iris_and_pupil():
 
     style = paint(colours)
     swapped = paint({**colours, 1: colours[2], 2: colours[1]})
-    only_style = LossWeights(style_attention=1.0, style_background=0.0, content_full=0.0, content_attention=0.0,
-                             task=0.0, tv=0.0)
+    gaps = {}
     for per_label in (False, True):
-        loss = PurifierLoss(only_style, style_per_label=per_label, style_erode=0)
-        same, _ = loss(style, style, mask, style, mask, encoder)
-        wrong, _ = loss(swapped, swapped, mask, style, mask, encoder)
+        loss = RegionStyle(encoder, "attention", (1, 2, 3), erode=0, per_label=per_label)
+        same = loss(LossInputs(style, style, mask, style, mask))
+        gaps[per_label] = float(loss(LossInputs(swapped, swapped, mask, style, mask)))
         assert float(same) < 1e-6
-        assert float(wrong) > 0
-    per_label_gap = float(PurifierLoss(only_style, style_per_label=True, style_erode=0)(
-        swapped, swapped, mask, style, mask, encoder)[0])
-    pooled_gap = float(PurifierLoss(only_style, style_per_label=False, style_erode=0)(
-        swapped, swapped, mask, style, mask, encoder)[0])
-    assert per_label_gap > pooled_gap
+        assert gaps[per_label] > 0
+    assert gaps[True] > gaps[False]

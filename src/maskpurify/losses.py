@@ -1,6 +1,7 @@
-"""The purifier's losses: region-masked style (Gram), content, total variation and the region-level task loss.
+"""The purifier's losses: region-masked style (Gram), content, total variation, the region-level task loss, identity
+and gaze guidance, each a named module holding its frozen dependencies, summed by :class:`WeightedLoss`.
 
-Every function returns a scalar and knows nothing about training loops. Regions are given as
+Every term returns a scalar and knows nothing about training loops. Regions are given as
 (N,1,H,W) float maps at image resolution (1 = attention: sclera, iris, pupil) and are resized to each
 feature map here, so callers never deal with feature resolutions.
 
@@ -14,7 +15,7 @@ pixels, before resizing) trims a band along the boundary so style statistics do 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -133,36 +134,146 @@ def task_loss(logits: torch.Tensor, input_mask: torch.Tensor,
     return F.cross_entropy(logits, input_mask.long(), weight=weight)
 
 
-@dataclass(frozen=True)
-class LossWeights:
-    """Weight of each term; 0 switches a term off (it is then not computed and logged as 0).
+def _term(default: float) -> float:
+    """A loss weight: a field of :class:`LossConfig` that :data:`TERMS` lists (0 drops the term)."""
+    return field(default=default, metadata={"term": True})
 
-    Defaults come from benchmarks/loss_magnitudes.py (EfficientNet-Lite0, upsample 2, rendered 36x60
-    wild eyes vs synthetic style). Raw values there: style about 4 per region at the start, 1.7
-    (attention) / 3.2 (background) for a perfect restyling; content about 100 (full) / 140 (attention)
-    for a perfect restyling but only 134 / 239 for *wrong geometry*, so ImageNet feature content barely
-    separates restyling from moving the eye. Hence style weights bring each style term to about 1,
-    content weights are small enough that a perfect restyling still lowers the total (it costs about
-    0.5), and geometry is guarded mainly by the task term (cross-entropy, weight 1) and the
-    residual design of the purifier. TV (raw about 0.05) is a light regulariser.
+
+@dataclass
+class LossConfig:
+    """The purifier's loss: the weight of each term (0 drops it, the ablations) and the terms' settings.
+
+    The defaults are the shipped purifier's recipe, chosen by gaze error on a held-out wild set (see "Tuning history"
+    in the README): the region-level task and gaze terms carry the geometry, content stays weak because ImageNet
+    features barely separate restyling from moving the eye.
     """
 
-    style_attention: float = 0.25
-    style_background: float = 0.25
-    content_full: float = 0.002
-    content_attention: float = 0.002
-    task: float = 1.0
-    tv: float = 1.0
-    #: identity on the synthetic style batch: a synthetic input is already in the target style, so the purifier
-    #: should return it unchanged (L1); the CycleGAN identity loss (Zhu et al. 2017), it teaches the decoder
-    #: the clean rendered look and keeps it from adding artefacts of its own
-    identity: float = 0.0
+    style_attention: float = _term(1.0)
+    style_background: float = _term(0.25)
+    content_full: float = _term(0.0002)
+    content_attention: float = _term(0.0001)
+    task: float = _term(50.0)
+    tv: float = _term(5.0)
+    #: identity on the synthetic style batch (L1): a synthetic input is already in the target style, so the purifier
+    #: should return it unchanged (the CycleGAN identity loss); it teaches the decoder the clean rendered look
+    identity: float = _term(10.0)
     #: gaze-level task guidance (see :class:`GazeGuide`)
-    gaze: float = 0.0
+    gaze: float = _term(300.0)
+    #: erosion (pixels) of the regions for the style Grams, so style does not bleed across the boundary
+    style_erode: int = 1
+    #: attention style label by label (sclera, iris, pupil each to its synthetic counterpart)
+    style_per_label: bool = True
+    #: cross-entropy class weights of the task loss (skin, sclera, iris, pupil); used only when task > 0
+    task_class_weights: tuple[float, float, float, float] = (1.0, 1.0, 2.0, 2.0)
+
+    def weight(self, term: str) -> float:
+        return float(getattr(self, term))
 
 
-TERMS = ("style_attention", "style_background", "content_full", "content_attention", "task", "tv", "identity",
-         "gaze")
+#: The loss terms, in the order they are computed and logged: the one list (configs, ablations, experiment rows).
+TERMS: tuple[str, ...] = tuple(f.name for f in fields(LossConfig) if f.metadata.get("term"))
+
+
+class LossInputs:
+    """One step's tensors, with the encoder features the terms share computed once (output features keep their
+    graph; input and style features do not).
+
+    output: purifier(image, mask); style_images/style_masks: an unpaired synthetic batch; style_output:
+    purifier(style_images, style_masks), needed only by the identity term.
+    """
+
+    def __init__(self, output: torch.Tensor, image: torch.Tensor, mask: torch.Tensor, style_images: torch.Tensor,
+                 style_masks: torch.Tensor, style_output: torch.Tensor | None = None) -> None:
+        self.output, self.image, self.mask = output, image, mask
+        self.style_images, self.style_masks, self.style_output = style_images, style_masks, style_output
+        self._features: dict[tuple[int, str], list[torch.Tensor]] = {}
+
+    def features(self, encoder: FeatureEncoder, which: str) -> list[torch.Tensor]:
+        """Encoder features of ``which`` ('output', 'image' or 'style'), computed once per encoder."""
+        key = (id(encoder), which)
+        if key not in self._features:
+            if which == "output":
+                self._features[key] = encoder(self.output)
+            else:
+                with torch.no_grad():
+                    self._features[key] = encoder(self.image if which == "image" else self.style_images)
+        return self._features[key]
+
+
+def attention_region(mask: torch.Tensor, labels: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+    """(N,H,W) labels -> (N,1,H,W) attention region (1) vs background (0)."""
+    return torch.isin(mask, torch.tensor(tuple(labels), device=mask.device)).unsqueeze(1).to(dtype)
+
+
+class RegionStyle(nn.Module):
+    """Style (region Gram) of the output's attention region or background against the synthetic batch's; with
+    ``per_label`` the attention style is matched label by label (sclera to sclera, iris to iris, pupil to pupil)."""
+
+    def __init__(self, encoder: FeatureEncoder, region: str, attention_labels: Sequence[int], erode: int = 1,
+                 per_label: bool = False) -> None:
+        super().__init__()
+        if region not in ("attention", "background"):
+            raise ValueError(f"region must be 'attention' or 'background', got {region!r}")
+        self.encoder, self.region, self.attention_labels = encoder, region, tuple(attention_labels)
+        self.erode, self.per_label = erode, per_label
+
+    def forward(self, x: LossInputs) -> torch.Tensor:
+        out_feats, style_feats = x.features(self.encoder, "output"), x.features(self.encoder, "style")
+        layers, dtype = self.encoder.style_layers, x.output.dtype
+
+        def style(out_region: torch.Tensor, sty_region: torch.Tensor, erode: int) -> torch.Tensor:
+            return style_loss_region(out_feats, style_feats, out_region, sty_region, layers, erode)
+
+        if self.region == "attention" and self.per_label:
+            return torch.stack([style((x.mask == label).unsqueeze(1).to(dtype),
+                                      (x.style_masks == label).unsqueeze(1).to(dtype), 0)
+                                for label in self.attention_labels]).mean()
+        region = attention_region(x.mask, self.attention_labels, dtype)
+        style_region = attention_region(x.style_masks, self.attention_labels, dtype)
+        if self.region == "background":
+            region, style_region = 1.0 - region, 1.0 - style_region
+        return style(region, style_region, self.erode)
+
+
+class Content(nn.Module):
+    """Feature reconstruction of the input, over the full image or averaged inside the attention region."""
+
+    def __init__(self, encoder: FeatureEncoder, attention_labels: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.attention_labels = None if attention_labels is None else tuple(attention_labels)
+
+    def forward(self, x: LossInputs) -> torch.Tensor:
+        region = None if self.attention_labels is None else \
+            attention_region(x.mask, self.attention_labels, x.output.dtype)
+        return content_loss(x.features(self.encoder, "output"), x.features(self.encoder, "image"),
+                            self.encoder.content_layers, region)
+
+
+class RegionTask(nn.Module):
+    """:func:`task_loss` through a frozen segmenter (frozen by its owner: it only passes gradients through)."""
+
+    def __init__(self, segmenter: nn.Module, class_weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.segmenter = segmenter
+        self.class_weights = None if class_weights is None else tuple(class_weights)
+
+    def forward(self, x: LossInputs) -> torch.Tensor:
+        return task_loss(self.segmenter(x.output), x.mask, self.class_weights)
+
+
+class TotalVariation(nn.Module):
+    def forward(self, x: LossInputs) -> torch.Tensor:
+        return total_variation(x.output)
+
+
+class Identity(nn.Module):
+    """L1 between the purified synthetic batch and itself."""
+
+    def forward(self, x: LossInputs) -> torch.Tensor:
+        if x.style_output is None:
+            raise ValueError("loss: the identity term needs style_output (the purified style batch)")
+        return (x.style_output - x.style_images).abs().mean()
 
 
 class GazeGuide(nn.Module):
@@ -171,122 +282,80 @@ class GazeGuide(nn.Module):
     (:func:`maskpurify.masks.label_image`).
 
     The region-level task loss keeps the iris and pupil in place but says nothing of cues that only the synthetic
-    look carries, such as where the corneal highlight of its frontal light falls (a glint at the wrong place moves
-    a synthetic-trained estimator by about 2 degrees on clean synthetic eyes). The target comes from the mask only,
-    so wild appearance never leaks into it. Both nets must be other than the estimator the results are scored with.
+    look carries, such as where the corneal highlight of its frontal light falls. The target comes from the mask
+    only, so wild appearance never leaks into it. Both nets must be other than the estimator the results are scored
+    with. Gradients reach only the attention region: the guide may re-render the eye, but it cannot steer the reader
+    with patterns painted on the skin.
     """
 
-    def __init__(self, reader: nn.Module, from_labels: nn.Module) -> None:
+    def __init__(self, reader: nn.Module, from_labels: nn.Module, attention_labels: Sequence[int] = (1, 2, 3)
+                 ) -> None:
         super().__init__()
         if reader.config.inputs != "image" or from_labels.config.inputs != "labels":
             raise UserError("gaze guide: needs an image gaze net and a label-map gaze net (inputs: labels)")
         self.reader, self.from_labels = reader.eval(), from_labels.eval()
+        self.attention_labels = tuple(attention_labels)
         for p in self.parameters():
             p.requires_grad_(False)
 
-    def forward(self, output: torch.Tensor, mask: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-        """Mean L1 (radians) between the pitch/yaw read from the output and the one implied by the mask.
-
-        Gradients reach only the attention ``region`` (N,1,H,W): the guide may re-render the eye, but it cannot
-        steer the reader with patterns painted on the skin."""
+    def forward(self, x: LossInputs) -> torch.Tensor:
+        """Mean L1 (radians) between the pitch/yaw read from the output and the one implied by the mask."""
+        output = x.output
+        region = attention_region(x.mask, self.attention_labels, output.dtype)
         with torch.no_grad():
-            target = self.from_labels(label_maps(mask).to(output.dtype))
+            target = self.from_labels(label_maps(x.mask).to(output.dtype))
         seen = output * region + output.detach() * (1 - region)
         return (self.reader(seen) - target).abs().mean()
 
 
-class PurifierLoss(nn.Module):
-    """All purifier loss terms, weighted and summed; each term also reported on its own.
+class WeightedLoss(nn.Module):
+    """Named terms, each with its weight, summed; a term of weight 0 is not built, computed or required.
 
-    Returns ``(total, logs)``: ``logs[term]`` is the unweighted value, ``logs["w_" + term]`` the
-    weighted one, ``logs["total"]`` the sum (all Python floats, for logging).
-    The encoder and segmenter are passed per call (they are frozen and owned elsewhere); the
-    segmenter must already be frozen by its owner (eval mode, no trainable parameters), it only
-    passes gradients through to the output.
+    Returns ``(total, logs)``: ``logs[term]`` is the unweighted value of every name in :data:`TERMS` (0 for a
+    dropped term), ``logs["w_" + term]`` the weighted one, ``logs["total"]`` the sum (Python floats, for logging).
     """
 
-    def __init__(self, weights: LossWeights | None = None, attention_labels: Sequence[int] = (1, 2, 3),
-                 style_erode: int = 1, style_layers: Sequence[int] | None = None,
-                 content_layers: Sequence[int] | None = None,
-                 task_class_weights: Sequence[float] | None = None, style_per_label: bool = False) -> None:
+    def __init__(self, terms: dict[str, tuple[nn.Module, float]]) -> None:
         super().__init__()
-        self.weights = weights or LossWeights()
-        bad = [t for t, w in asdict(self.weights).items() if w < 0]
+        bad = [name for name, (_, weight) in terms.items() if weight < 0]
         if bad:
             raise UserError(f"loss weights: {bad} are negative")
-        self.attention_labels = tuple(attention_labels)
-        self.style_erode = style_erode
-        self.style_layers = None if style_layers is None else list(style_layers)
-        self.content_layers = None if content_layers is None else list(content_layers)
-        self.task_class_weights = None if task_class_weights is None else tuple(task_class_weights)
-        #: match the attention style label by label (sclera to sclera, iris to iris, pupil to pupil) instead of
-        #: over the attention region as a whole
-        self.style_per_label = style_per_label
+        self.terms = nn.ModuleDict({name: module for name, (module, weight) in terms.items() if weight > 0})
+        self.weights = {name: weight for name, (_, weight) in terms.items() if weight > 0}
 
-    def attention(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """(N,H,W) labels -> (N,1,H,W) attention region (1) vs background (0)."""
-        labels = torch.tensor(self.attention_labels, device=mask.device)
-        return torch.isin(mask, labels).unsqueeze(1).to(dtype)
-
-    def forward(self, output: torch.Tensor, image: torch.Tensor, input_mask: torch.Tensor,
-                style_images: torch.Tensor, style_masks: torch.Tensor, encoder: FeatureEncoder,
-                segmenter: nn.Module | None = None, style_output: torch.Tensor | None = None,
-                gaze_guide: GazeGuide | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        """output: purifier(image, input_mask); style_images/style_masks: an unpaired synthetic batch;
-        style_output: purifier(style_images, style_masks), needed only by the identity term; gaze_guide: needed
-        only by the gaze term."""
-        w = self.weights
-        if w.task > 0 and segmenter is None:
-            raise UserError("loss: the task loss weight is > 0 but no segmenter was given (set task: 0 to ablate)")
-        if w.identity > 0 and style_output is None:
-            raise ValueError("loss: the identity weight is > 0 but no style_output (purified style batch) was given")
-        if w.gaze > 0 and gaze_guide is None:
-            raise UserError("loss: the gaze weight is > 0 but no gaze guide was given (set gaze: 0 to ablate)")
-        style_layers = self.style_layers if self.style_layers is not None else encoder.style_layers
-        content_layers = self.content_layers if self.content_layers is not None else encoder.content_layers
-        region = self.attention(input_mask, output.dtype)
-        need_style = w.style_attention > 0 or w.style_background > 0
-        need_content = w.content_full > 0 or w.content_attention > 0
-        out_feats = encoder(output) if need_style or need_content else []
-        terms: dict[str, torch.Tensor] = {}
-        if need_style:
-            style_region = self.attention(style_masks, output.dtype)
-            with torch.no_grad():
-                style_feats = encoder(style_images)
-
-            def region_style(out_region: torch.Tensor, sty_region: torch.Tensor, erode: int) -> torch.Tensor:
-                return style_loss_region(out_feats, style_feats, out_region, sty_region, style_layers, erode)
-
-            if w.style_attention > 0:
-                if self.style_per_label:
-                    terms["style_attention"] = torch.stack([
-                        region_style((input_mask == label).unsqueeze(1).to(output.dtype),
-                                     (style_masks == label).unsqueeze(1).to(output.dtype), 0)
-                        for label in self.attention_labels]).mean()
-                else:
-                    terms["style_attention"] = region_style(region, style_region, self.style_erode)
-            if w.style_background > 0:
-                terms["style_background"] = region_style(1.0 - region, 1.0 - style_region, self.style_erode)
-        if need_content:
-            with torch.no_grad():
-                in_feats = encoder(image)
-            if w.content_full > 0:
-                terms["content_full"] = content_loss(out_feats, in_feats, content_layers)
-            if w.content_attention > 0:
-                terms["content_attention"] = content_loss(out_feats, in_feats, content_layers, region)
-        if w.task > 0 and segmenter is not None:
-            terms["task"] = task_loss(segmenter(output), input_mask, self.task_class_weights)
-        if w.tv > 0:
-            terms["tv"] = total_variation(output)
-        if w.identity > 0 and style_output is not None:
-            terms["identity"] = (style_output - style_images).abs().mean()
-        if w.gaze > 0 and gaze_guide is not None:
-            terms["gaze"] = gaze_guide(output, input_mask, region)
-        total = sum((getattr(w, name) * value for name, value in terms.items()), output.new_zeros(()))
+    def forward(self, x: LossInputs) -> tuple[torch.Tensor, dict[str, float]]:
+        values = {name: term(x) for name, term in self.terms.items()}
+        total = sum((self.weights[name] * value for name, value in values.items()), x.output.new_zeros(()))
         logs: dict[str, float] = {}
-        for name in TERMS:
-            value = float(terms[name].detach()) if name in terms else 0.0
+        for name in (*TERMS, *(n for n in values if n not in TERMS)):
+            value = float(values[name].detach()) if name in values else 0.0
             logs[name] = value
-            logs["w_" + name] = getattr(w, name) * value
+            logs["w_" + name] = self.weights.get(name, 0.0) * value
         logs["total"] = float(total.detach())
         return total, logs
+
+
+def purifier_loss(config: LossConfig, encoder: FeatureEncoder, attention_labels: Sequence[int] = (1, 2, 3),
+                  segmenter: nn.Module | None = None, gaze_guide: GazeGuide | None = None) -> WeightedLoss:
+    """The purifier's loss as ``config`` weighs it; the segmenter and gaze guide are needed only by terms of
+    weight > 0 (task, gaze)."""
+    w = config.weight
+    if w("task") > 0 and segmenter is None:
+        raise UserError("loss: the task loss weight is > 0 but no segmenter was given (set task: 0 to ablate)")
+    if w("gaze") > 0 and gaze_guide is None:
+        raise UserError("loss: the gaze weight is > 0 but no gaze guide was given (set gaze: 0 to ablate)")
+    bad = [name for name in TERMS if w(name) < 0]
+    if bad:
+        raise UserError(f"loss weights: {bad} are negative")
+    labels = tuple(attention_labels)
+    build = {
+        "style_attention": lambda: RegionStyle(encoder, "attention", labels, config.style_erode, config.style_per_label),
+        "style_background": lambda: RegionStyle(encoder, "background", labels, config.style_erode),
+        "content_full": lambda: Content(encoder),
+        "content_attention": lambda: Content(encoder, labels),
+        "task": lambda: RegionTask(segmenter, config.task_class_weights),  # type: ignore[arg-type]
+        "tv": TotalVariation,
+        "identity": Identity,
+        "gaze": lambda: gaze_guide,  # type: ignore[return-value]
+    }
+    return WeightedLoss({name: (build[name](), w(name)) for name in TERMS if w(name) > 0})

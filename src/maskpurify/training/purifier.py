@@ -1,7 +1,7 @@
 """Train the mask-guided purifier: unpaired, content from the wild domain, style from the synthetic domain.
 
 Every step draws a wild batch (image + mask) and an independent synthetic batch (image + mask). The purifier
-re-renders the wild batch; :class:`maskpurify.losses.PurifierLoss` scores it (region style against the
+re-renders the wild batch; :func:`maskpurify.losses.purifier_loss` scores it (region style against the
 synthetic batch, content against the input, the frozen segmenter's region-level task loss, TV).
 
 Outputs in the out dir: ``purifier.safetensors`` + ``purifier.json`` (final weights; the sidecar rebuilds the
@@ -22,7 +22,7 @@ from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import command_line, parse_size
 from maskpurify.degradation import DegradationConfig, degrade
 from maskpurify.errors import UserError
-from maskpurify.losses import TERMS, GazeGuide, LossWeights, PurifierLoss
+from maskpurify.losses import GazeGuide, LossConfig, LossInputs, purifier_loss
 from maskpurify.masks import EYE_LABELS, LabelSet
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import gaze_config_dict, load_gaze_net
@@ -55,42 +55,6 @@ class EncoderConfig:
     weights_path: str | None = None
     #: 1: EfficientNet sees 36x60 directly (features 18x30 .. 2x3); 2x faster than 2 and no worse here
     upsample: int = 1
-
-
-@dataclass
-class LossConfig:
-    """Loss weights of the shipped purifier, chosen by gaze error on a held-out wild set (seed 2002).
-
-    Measured at 400-600 steps (runs/lead sweeps, exact masks, raw 14.9 deg): the region-level task loss is the
-    first lever (weight 10 -> 50: 10.0 -> 9.2 deg), label-by-label attention style beats attention-wide style,
-    and content must stay weak (a perfect restyling costs about 100x more content loss than it gains in style,
-    see benchmarks/results/loss_magnitudes.json). The identity term and the full-resolution head took it from
-    8.9 to 8.0 deg. Then the gaze guide: a purifier that leaves clean synthetic eyes at 2.9 deg still made
-    them 5-7 deg, because the style loss paints the synthetic corneal highlight into every pupil, where the
-    frontal light never puts it; the guide (weight 20 / 100 / 300) took wild eyes to 5.9 / 5.6 / 5.2 deg.
-    Last, the gaze prior (net.gaze_prior, raw 13.7 deg on a new tuning set): 5.12 -> 4.83 deg, 4.70 deg with a
-    label-map net of 3.55 instead of 4.0 deg. No reweighting had moved the error below 5.1 deg: the purifier could
-    not make the guide's reader see its target closer than 3.7 deg until it was told the gaze (then 3.0 deg).
-    :class:`maskpurify.losses.LossWeights` holds the balanced-at-initialisation weights these started from.
-    """
-
-    style_attention: float = 1.0
-    style_background: float = 0.25
-    content_full: float = 0.0002
-    content_attention: float = 0.0001
-    task: float = 50.0
-    tv: float = 5.0
-    identity: float = 10.0
-    gaze: float = 300.0
-    #: erosion (pixels) of the regions for the style Grams, so style does not bleed across the boundary
-    style_erode: int = 1
-    #: attention style label by label (sclera, iris, pupil each to its synthetic counterpart)
-    style_per_label: bool = True
-    #: cross-entropy class weights of the task loss (skin, sclera, iris, pupil); used only when task > 0
-    task_class_weights: tuple[float, float, float, float] = (1.0, 1.0, 2.0, 2.0)
-
-    def weights(self) -> LossWeights:
-        return LossWeights(**{term: getattr(self, term) for term in TERMS})
 
 
 @dataclass
@@ -206,7 +170,7 @@ class PurifierTask(Task):
                 raise UserError(f"loss.gaze > 0 needs eye masks ({len(EYE_LABELS.names)} labels) but net.num_labels "
                                 f"is {config.net.num_labels}: set loss.gaze=0 -- the gaze guide reads eye label maps")
             gaze_guide = GazeGuide(load_gaze_net(config.gaze_guide, ctx.device),
-                                   load_gaze_net(config.gaze_from_labels, ctx.device))
+                                   load_gaze_net(config.gaze_from_labels, ctx.device), config.net.attention_labels)
         if config.data.content_masks == "given" and is_real_standin(
                 config.data.content.path, None if config.data.content.format else "wild"):
             raise UserError("data.content_masks=given: the content source is wild renders, which stand in for real "
@@ -238,12 +202,8 @@ class PurifierTask(Task):
         self.segmenter = segmenter
         self.model = Purifier(net_config, gaze_prior).to(ctx.device)
         encoder = build_encoder(config.encoder.name, config.encoder.weights_path, config.encoder.upsample)
-        self.criterion = PurifierLoss(config.loss.weights(), style_erode=config.loss.style_erode,
-                                      attention_labels=tuple(config.net.attention_labels),
-                                      task_class_weights=(config.loss.task_class_weights if config.loss.task > 0
-                                                          else None),
-                                      style_per_label=config.loss.style_per_label)
-        self.encoder, self.gaze_guide = encoder.to(ctx.device), gaze_guide
+        self.criterion = purifier_loss(config.loss, encoder.to(ctx.device), config.net.attention_labels, segmenter,
+                                       gaze_guide)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.models, self.optimizers = {"model": self.model}, {"optimizer": self.optimizer}
         self.net = wrap_model(self.model, ctx)
@@ -278,8 +238,7 @@ class PurifierTask(Task):
         set_lr(self.optimizer, lr)
         output, style_output = purify_batches(self.net, image, mask, identity_in, identity_mask,
                                               config.loss.identity > 0)
-        total, logs = self.criterion(output, image, mask, style_image, style_mask, self.encoder, self.segmenter,
-                                     style_output, self.gaze_guide)
+        total, logs = self.criterion(LossInputs(output, image, mask, style_image, style_mask, style_output))
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
