@@ -75,15 +75,6 @@ class GazeTask(Task):
 
     name = "gaze"
 
-    def __init__(self, config: GazeTrainConfig, arrays: dict[str, np.ndarray] | None = None) -> None:
-        super().__init__()
-        self.config, self.arrays = config, arrays
-        self.eval_every = config.eval_every
-
-    @property
-    def total_steps(self) -> int:
-        return self.config.steps
-
     def setup(self, run: Run) -> None:
         config, ctx = self.config, run.ctx
         data = self.arrays if self.arrays is not None else load_training_data(config.data, run)

@@ -56,11 +56,13 @@ class Task:
     end. ``name`` names the trainer in the run record and the progress bar."""
 
     name: str = "task"
-    #: steps between validations (:meth:`evaluate`) and between preview grids (:meth:`preview`); 0 = never
-    eval_every: int = 0
-    preview_every: int = 0
 
-    def __init__(self) -> None:
+    def __init__(self, config: Any, arrays: Any = None) -> None:
+        #: the trainer's config, and the arrays that replace its data (tests)
+        self.config, self.arrays = config, arrays
+        #: steps between validations (:meth:`evaluate`) and between preview grids (:meth:`preview`); 0 = never
+        self.eval_every = getattr(config, "eval_every", 0)
+        self.preview_every = getattr(config, "preview_every", 0)
         #: run-record (``run.json``), checkpoint and summary entries besides the trainer's name
         self.info: dict[str, Any] = {}
         self.models: dict[str, nn.Module] = {}
@@ -68,7 +70,7 @@ class Task:
 
     @property
     def total_steps(self) -> int:
-        raise NotImplementedError
+        return int(self.config.steps)
 
     def setup(self, run: Run) -> None:
         """Read the data and build the models and optimisers (after seeding, so their initial weights follow it)."""

@@ -128,16 +128,6 @@ class PurifierTask(Task):
 
     name = "purifier"
 
-    def __init__(self, config: PurifierTrainConfig,
-                 arrays: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None) -> None:
-        super().__init__()
-        self.config, self.arrays = config, arrays
-        self.preview_every = config.preview_every
-
-    @property
-    def total_steps(self) -> int:
-        return self.config.steps
-
     def setup(self, run: Run) -> None:
         config, ctx = self.config, run.ctx
         self.ctx = ctx

@@ -233,11 +233,9 @@ class SimGANTask(Task):
 
     def __init__(self, config: SimGANTrainConfig,
                  arrays: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None) -> None:
-        super().__init__()
         validate_config(config)
-        self.config, self.arrays = config, arrays
+        super().__init__(config, arrays)
         self.info = {"direction": config.direction}
-        self.preview_every = config.preview_every
         #: sampler draws per step (every phase uses the same numbering)
         self.per_step = config.k_g + config.k_d
 
