@@ -57,6 +57,14 @@ def _finished(path: Path) -> bool:
     return path.with_suffix(".safetensors").is_file()
 
 
+def _same_training(log: Path, shipped_log: Path) -> bool:
+    """Two training logs agree in every logged number but the timing: the same run, step for step."""
+    def rows(path: Path) -> list[dict[str, str]]:
+        lines = [line.split(",") for line in path.read_text().splitlines()]
+        return [{k: v for k, v in zip(lines[0], line) if k != "sec_per_step"} for line in lines[1:]]
+    return log.is_file() and shipped_log.is_file() and rows(log) == rows(shipped_log)
+
+
 def checkerboard_share(before: np.ndarray, after: np.ndarray) -> float:
     """Share of the change's energy at the two-pixel period (1 - energy left after a 2x2 box filter): near 1 for
     the checkerboards a sub-pixel refiner fools its discriminator with, near 0 for smooth changes of light and
@@ -128,14 +136,23 @@ def main() -> None:
             gaze_yaml = work / f"simgan_gaze_seed{seed}.yaml"
             # the shipped estimator's recipe (the GazeTrainConfig defaults) on its training set, at this seed
             atomic_write_text(gaze_yaml, f"data:\n  path: {args.train_data}\nseed: {seed}\nnum_threads: {args.threads}\n")
-            if not _finished(run / "gaze" / "gaze"):
+            gaze = run / "gaze" / "gaze"
+            if seed == 0 and not _finished(gaze):
+                # the shipped SimGAN estimator was trained on this recipe's seed-0 refiner: reuse it when the
+                # refiner trained here repeats the shipped refiner's log step for step
+                if not _finished(run / "refiner"):
+                    _maskpurify("train-simgan", "--direction", "syn2real", "--out", str(run), *train,
+                                "--set", "seed=0")
+                if _same_training(run / "log.csv", WEIGHTS_DIR / "logs" / "simgan_syn2real_refiner.csv"):
+                    gaze = WEIGHTS_DIR / "simgan_gaze"
+            if not _finished(gaze):
                 _maskpurify("train-simgan", "--direction", "syn2real", "--out", str(run), *train,
                             "--set", f"seed={seed}", "--train-gaze", "--gaze-config", str(gaze_yaml))
             refined = refine_images(load_purifier(run / "refiner"), twins["images"])
             results["simgan"][seed] = {
                 "kid_to_wild_before": kid(twins["images"], "wild"), "kid_to_wild_after": kid(refined, "wild"),
-                **refiner_checks(run, twins["images"], refined), "raw_deg": error(run / "gaze" / "gaze",
-                                                                                    wild["images"])}
+                **refiner_checks(run, twins["images"], refined), "gaze_weights": str(gaze),
+                "raw_deg": error(gaze, wild["images"])}
         if "simgan-reverse" in args.only:
             run = work / f"simgan_reverse_seed{seed}"
             if not _finished(run / "refiner"):
