@@ -41,8 +41,8 @@ from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import load_gaze_net, predict_gaze
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
+from maskpurify.purify import Purification
 from maskpurify.training.common import load_arrays_checked, render_once
-from maskpurify.training.simgan import refine_images
 
 BASELINES = ("randomised", "simgan", "simgan-reverse")
 SIZE = (36, 60)
@@ -148,7 +148,7 @@ def main() -> None:
             if not _finished(gaze):
                 _maskpurify("train-simgan", "--direction", "syn2real", "--out", str(run), *train,
                             "--set", f"seed={seed}", "--train-gaze", "--gaze-config", str(gaze_yaml))
-            refined = refine_images(load_purifier(run / "refiner"), twins["images"])
+            refined = Purification(load_purifier(run / "refiner"), batch_size=256).purify_arrays(twins["images"])
             results["simgan"][seed] = {
                 "kid_to_wild_before": kid(twins["images"], "wild"), "kid_to_wild_after": kid(refined, "wild"),
                 **refiner_checks(run, twins["images"], refined), "gaze_weights": str(gaze),
@@ -158,7 +158,7 @@ def main() -> None:
             if not _finished(run / "refiner"):
                 _maskpurify("train-simgan", "--direction", "real2syn", "--out", str(run), *train,
                             "--set", f"seed={seed}")
-            refined = refine_images(load_purifier(run / "refiner"), wild["images"])
+            refined = Purification(load_purifier(run / "refiner"), batch_size=256).purify_arrays(wild["images"])
             results["simgan-reverse"][seed] = {
                 "kid_to_synthetic_before": kid(wild["images"], "synthetic"),
                 "kid_to_synthetic_after": kid(refined, "synthetic"),

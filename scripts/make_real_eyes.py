@@ -38,9 +38,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskpurify import faces
 from maskpurify.errors import UserError
 from maskpurify.masks import mirror_eyes
+from maskpurify.purify import faces
+from maskpurify.purify.engine import WORKING_SIZE
 from maskpurify.world.dataset import save_npz_deterministic
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "maskpurify" / "data" / "real_eyes.npz"
@@ -51,7 +52,6 @@ WINDOWS = (512, 384, 256, 192, 128)
 UPSCALE = 512
 #: A face must be found in at least this many windows (fully inside each) to count.
 MIN_VOTES = 3
-WORKING_SIZE = (36, 60)
 
 
 @dataclass

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from maskpurify import faces
+from maskpurify.purify import faces
 from maskpurify.cli import main
 from maskpurify.errors import UserError
 from maskpurify.fileio import read_image, save_image

@@ -11,8 +11,8 @@ from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, load_gaze_net, s
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.training.gaze import GazeTrainConfig
 from maskpurify.training.refined_gaze import shipped_gaze_config, train_refined_gaze
-from maskpurify.training.simgan import HistoryBuffer, RefinerNetConfig, SimGANTrainConfig, refine_images, \
-    train_simgan
+from maskpurify.purify import Purification
+from maskpurify.training.simgan import HistoryBuffer, RefinerNetConfig, SimGANTrainConfig, train_simgan
 
 H, W = 16, 24
 
@@ -49,7 +49,7 @@ def test_simgan_trains_both_directions_and_saves_refiner(tmp_path, config, direc
     for term in ("d_loss", "adv", "self_reg", "d_acc_real", "d_acc_fake", "phase"):
         assert term in header
     assert (out / "previews" / "step_000008.png").is_file()
-    refined = refine_images(model, _arrays(2, n=5)["images"], batch_size=2)
+    refined = Purification(model, batch_size=2).purify_arrays(_arrays(2, n=5)["images"])  # no mask needed
     assert refined.shape == (5, H, W, 3) and refined.dtype == np.uint8
 
 
@@ -150,5 +150,11 @@ def test_refine_dataset_cli_writes_a_readable_refined_copy(tmp_path):
     assert refined["images"].mean() > raw["images"].mean()
     meta = json.loads((tmp_path / "refined" / "meta.json").read_text())
     assert meta["refined_by"]["direction"] == "real2syn" and meta["complete"]
+    before = (tmp_path / "refined" / "shard-00000.npz").stat().st_mtime_ns
     assert main(["simgan-refine", "--refiner", str(tmp_path / "refiner"), "--data", str(data),
-                 "--out", str(tmp_path / "refined")]) == 2  # not empty, no --overwrite
+                 "--out", str(tmp_path / "refined")]) == 0  # the same run again: resumed, nothing redone
+    assert (tmp_path / "refined" / "shard-00000.npz").stat().st_mtime_ns == before
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert main(["simgan-refine", "--refiner", str(tmp_path / "refiner"), "--data", str(data),
+                 "--out", str(tmp_path / "other")]) == 2  # not ours, no --overwrite

@@ -72,8 +72,20 @@ def test_video_end_to_end_with_mask_video(tmp_path: Path, ckpts: dict[str, Path]
 
 
 _MEMORY_PROBE = """
-import ctypes, ctypes.util, json, sys
-from maskpurify.purify import Purification, current_rss_bytes, purify_video
+import ctypes, ctypes.util, json, os, sys
+from maskpurify.purify import Purification
+from maskpurify.purify.drivers import purify_video
+
+def current_rss_bytes():
+    # resident set size of this process now (Linux /proc; 0 elsewhere)
+    try:
+        with open(f"/proc/{os.getpid()}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 src, out, purifier, segmenter = sys.argv[1:5]
 libc = ctypes.CDLL(ctypes.util.find_library("c"))
 engine = Purification.load(purifier, segmenter, batch_size=16)

@@ -51,6 +51,17 @@ LABEL_GREY: tuple[float, ...] = (0.6, 0.9, 0.35, 0.05)
 #: A binary mask: 0 background, 1 attention.
 BINARY_LABELS = LabelSet(names=("background", "attention"), attention=(1,))
 
+def label_set_for(num_labels: int, attention: Sequence[int]) -> LabelSet:
+    """The label set a network with this config was trained on (eye labels, binary, or generic), so a checkpoint's
+    config names its label contract."""
+    attention = tuple(int(a) for a in attention)
+    if num_labels == EYE_LABELS.num_labels and attention == EYE_LABELS.attention:
+        return EYE_LABELS
+    if num_labels == BINARY_LABELS.num_labels and attention == BINARY_LABELS.attention:
+        return BINARY_LABELS
+    return LabelSet(names=tuple(f"label{i}" for i in range(num_labels)), attention=attention)
+
+
 #: Which eye a crop shows, from the subject's point of view.
 EYE_SIDES = ("left", "right")
 #: The side the renderer draws and every network is trained on: the subject's left eye as a camera sees it (no

@@ -82,15 +82,16 @@ def _parse_size(text: str) -> tuple[int, int]:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise UserError(f"--face-crop-size {text}: expected HxW, e.g. 36x60") from None
-    from maskpurify.faces import check_crop_size
+    from maskpurify.purify.faces import check_crop_size
 
     return check_crop_size((h, w))
 
 
 def run(args: argparse.Namespace) -> int:
     from maskpurify.fileio import IMAGE_SUFFIXES
-    from maskpurify.purify import (VIDEO_SUFFIXES, Purification, is_dataset, purify_dataset, purify_folder,
-                                   purify_image_file, purify_video)
+    from maskpurify.purify import Purification
+    from maskpurify.purify.drivers import (VIDEO_SUFFIXES, MaskSource, is_dataset, purify_dataset, purify_folder,
+                                           purify_image_file, purify_video)
 
     from maskpurify.config import save_run_record
 
@@ -99,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if not src.exists():
         raise UserError(f"--input {src}: no such file or folder")
     crop_size = _parse_size(config.face_crop_size)
+    masks = MaskSource.parse(args.masks)
     if args.mask_video is not None and src.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError("--mask-video applies to video inputs only")
     if src.is_file() and src.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
@@ -119,11 +121,8 @@ def run(args: argparse.Namespace) -> int:
     eye = config.eye
     record = {"input": str(src), "output": str(out), "masks": args.masks}
     if src.is_dir() and is_dataset(src):
-        if args.masks not in (None, "auto"):
-            raise UserError(f"--masks {args.masks}: a rendered dataset carries its own masks; omit --masks to use "
-                            "them or give --masks auto for the segmenter's")
         data = purify_dataset(engine, src, out, overwrite=args.overwrite, resume=args.resume, progress=progress,
-                              settings=settings, masks=args.masks, eye=eye)
+                              settings=settings, masks=masks, eye=eye)
         save_run_record(out, config, None, {**record, "kind": "dataset", "samples": data.samples,
                                             "not_purified": data.not_purified})
         if data.not_purified:
@@ -132,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"purified {data.samples} samples into dataset {out}")
     elif src.is_dir():
-        stats = purify_folder(engine, src, out, masks=args.masks, recursive=args.recursive, overwrite=args.overwrite,
+        stats = purify_folder(engine, src, out, masks=masks, recursive=args.recursive, overwrite=args.overwrite,
                               resume=args.resume, save_masks=args.save_masks, face_crop_size=crop_size,
                               progress=progress, settings=settings, eye=eye)
         save_run_record(out, config, None, {**record, "kind": "folder", "purified": stats.purified,
@@ -143,12 +142,12 @@ def run(args: argparse.Namespace) -> int:
               f"{stats.automatic} automatic masks{extra})")
     elif src.suffix.lower() in VIDEO_SUFFIXES:
         video = purify_video(engine, src, out, Path(args.mask_video) if args.mask_video else None,
-                             overwrite=args.overwrite, masks=args.masks, face_crop_size=crop_size, progress=progress,
+                             overwrite=args.overwrite, masks=masks, face_crop_size=crop_size, progress=progress,
                              eye=eye)
         left = f"; {video.not_purified} written unchanged: no plausible eye" if video.not_purified else ""
         print(f"purified {video.frames} frames ({video.width}x{video.height} at {video.fps:g} fps) into {out}{left}")
     else:
-        result = purify_image_file(engine, src, out, masks=args.masks, overwrite=args.overwrite,
+        result = purify_image_file(engine, src, out, masks=masks, overwrite=args.overwrite,
                                    save_masks=args.save_masks, face_crop_size=crop_size, eye=eye)
         where = f", {len(result.boxes)} eyes" if result.method == "faces" else ""
         if not result.purified:

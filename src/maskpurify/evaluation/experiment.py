@@ -37,12 +37,13 @@ from maskpurify.evaluation.image_metrics import attention_ssim, colour_distance,
 from maskpurify.evaluation.segmentation_metrics import segmentation_summary
 from maskpurify.geometry import angular_error_deg
 from maskpurify.losses import TERMS
-from maskpurify.masks import eye_problems, label_image
+from maskpurify.masks import label_image
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import load_gaze_net, predict_gaze
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
 from maskpurify.checkpoints import WEIGHTS_DIR
+from maskpurify.purify.engine import Purification, eye_check
 from maskpurify.config import parse_size
 from maskpurify.fileio import read_json
 from maskpurify.training.common import load_arrays_checked, render_once
@@ -100,20 +101,14 @@ class Method:
 
 
 def purifier_transform(path: Path, device: str, batch_size: int) -> Transform:
-    """A purifier checkpoint as a batched (uint8 images, masks) -> uint8 images function."""
-    model = load_purifier(path, device)
+    """A purifier checkpoint as a batched (uint8 images, masks) -> uint8 images function (the engine's library
+    call: every image purified, the eye check is the experiment's, for every method alike)."""
+    engine = Purification(load_purifier(path, device), None, device, batch_size)
 
-    @torch.inference_mode()
     def apply(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        out = []
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(images[start:start + batch_size]).to(device).permute(0, 3, 1, 2).float() / 255
-            m = torch.from_numpy(masks[start:start + batch_size]).to(device).long()
-            y = model(x, m)
-            out.append((y.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
-        return np.concatenate(out)
+        return engine.purify_arrays(images, masks)
 
-    apply.reads_masks = model.config.use_mask  # type: ignore[attr-defined]
+    apply.reads_masks = engine.purifier.config.use_mask  # type: ignore[attr-defined]
     return apply
 
 
@@ -231,7 +226,7 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
     masks_exact = wild["masks"]
     masks_inferred = predict_masks(segmenter, wild["images"])
     # as `maskpurify purify --masks auto` does: an eye whose automatic mask is implausible is passed through
-    not_an_eye = np.array([problem is not None for problem in eye_problems(masks_inferred)], bool)
+    not_an_eye = np.array([problem is not None for problem in eye_check(masks_inferred)], bool)
     inputs = {"wild": wild["images"], "grey": np.full_like(wild["images"], 128), "synthetic": synthetic["images"]}
     mask_sources = {("wild", "inferred"): masks_inferred, ("wild", "exact"): masks_exact,
                     ("grey", "inferred"): masks_inferred,

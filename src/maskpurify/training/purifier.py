@@ -76,7 +76,7 @@ class NetConfig:
 
     def label_set(self) -> LabelSet:
         """The label set the sources' masks must use (eye labels, binary, or generic)."""
-        from maskpurify.purify import label_set_for
+        from maskpurify.masks import label_set_for
 
         return label_set_for(self.num_labels, self.attention_labels)
 

@@ -27,9 +27,9 @@ from maskpurify.fileio import atomic_write_json, read_json, save_image
 from maskpurify.nets.gaze import GazeNetConfig, gaze_config_from_dict, load_gaze_net
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.training.common import choose_device, init_distributed
+from maskpurify.purify import Purification
 from maskpurify.training.gaze import GazeTrainConfig, load_training_data, train_gaze
 from maskpurify.training.loop import Run
-from maskpurify.training.simgan import refine_images
 
 DEFAULT_SHIPPED_GAZE = str(WEIGHTS_DIR / "gaze")
 _RENDERED = re.compile(r"rendered synthetic n=(\d+) seed=(\d+) size=(\d+x\d+)")
@@ -124,8 +124,7 @@ def train_refined_gaze(refiner: str | Path, out_dir: str | Path, config: GazeTra
     else:
         data = arrays
     device = choose_device(None if config.device == "auto" else config.device)
-    model = load_purifier(refiner, device)
-    refined = refine_images(model, data["images"], refine_batch, device)
+    refined = Purification(load_purifier(refiner, device), None, device, refine_batch).purify_arrays(data["images"])
     is_main = int(os.environ.get("RANK", "0")) == 0
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -145,4 +144,4 @@ def train_refined_gaze(refiner: str | Path, out_dir: str | Path, config: GazeTra
     return summary
 
 
-__all__ = ["refine_images", "shipped_gaze_config", "train_refined_gaze"]
+__all__ = ["shipped_gaze_config", "train_refined_gaze"]

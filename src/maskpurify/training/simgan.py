@@ -45,10 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskpurify.checkpoints import checkpoint_paths
 from maskpurify.config import command_line, parse_size
 from maskpurify.errors import UserError
-from maskpurify.fileio import read_json
 from maskpurify.nets.discriminator import PatchDiscriminator
 from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
 from maskpurify.training.common import MinibatchSampler, lr_at, set_lr, step_generator, to_float_images, unwrap, \
@@ -201,26 +199,6 @@ def build_refiner(net: RefinerNetConfig) -> Purifier:
 
 
 @torch.no_grad()
-def refine_images(refiner: nn.Module, images_u8: np.ndarray | torch.Tensor, batch_size: int = 256,
-                  device: torch.device | str | None = None) -> np.ndarray:
-    """Refine uint8 (N,H,W,3) images with a mask-free refiner, in batches and inference mode -> uint8 (N,H,W,3)."""
-    device = torch.device(device) if device is not None else next(refiner.parameters()).device
-    refiner = refiner.to(device)
-    was_training = refiner.training
-    refiner.eval()
-    images = torch.as_tensor(np.ascontiguousarray(images_u8)) if isinstance(images_u8, np.ndarray) else images_u8
-    out = np.empty(tuple(images.shape), np.uint8)
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            x = to_float_images(images[start:start + batch_size], device)
-            mask = torch.zeros(x.shape[0], x.shape[2], x.shape[3], dtype=torch.long, device=device)
-            y = refiner(x, mask)
-            out[start:start + len(x)] = (y.clamp(0, 1).mul(255.0).round().to(torch.uint8)
-                                         .permute(0, 2, 3, 1).cpu().numpy())
-    refiner.train(was_training)
-    return out
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Training
 
@@ -395,54 +373,3 @@ def train_simgan(config: SimGANTrainConfig, out_dir: str | Path, resume: bool = 
     """
     summary = fit(SimGANTask(config, arrays), config, out_dir, resume, stop_at, progress, config)
     return {**summary, "total_steps": config.total_steps}
-
-
-def refine_dataset(refiner_path: str | Path, data_dir: str | Path, out_dir: str | Path, batch_size: int = 256,
-                   device: str | None = None, overwrite: bool = False) -> Path:
-    """Write a copy of the eye dataset folder ``data_dir`` into ``out_dir`` with every image refined by the
-    refiner checkpoint ``refiner_path`` (labels, masks and landmarks unchanged; ``meta.json`` gains
-    ``refined_by``), shard by shard, so ``maskpurify evaluate-gaze`` reads it like any dataset.
-
-    Every shard is read through the dataset loader and checked by
-    :func:`maskpurify.training.common.validate_arrays` (the one shard validator, as in ``load_arrays``) before
-    anything is written: a bad shard is one line and leaves no output behind."""
-    from maskpurify.fileio import OutputGuard, atomic_write_json
-    from maskpurify.nets.purifier import load_purifier
-    from maskpurify.training.common import choose_device, validate_arrays
-    from maskpurify.world.dataset import SHARD_KEYS, _load_shard, read_meta, save_npz_deterministic, shard_name
-
-    src, out = Path(data_dir), Path(out_dir)
-    meta = read_meta(src)
-    if out.resolve() == src.resolve():
-        raise UserError(f"--out {out}: must differ from the input dataset folder")
-    OutputGuard(inputs=[src]).claim(out, "--out", folder=True)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"--out {out}: exists and is not empty; pass --overwrite to replace it")
-
-    def load(index: int) -> dict[str, np.ndarray]:
-        return validate_arrays(_load_shard(src, index), str(src / shard_name(index)), require=SHARD_KEYS,
-                               num_labels=None, finite=())
-
-    first: dict[str, tuple[Any, ...]] = {}
-    for index in range(meta["num_shards"]):  # check them all first; one shard in memory at a time
-        arrays = load(index)
-        kinds = {key: (arrays[key].dtype, arrays[key].shape[1:]) for key in SHARD_KEYS}
-        if index and kinds != first:
-            raise UserError(f"{src / shard_name(index)}: arrays differ in type or shape from {shard_name(0)}")
-        first = first or kinds
-        del arrays
-    dev = choose_device(device)
-    model = load_purifier(refiner_path, dev)
-    refiner_sidecar = checkpoint_paths(refiner_path)[1]
-    refiner_meta = read_json(refiner_sidecar) if refiner_sidecar.is_file() else {}
-    new_meta = {**meta, "complete": False, "unityeyes": False, "command": command_line(),
-                "refined_by": {"refiner": str(refiner_path), "direction": refiner_meta.get("direction"),
-                               "source": str(src)}}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "meta.json", new_meta)
-    for index in range(meta["num_shards"]):
-        arrays = load(index)
-        arrays["images"] = refine_images(model, arrays["images"], batch_size, dev)
-        save_npz_deterministic(out / shard_name(index), arrays)
-    atomic_write_json(out / "meta.json", {**new_meta, "complete": True})
-    return out

@@ -29,7 +29,7 @@ import importlib.util
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
@@ -37,9 +37,7 @@ import numpy as np
 from maskpurify.errors import UserError
 from maskpurify.formats.base import CropBox
 from maskpurify.masks import CANONICAL_EYE, IRIS, PUPIL, SCLERA, SKIN, overlay
-
-if TYPE_CHECKING:
-    from maskpurify.purify import Purification
+from maskpurify.purify.engine import WORKING_SIZE, Purification
 
 RIGHT_EYELID = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
 LEFT_EYELID = (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385, 384, 398)
@@ -102,7 +100,7 @@ class Eye:
     @property
     def crop_side(self) -> str:
         """``left`` when the crop already shows the canonical side (inner corner on the image's left, as the
-        renderer draws it), else ``right``: the value for :meth:`Purification.purify_arrays`'s ``eye``."""
+        renderer draws it), else ``right``: the value for :meth:`Purification.purify_batch`'s ``eye``."""
         outer, inner = self.corners
         return CANONICAL_EYE if inner[0] < outer[0] else "right"
 
@@ -116,7 +114,7 @@ def check_crop_size(crop_size: Sequence[int]) -> tuple[int, int]:
     return h, w
 
 
-def eyes_from_landmarks(points: np.ndarray, crop_size: tuple[int, int] = (36, 60)) -> list[Eye]:
+def eyes_from_landmarks(points: np.ndarray, crop_size: tuple[int, int] = WORKING_SIZE) -> list[Eye]:
     """Both eyes of one face from its (478, 2) FaceMesh landmarks in pixels."""
     if len(points) < 478:
         raise ValueError(f"need the 478 refined FaceMesh landmarks (iris included), got {len(points)}")
@@ -181,7 +179,7 @@ class FaceFinder:
             faces.append(np.array([(p.x * w, p.y * h) for p in face.landmark], np.float64))
         return faces
 
-    def find_eyes(self, image: np.ndarray, crop_size: tuple[int, int] = (36, 60)) -> list[Eye]:
+    def find_eyes(self, image: np.ndarray, crop_size: tuple[int, int] = WORKING_SIZE) -> list[Eye]:
         return [eye for points in self.landmarks(image) if len(points) >= 478
                 for eye in eyes_from_landmarks(points, crop_size)]
 
@@ -236,7 +234,7 @@ def paste(photo: np.ndarray, patch: np.ndarray, crop: CropBox, feather: float = 
     photo[y0:y1, x0:x1] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
 
-def purify_face_photo(engine: Purification, image: np.ndarray, crop_size: Sequence[int] = (36, 60),
+def purify_face_photo(engine: Purification, image: np.ndarray, crop_size: Sequence[int] = WORKING_SIZE,
                       name: str = "image", required: bool = False, finder: FaceFinder | None = None,
                       eyes: list[Eye] | None = None, feather: float = FEATHER) -> FaceResult | None:
     """Find the eyes in a face photo, purify each eye crop and paste it back.
@@ -245,7 +243,7 @@ def purify_face_photo(engine: Purification, image: np.ndarray, crop_size: Sequen
     crop); raises UserError when ``required``. ``eyes``: skip detection and use these. ``finder``: reuse a
     FaceFinder (e.g. one in video mode) instead of making a static one. The crop of the non-canonical eye
     (:attr:`Eye.crop_side`) is mirrored for the networks and back. An eye whose crop mask is no plausible eye
-    (``engine.mask_problems``: closed, or the iris hidden) is not purified; it is listed in ``skipped``.
+    (the engine's eye check: closed, or the iris hidden) is not purified; it is listed in ``skipped``.
     """
     crop_hw = check_crop_size(crop_size)
     image = np.ascontiguousarray(image[..., :3]) if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
@@ -267,13 +265,11 @@ def purify_face_photo(engine: Purification, image: np.ndarray, crop_size: Sequen
     crops = np.stack([eye.crop.apply_image(image) for eye in eyes])
     crop_masks = np.stack([eye.crop.apply_mask(mask) for eye in eyes])
     names = [f"{name} ({eye.side} eye)" for eye in eyes]
-    problems = engine.mask_problems(crop_masks)
-    keep = [i for i, problem in enumerate(problems) if problem is None]
-    skipped = [(names[i], problem) for i, problem in enumerate(problems) if problem is not None]
+    checked = [engine.check_mask(m, crop_hw, f"mask of {n}") for m, n in zip(crop_masks, names)]
+    done = engine.purify_batch(crops, checked, names, [eye.crop_side for eye in eyes], automatic=True)
+    skipped = [(names[i], problem) for i, problem in enumerate(done.problems) if problem is not None]
     result = image.copy()
-    if keep:
-        purified = engine.purify_arrays(crops[keep], crop_masks[keep], [names[i] for i in keep],
-                                        [eyes[i].crop_side for i in keep])
-        for i, patch in zip(keep, purified):
-            paste(result, patch, eyes[i].crop, feather)
+    for i, problem in enumerate(done.problems):
+        if problem is None:
+            paste(result, done.images[i], eyes[i].crop, feather)
     return FaceResult(result, mask, eyes, image, skipped)

@@ -1,0 +1,275 @@
+"""The purification engine: the one inference path from uint8 images (and label maps) to uint8 purified images.
+
+A loaded purifier (and optionally a segmenter for automatic masks) runs batched, in ``torch.inference_mode``, on
+any device. Everything that turns uint8 images into purified uint8 images goes through :class:`Purification`:
+``maskpurify purify``'s drivers, the face path, the experiment, the benchmarks and SimGAN's refiner.
+
+Two rules hold everywhere. The networks know one eye, the canonical side the renderer draws
+(:data:`maskpurify.masks.CANONICAL_EYE`); a crop of the other eye (``eye="right"``) is mirrored before the
+segmenter and the purifier and mirrored back after. An automatic mask that is no plausible eye
+(:func:`eye_check`) is never used by :meth:`Purification.purify_batch`: that image passes through unchanged and
+its reason is returned, so each caller can say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maskpurify.checkpoints import WEIGHTS_DIR, checkpoint_paths
+from maskpurify.errors import UserError
+from maskpurify.masks import (BINARY_LABELS, CANONICAL_EYE, EYE_LABELS, EYE_PALETTE, LabelSet, eye_problems,
+                              label_set_for, mirror_eyes, mirror_flags, validate_mask)
+from maskpurify.nets.purifier import Purifier, load_purifier
+from maskpurify.nets.segmenter import Segmenter, load_segmenter, predict_masks
+
+#: Shipped checkpoints live in ``weights/`` at the repository root.
+DEFAULT_PURIFIER = WEIGHTS_DIR / "purifier"
+DEFAULT_SEGMENTER = WEIGHTS_DIR / "segmenter"
+#: The working size the shipped purifier was trained at (height, width); the network itself takes any size.
+WORKING_SIZE = (36, 60)
+#: Palette for colourising masks of an arbitrary label set (eye palette first).
+_PALETTE = EYE_PALETTE + ((240, 200, 40), (60, 200, 90), (170, 80, 200), (250, 130, 30))
+
+
+def checkpoint_exists(path: str | Path) -> bool:
+    """Whether the weights file is there (a missing sidecar is then reported by the loader, naming it)."""
+    return checkpoint_paths(path)[0].is_file()
+
+
+def palette_for(labels: LabelSet) -> tuple[tuple[int, int, int], ...]:
+    """Colours for writing masks of ``labels`` (its own palette, black/white for binary, else a fixed cycle)."""
+    if labels.palette is not None:
+        return labels.palette
+    if labels is BINARY_LABELS or labels.names == BINARY_LABELS.names:
+        return ((0, 0, 0), (255, 255, 255))
+    return tuple(_PALETTE[i % len(_PALETTE)] for i in range(labels.num_labels))
+
+
+def eye_check(masks: np.ndarray | Sequence[np.ndarray], labels: LabelSet = EYE_LABELS) -> list[str | None]:
+    """Per automatic mask, why it is no plausible eye (:func:`maskpurify.masks.eye_problem`) or None: the policy
+    that keeps a closed eye or a blank frame from being painted over. Only eye label sets are checked (the check
+    knows only eyes)."""
+    if labels is not EYE_LABELS:
+        return [None] * len(masks)
+    return eye_problems(np.asarray(masks)) if len(masks) else []
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> cuda when available, else cpu; an unusable device is a UserError naming the flag."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine")
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device}: not a torch device (use cpu, cuda, cuda:1, auto)") from None
+    return device
+
+
+@dataclass
+class Purified:
+    """What :meth:`Purification.purify_batch` returns: the output images (an image whose automatic mask failed
+    the eye check is its input, unchanged), the masks used and, per image, why it was left or None."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    problems: list[str | None]
+
+
+def _as_rgb(images: np.ndarray) -> tuple[np.ndarray, bool]:
+    """uint8 (N,H,W,3), (N,H,W,1) or (N,H,W) -> writable (N,H,W,3) and whether the input was grey."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise UserError(f"images must be uint8, got {images.dtype}")
+    grey = images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 1)
+    rgb = images.reshape(*images.shape[:3], 1) if images.ndim == 3 else images
+    if rgb.ndim != 4 or rgb.shape[-1] not in (1, 3):
+        raise UserError(f"images must be (N,H,W,3) RGB or (N,H,W) grey, got shape {tuple(images.shape)}")
+    if grey:
+        rgb = np.repeat(rgb, 3, axis=-1)
+    if not rgb.flags.writeable:
+        rgb = rgb.copy()
+    return rgb, grey
+
+
+def _like_input(out: np.ndarray, images: np.ndarray, grey: bool) -> np.ndarray:
+    """RGB outputs back in the input's layout (grey inputs get the channel mean)."""
+    if not grey:
+        return out
+    grey_out = np.round(out.astype(np.float32).mean(-1)).astype(np.uint8)
+    return grey_out if np.asarray(images).ndim == 3 else grey_out[..., None]
+
+
+class Purification:
+    """A purifier (+ optional segmenter) ready to purify uint8 images in batches.
+
+    purifier: the network (moved to ``device`` and put in eval mode). segmenter: the automatic masker, or None.
+    batch_size: images per forward pass. The label set masks are validated against follows the purifier's
+    config (``num_labels``, ``attention_labels``). check_eyes: :meth:`purify_batch` leaves an image unpurified
+    when its automatic mask is no plausible eye (:func:`eye_check`); masks a user gives are trusted.
+    """
+
+    def __init__(self, purifier: Purifier, segmenter: Segmenter | None = None, device: str | torch.device = "cpu",
+                 batch_size: int = 64, check_eyes: bool = True) -> None:
+        if batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.purifier = purifier.to(self.device).eval()
+        self.segmenter = segmenter.to(self.device).eval() if segmenter is not None else None
+        self.batch_size = batch_size
+        config = purifier.config
+        self.labels = label_set_for(config.num_labels, config.attention_labels)
+        if self.segmenter is not None and self.segmenter.config.num_classes != config.num_labels:
+            raise UserError(f"the segmenter predicts {self.segmenter.config.num_classes} labels but the purifier "
+                            f"expects {config.num_labels}; use a matching segmenter or give masks")
+        #: Number of purifier forward passes so far (for progress reporting and tests).
+        self.forward_passes = 0
+        self.check_eyes = check_eyes
+
+    @classmethod
+    def load(cls, checkpoint: str | Path | None = None, segmenter: str | Path | None | bool = None,
+             device: str = "cpu", batch_size: int = 64, check_eyes: bool = True) -> Purification:
+        """Load checkpoints. checkpoint None: the shipped ``weights/purifier``. segmenter None: the shipped
+        ``weights/segmenter`` when present (else no segmenter); False: none; a path: that checkpoint."""
+        device = resolve_device(device)
+        if checkpoint is None:
+            if not checkpoint_exists(DEFAULT_PURIFIER):
+                raise UserError(f"no purifier checkpoint given and none shipped at {DEFAULT_PURIFIER}.safetensors; "
+                                "give --checkpoint CKPT")
+            checkpoint = DEFAULT_PURIFIER
+        purifier = load_purifier(checkpoint, device)
+        seg: Segmenter | None = None
+        if segmenter is None:
+            if checkpoint_exists(DEFAULT_SEGMENTER):
+                candidate = load_segmenter(DEFAULT_SEGMENTER, device)
+                # The shipped eye segmenter only serves purifiers with the same label count.
+                if candidate.config.num_classes == purifier.config.num_labels:
+                    seg = candidate
+        elif segmenter is not False:
+            seg = load_segmenter(segmenter, device)  # type: ignore[arg-type]
+        return cls(purifier, seg, device, batch_size, check_eyes)
+
+    # -- masks ---------------------------------------------------------------------------------------------
+    def auto_masks(self, images: np.ndarray, names: Sequence[str] | None = None,
+                   eye: str | Sequence[str] = CANONICAL_EYE) -> np.ndarray:
+        """Label maps (N,H,W) uint8 from the segmenter, in the images' own orientation; UserError without one.
+
+        eye: which eye each image shows (``left``/``right``, see :data:`maskpurify.masks.CANONICAL_EYE`); crops
+        of the other eye are segmented mirrored (the segmenter only knows the canonical side) and the masks
+        mirrored back."""
+        if self.segmenter is None:
+            what = names[0] if names else "the input"
+            raise UserError(f"no mask for {what} and no segmenter; give --masks DIR or --segmenter")
+        flags = mirror_flags(eye, len(images))
+        images = mirror_eyes(images, flags, channels=True) if flags.any() else np.ascontiguousarray(images)
+        if not images.flags.writeable:
+            images = images.copy()
+        masks = predict_masks(self.segmenter, images, batch_size=self.batch_size)
+        return mirror_eyes(masks, flags) if flags.any() else masks
+
+    def mask_problems(self, masks: np.ndarray | Sequence[np.ndarray]) -> list[str | None]:
+        """:func:`eye_check` of automatic masks for this purifier; all None when ``check_eyes`` is off."""
+        return eye_check(masks, self.labels) if self.check_eyes else [None] * len(masks)
+
+    def check_mask(self, mask: np.ndarray, image_shape: Sequence[int], source: str) -> np.ndarray:
+        """Validate one mask against the purifier's label set (an empty attention region is allowed)."""
+        return validate_mask(mask, image_shape, self.labels, source=source, require_attention=False)
+
+    def masks_for(self, images: np.ndarray, names: Sequence[str] | None = None,
+                  eye: str | Sequence[str] = CANONICAL_EYE) -> np.ndarray:
+        """Automatic masks, validated (used when the caller also wants to save them)."""
+        masks = self.auto_masks(images, names, eye)
+        return np.stack([self.check_mask(m, images.shape[1:3], f"segmenter output for "
+                                         f"{names[i] if names else i}") for i, m in enumerate(masks)])
+
+    # -- purification --------------------------------------------------------------------------------------
+    def _forward(self, rgb: np.ndarray, masks: np.ndarray, flags: np.ndarray) -> np.ndarray:
+        """The network on trusted (N,H,W,3) uint8 images and valid label maps, ``batch_size`` at a time."""
+        if flags.any():
+            rgb, masks = mirror_eyes(rgb, flags, channels=True), mirror_eyes(masks, flags)
+        out = np.empty_like(rgb)
+        with torch.inference_mode():
+            for start in range(0, len(rgb), self.batch_size):
+                stop = min(len(rgb), start + self.batch_size)
+                x = torch.from_numpy(rgb[start:stop]).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+                m = torch.from_numpy(masks[start:stop].astype(np.int64)).to(self.device)
+                y = self.purifier(x, m)
+                self.forward_passes += 1
+                out[start:stop] = (y.clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
+                                   .permute(0, 2, 3, 1).cpu().numpy())
+        return mirror_eyes(out, flags, channels=True) if flags.any() else out
+
+    def purify_arrays(self, images: np.ndarray, masks: np.ndarray | None = None,
+                      names: Sequence[str] | None = None, eye: str | Sequence[str] = CANONICAL_EYE) -> np.ndarray:
+        """Purify uint8 images (N,H,W,3) (or (N,H,W,1) / (N,H,W) grey) with label maps (N,H,W) -> same shape.
+
+        Every image is purified (no eye check: the library call). masks None: automatic masks from the segmenter
+        (UserError without one), or none at all for a purifier that reads no mask. Images of any size are
+        purified at their own size. eye: ``left`` (the canonical side, default) or ``right``, for all images or
+        one per image; images and masks (given in the images' own orientation) of the other eye are mirrored
+        before the networks and the outputs mirrored back.
+        """
+        rgb, grey = _as_rgb(images)
+        n, h, w = rgb.shape[:3]
+
+        def label(i: int) -> str:
+            return names[i] if names is not None else f"image {i}"
+
+        if masks is None and not self.purifier.config.use_mask:
+            masks = np.zeros((n, h, w), np.uint8)
+        elif masks is None:
+            masks = self.auto_masks(rgb, names, eye)
+            masks = np.stack([self.check_mask(m, (h, w), f"segmenter output for {label(i)}")
+                              for i, m in enumerate(masks)]) if n else np.zeros((0, h, w), np.uint8)
+        else:
+            masks = np.asarray(masks)
+            if masks.ndim == 4 and masks.shape[-1] == 3:
+                raise UserError(f"{label(0)}: mask must be a single-channel label map, got shape "
+                                f"{tuple(masks.shape[1:])} (a 3-channel mask needs a palette)")
+            if len(masks) != n:
+                raise UserError(f"got {len(masks)} masks for {n} images")
+            masks = np.stack([self.check_mask(m, (h, w), f"mask of {label(i)}")
+                              for i, m in enumerate(masks)]) if n else np.zeros((0, h, w), np.uint8)
+        return _like_input(self._forward(rgb, masks, mirror_flags(eye, n)), images, grey)
+
+    def purify_image(self, image: np.ndarray, mask: np.ndarray | None = None, name: str = "image",
+                     eye: str = CANONICAL_EYE) -> np.ndarray:
+        """One HxWx3 image (and optional HxW mask) of the ``eye`` side -> HxWx3 purified."""
+        masks = None if mask is None else np.asarray(mask)[None]
+        return self.purify_arrays(np.asarray(image)[None], masks, [name], eye)[0]
+
+    def purify_batch(self, images: np.ndarray, masks: Sequence[np.ndarray | None] | None, names: Sequence[str],
+                     eye: str | Sequence[str] = CANONICAL_EYE, automatic: bool = False) -> Purified:
+        """The drivers' call: purify images of one size with the eye check on automatic masks.
+
+        masks: one per image, already validated (:func:`maskpurify.masks.load_mask`, or made here); None (for
+        all, or for one image) -> the segmenter's mask. Masks made here, and all masks when ``automatic`` (the
+        caller's own automatic masks, e.g. FaceMesh's), go through :meth:`mask_problems`: an image whose
+        mask is no plausible eye is returned unchanged, with the reason in ``problems``.
+        """
+        rgb, grey = _as_rgb(images)
+        n = len(rgb)
+        given: list[np.ndarray | None] = list(masks) if masks is not None else [None] * n
+        flags = mirror_flags(eye, n)
+        auto = [i for i, m in enumerate(given) if m is None]
+        checked = list(range(n)) if automatic else auto
+        if auto:
+            sides = eye if isinstance(eye, str) else [eye[i] for i in auto]
+            made = self.masks_for(rgb[auto], [names[i] for i in auto], sides)
+            for j, i in enumerate(auto):
+                given[i] = made[j]
+        mask_arr = np.stack(given) if n else np.zeros((0, *rgb.shape[1:3]), np.uint8)  # type: ignore[arg-type]
+        problems: list[str | None] = [None] * n
+        for i, problem in zip(checked, self.mask_problems(mask_arr[checked])):
+            problems[i] = problem
+        keep = [i for i in range(n) if problems[i] is None]
+        out = rgb.copy()
+        if keep:
+            out[keep] = self._forward(rgb[keep], mask_arr[keep], flags[keep])
+        return Purified(_like_input(out, images, grey), mask_arr, problems)
