@@ -198,7 +198,6 @@ def build_refiner(net: RefinerNetConfig) -> Purifier:
     return Purifier(PurifierConfig(net.base_channels, net.num_res_blocks, use_mask=False))
 
 
-@torch.no_grad()
 # ----------------------------------------------------------------------------------------------------------------
 # Training
 
