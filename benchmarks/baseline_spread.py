@@ -33,7 +33,7 @@ import torch
 
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.evaluation.experiment import purifier_transform
-from maskpurify.evaluation.image_metrics import kernel_inception_distance, pooled_features
+from maskpurify.metrics.image import kernel_inception_distance, pooled_features
 from maskpurify.fileio import atomic_write_json, atomic_write_text
 from maskpurify.geometry import angular_error_deg
 from maskpurify.masks import eye_problems
@@ -42,7 +42,7 @@ from maskpurify.nets.gaze import load_gaze_net, predict_gaze
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
 from maskpurify.purify import Purification
-from maskpurify.training.common import load_arrays_checked, render_once
+from maskpurify.world.dataset import load_arrays_checked, render_once
 
 BASELINES = ("randomised", "simgan", "simgan-reverse")
 SIZE = (36, 60)

@@ -27,7 +27,7 @@ from maskpurify.fileio import atomic_write_json
 from maskpurify.geometry import angular_error_deg
 from maskpurify.losses import TERMS
 from maskpurify.nets.gaze import load_gaze_net, predict_gaze
-from maskpurify.training.common import load_arrays_checked, render_once
+from maskpurify.world.dataset import load_arrays_checked, render_once
 from maskpurify.training.purifier import PurifierTrainConfig, train_purifier
 
 

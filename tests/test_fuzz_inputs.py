@@ -26,8 +26,8 @@ from maskpurify.checkpoints import WEIGHTS_DIR, load_checkpoint
 from maskpurify.config import MAX_PREVIEW_ROWS, MAX_SAMPLES, load_config
 from maskpurify.errors import UserError
 from maskpurify.fileio import MAX_IMAGE_PIXELS, read_image, read_json
-from maskpurify.training.common import validate_arrays
-from maskpurify.world.dataset import SHARD_KEYS, load_arrays, save_npz_deterministic, shard_name, write_dataset
+from maskpurify.world.dataset import SHARD_KEYS, load_arrays, save_npz_deterministic, shard_name, validate_arrays, \
+    write_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

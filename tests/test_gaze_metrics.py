@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from maskpurify.evaluation.gaze_metrics import binned_errors, error_stats, gaze_report, write_gaze_report
-from maskpurify.evaluation.segmentation_metrics import confusion_matrix, iou_from_confusion, pupil_centre_errors, \
+from maskpurify.metrics.gaze import binned_errors, error_stats, gaze_report, write_gaze_report
+from maskpurify.metrics.segmentation import confusion_matrix, iou_from_confusion, pupil_centre_errors, \
     segmentation_summary
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from maskpurify.evaluation.image_metrics import attention_ssim, kernel_inception_distance, pupil_shift
+from maskpurify.metrics.image import attention_ssim, kernel_inception_distance, pupil_shift
 
 
 def _eye(shift=0):
@@ -43,7 +43,7 @@ def test_kid_near_zero_for_same_distribution_and_positive_for_shifted():
 
 
 def test_region_colours_pool_each_region_and_measure_distance_to_a_reference():
-    from maskpurify.evaluation.image_metrics import colour_distance, region_colours
+    from maskpurify.metrics.image import colour_distance, region_colours
 
     masks = np.zeros((2, 4, 6), np.uint8)
     masks[:, :, 3:] = 1  # right half: sclera; no iris or pupil anywhere

@@ -365,10 +365,10 @@ def test_eye_check_folder_skips_and_counts(tmp_path: Path, ckpts: dict[str, Path
 @shipped_segmenter
 def test_eye_check_dataset_keeps_unchanged(tmp_path: Path, ckpts: dict[str, Path],
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from maskpurify.world.dataset import _load_shard, load_arrays, save_npz_deterministic, write_dataset
+    from maskpurify.world.dataset import load_shard, load_arrays, save_npz_deterministic, write_dataset
 
     src = write_dataset(tmp_path / "syn", "synthetic", 6, (36, 60), seed=8, shard_size=4, progress=False)
-    shard = _load_shard(src, 1)
+    shard = load_shard(src, 1)
     shard["images"][0] = 0  # sample 4: a black frame
     save_npz_deterministic(src / "shard-00001.npz", shard)
     out = tmp_path / "out"

@@ -13,7 +13,7 @@ from _cli import assert_one_line_refusal, run_cli
 from maskpurify.fileio import save_image
 from maskpurify.masks import IRIS, PUPIL, SCLERA
 from maskpurify.purify.output import PROGRESS_FILE
-from maskpurify.world.dataset import _load_shard, save_npz_deterministic, write_dataset
+from maskpurify.world.dataset import load_shard, save_npz_deterministic, write_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -108,7 +108,7 @@ def test_dataset_resume_redoes_a_changed_shard_and_refuses_a_bad_one(tmp_path, c
     argv = _args(ckpts, src, out)
     assert run_cli(argv)[0] == 0
     first = {i: _digest(out / f"shard-0000{i}.npz") for i in (0, 1)}
-    shard = _load_shard(src, 1)
+    shard = load_shard(src, 1)
     shard["images"] = shard["images"][:, :, ::-1].copy()
     save_npz_deterministic(src / "shard-00001.npz", shard)
     code, stdout, err = run_cli(argv)

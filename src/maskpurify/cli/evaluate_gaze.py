@@ -40,10 +40,11 @@ def run(args: argparse.Namespace) -> int:
 
     from maskpurify.config import save_run_record
     from maskpurify.errors import UserError
-    from maskpurify.evaluation.gaze_metrics import gaze_report, write_gaze_report
+    from maskpurify.metrics.gaze import gaze_report, write_gaze_report
     from maskpurify.fileio import OutputGuard
     from maskpurify.nets.gaze import gaze_net_inputs, load_gaze_net, predict_gaze
-    from maskpurify.training.common import choose_device, load_arrays_checked
+    from maskpurify.training.common import choose_device
+    from maskpurify.world.dataset import load_arrays_checked
 
     config = resolve_config(GazeEvalConfig, args, ("batch_size", "device"))
     if args.out:

@@ -36,10 +36,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from maskpurify.config import command_line, save_run_record
-    from maskpurify.evaluation.segmentation_metrics import segmentation_summary
+    from maskpurify.metrics.segmentation import segmentation_summary
     from maskpurify.fileio import OutputGuard, atomic_write_json
     from maskpurify.nets.segmenter import load_segmenter, predict_masks
-    from maskpurify.training.common import choose_device, load_arrays_checked
+    from maskpurify.training.common import choose_device
+    from maskpurify.world.dataset import load_arrays_checked
 
     config = resolve_config(SegmenterEvalConfig, args, ("batch_size", "device"))
     if args.out:

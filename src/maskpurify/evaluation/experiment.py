@@ -30,23 +30,23 @@ import numpy as np
 import torch
 
 from maskpurify.baselines.classical import ReinhardTransfer, RegionHistogramMatch
-from maskpurify.evaluation.gaze_metrics import error_stats
+from maskpurify.checkpoints import WEIGHTS_DIR
+from maskpurify.config import parse_size
 from maskpurify.evaluation.real_eyes import evaluate_real_eyes
-from maskpurify.evaluation.image_metrics import attention_ssim, colour_distance, kernel_inception_distance, \
-    pooled_features, pupil_shift, region_colours
-from maskpurify.evaluation.segmentation_metrics import segmentation_summary
+from maskpurify.fileio import read_json
 from maskpurify.geometry import angular_error_deg
 from maskpurify.losses import TERMS
 from maskpurify.masks import label_image
+from maskpurify.metrics.gaze import error_stats
+from maskpurify.metrics.image import attention_ssim, colour_distance, kernel_inception_distance, \
+    pooled_features, pupil_shift, region_colours
+from maskpurify.metrics.segmentation import segmentation_summary
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import load_gaze_net, predict_gaze
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
-from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.purify.engine import Purification, eye_check
-from maskpurify.config import parse_size
-from maskpurify.fileio import read_json
-from maskpurify.training.common import load_arrays_checked, render_once
+from maskpurify.world.dataset import load_arrays_checked, render_once
 
 DEFAULT_WEIGHTS = str(WEIGHTS_DIR)
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from maskpurify.errors import UserError
-from maskpurify.evaluation.segmentation_metrics import confusion_matrix, iou_from_confusion
+from maskpurify.metrics.segmentation import confusion_matrix, iou_from_confusion
 from maskpurify.masks import IRIS, PUPIL, eye_problems, overlay, region_centroid
 
 REAL_EYES = Path(__file__).resolve().parents[1] / "data" / "real_eyes.npz"

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from maskpurify.evaluation.gaze_metrics import binned_errors
+from maskpurify.metrics.gaze import binned_errors
 from maskpurify.fileio import atomic_write_json, atomic_write_text, save_image
 from maskpurify.masks import overlay
 

@@ -391,7 +391,7 @@ def map_shards(src: Path, out: Path, settings: dict[str, Any], transform: Callab
     """The one shard-by-shard loop over a rendered dataset: each shard of ``src`` through ``transform(name,
     arrays)`` into ``out`` in the same format (readable by EyeDataset); returns the samples done in this call.
 
-    Every shard is checked by :func:`maskpurify.training.common.validate_arrays` (and against the first shard's
+    Every shard is checked by :func:`maskpurify.world.dataset.validate_arrays` (and against the first shard's
     types and shapes) before anything is written, so a bad input is one line and leaves no output. Memory holds
     one shard at a time. ``out`` is an :class:`~maskpurify.purify.output.OutputDir` for ``settings`` (which name
     the input): an
@@ -400,8 +400,8 @@ def map_shards(src: Path, out: Path, settings: dict[str, Any], transform: Callab
     """
     from tqdm import tqdm
 
-    from maskpurify.training.common import validate_arrays
-    from maskpurify.world.dataset import SHARD_KEYS, _load_shard, read_meta, save_npz_deterministic, shard_name
+    from maskpurify.world.dataset import SHARD_KEYS, load_shard_checked, read_meta, save_npz_deterministic, \
+        shard_name
 
     if out.resolve() == src.resolve():
         raise UserError(f"--out {out}: must differ from the input dataset")
@@ -412,8 +412,7 @@ def map_shards(src: Path, out: Path, settings: dict[str, Any], transform: Callab
     def load(index: int) -> dict[str, np.ndarray]:
         if not (src / shard_name(index)).is_file():
             raise UserError(f"{src / shard_name(index)}: missing shard")
-        return validate_arrays(_load_shard(src, index), str(src / shard_name(index)), require=SHARD_KEYS,
-                               num_labels=None, finite=())
+        return load_shard_checked(src, index)
 
     first: dict[str, tuple[Any, ...]] = {}
     for index in range(num_shards):  # check them all first; one shard in memory at a time

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from maskpurify.config import command_line
 from maskpurify.degradation import DegradationConfig, degrade, no_eye
-from maskpurify.evaluation.segmentation_metrics import segmentation_summary
+from maskpurify.metrics.segmentation import segmentation_summary
 from maskpurify.nets.segmenter import SegmenterConfig, build_segmenter, predict_masks, save_segmenter
 from maskpurify.training.common import MinibatchSampler, lr_at, set_lr, to_float_images, unwrap, wrap_model
 from maskpurify.training.gaze import TrainDataConfig, describe_data, load_training_data

@@ -11,9 +11,10 @@ import torch
 
 from maskpurify.errors import UserError
 from maskpurify.masks import EYE_LABELS, LabelSet
-from maskpurify.training.common import load_arrays_checked, render_once
+from maskpurify.training.common import barrier
 from maskpurify.training.loop import Run
 from maskpurify.training.real_data import is_real_standin, refuse_supervised_wild, unlabelled
+from maskpurify.world.dataset import load_arrays_checked, render_once
 
 
 @dataclass
@@ -62,8 +63,10 @@ def load_source(source: SourceConfig, domain: str, size: tuple[int, int], run: R
             refuse_supervised_wild(source.path, what)
         arrays = load_arrays_checked(source.path, what)
     else:
-        folder = render_once(run.out / "data" / f"{domain}_n{source.render_n}_seed{source.render_seed}", domain,
-                             source.render_n, size, source.render_seed, ctx, progress)
+        folder = run.out / "data" / f"{domain}_n{source.render_n}_seed{source.render_seed}"
+        if ctx.is_main:  # rank 0 renders, the others wait
+            render_once(folder, domain, source.render_n, size, source.render_seed, progress)
+        barrier(ctx)
         arrays = load_arrays_checked(folder, f"rendered {domain} set")
     if supervised:
         return arrays

@@ -25,6 +25,7 @@ import io
 import json
 import zipfile
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +62,6 @@ def save_npz_deterministic(path: str | Path, arrays: dict[str, np.ndarray]) -> N
             np.lib.format.write_array(member, np.ascontiguousarray(value), allow_pickle=False)
             archive.writestr(info, member.getvalue(), compresslevel=6)
     atomic_write_bytes(path, buffer.getvalue())
-
-
-def _shard_arrays(batch: EyeBatch) -> dict[str, np.ndarray]:
-    return {key: getattr(batch, key) for key in SHARD_KEYS}
 
 
 def _fmt(values: Any) -> str:
@@ -207,7 +204,8 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def _load_shard(path: Path, index: int) -> dict[str, np.ndarray]:
+def load_shard(path: Path, index: int) -> dict[str, np.ndarray]:
+    """Shard ``index`` of the dataset at ``path`` as arrays, unchecked (see :func:`validate_arrays`)."""
     file = path / shard_name(index)
     try:
         with np.load(file, allow_pickle=False) as data:
@@ -224,19 +222,119 @@ def _load_shard(path: Path, index: int) -> dict[str, np.ndarray]:
             from None
 
 
+#: The keys of a dataset in its in-memory form, each with its per-sample shape (None: any size there).
+ARRAY_SHAPES: dict[str, tuple[int | None, ...]] = {
+    "masks": (None, None), "gaze": (2,), "head_pose": (2,), "pupil_center": (2,), "iris_landmarks": (None, 2),
+    "eyelid_landmarks": (None, 2),
+}
+#: Largest image side a dataset may hold (the renderer's and parse_size's limit).
+MAX_SIDE = 1024
+
+
+def validate_arrays(data: Mapping[str, Any], source: str, require: tuple[str, ...] = ("images", "masks", "gaze"),
+                    num_labels: int | None = 4, finite: tuple[str, ...] = ("gaze",)) -> dict[str, np.ndarray]:
+    """Check a dataset in its in-memory form before any command trusts it; the one place for this check.
+
+    images uint8 (N,H,W,3) (or (N,H,W,1) for a greyscale render), masks uint8 (N,H,W) of the same H,W with
+    labels below ``num_labels``, gaze / head_pose / pupil_center floating (N,2), landmarks floating (N,K,2), the
+    same N everywhere, N >= 1; the ``finite`` arrays without NaN or infinities. ``source`` names the dataset in
+    the one-line UserError. Returns ``data`` as a plain dict.
+    """
+    for key in require:
+        if key not in data:
+            raise UserError(f"{source}: dataset has no '{key}' array")
+    out = dict(data)
+    images = out.get("images")
+    if images is not None:
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 \
+                or images.shape[-1] not in (1, 3):
+            raise UserError(f"{source}: images must be uint8 of shape (N,H,W,3), got {_describe(images)}")
+        n, height, width = images.shape[:3]
+        if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+            raise UserError(f"{source}: image size {height}x{width} outside 1..{MAX_SIDE}")
+    else:
+        n = height = width = None
+    for key, value in out.items():
+        if key == "images":
+            continue
+        if not isinstance(value, np.ndarray):
+            raise UserError(f"{source}: '{key}' is not an array")
+        if n is None:
+            n = len(value) if value.ndim else 0
+        if value.ndim == 0 or len(value) != n:
+            raise UserError(f"{source}: '{key}' has {len(value) if value.ndim else 0} rows but the dataset has {n} "
+                            "samples (counts must match)")
+        shape = ARRAY_SHAPES.get(key)
+        if shape is None:
+            continue
+        if value.ndim != 1 + len(shape) or any(want is not None and got != want
+                                               for want, got in zip(shape, value.shape[1:])):
+            wanted = ",".join(["N", *("K" if d is None else str(d) for d in shape)])
+            if key == "masks":
+                wanted = "N,H,W"
+            raise UserError(f"{source}: '{key}' must have shape ({wanted}), got {_describe(value)}")
+        if key == "masks":
+            if value.dtype != np.uint8:
+                raise UserError(f"{source}: masks must be uint8 label maps, got {_describe(value)}")
+            if height is not None and value.shape[1:] != (height, width):
+                raise UserError(f"{source}: masks are {value.shape[1]}x{value.shape[2]} but images are "
+                                f"{height}x{width}")
+            if num_labels is not None and value.size and int(value.max()) >= num_labels:
+                raise UserError(f"{source}: mask label {int(value.max())} found; labels must lie in "
+                                f"0..{num_labels - 1}")
+        elif not np.issubdtype(value.dtype, np.floating):
+            raise UserError(f"{source}: '{key}' must be floating point, got {_describe(value)}")
+        elif key in finite and not np.all(np.isfinite(value)):
+            raise UserError(f"{source}: '{key}' holds NaN or infinite values")
+    if not n:
+        raise UserError(f"{source}: dataset holds no samples")
+    return out
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} {tuple(value.shape)}"
+    return type(value).__name__
+
+
+def load_shard_checked(path: Path, index: int) -> dict[str, np.ndarray]:
+    """Shard ``index`` through :func:`validate_arrays`, as written: any label count, no finiteness check."""
+    return validate_arrays(load_shard(path, index), str(path / shard_name(index)), require=SHARD_KEYS,
+                           num_labels=None, finite=())
+
+
+def load_arrays_checked(path: str | Path, what: str = "--data") -> dict[str, np.ndarray]:
+    """A rendered dataset folder as arrays (:func:`load_arrays`), validated by :func:`validate_arrays`: every
+    command that reads shards goes through here."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{what} {path}: no such dataset folder")
+    if not path.is_dir():
+        raise UserError(f"{what} {path}: not a dataset folder")
+    return validate_arrays(load_arrays(path), f"{what} {path}")
+
+
+def render_once(folder: str | Path, domain: str, n: int, size: tuple[int, int], seed: int,
+                progress: bool = True) -> Path:
+    """Render a dataset into ``folder`` unless a complete one is already there; an interrupted render is resumed
+    (:func:`write_dataset` skips finished shards)."""
+    folder = Path(folder)
+    try:
+        read_meta(folder)
+    except UserError:
+        write_dataset(folder, domain=domain, n=n, size=size, seed=seed, progress=progress)
+    return folder
+
+
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """Every shard of a (small) dataset concatenated in memory: {key: array} for the keys in SHARD_KEYS.
 
-    Each shard is checked by :func:`maskpurify.training.common.validate_arrays` (types, shapes, counts) and all
-    shards must agree, so a bad shard is a one-line UserError naming it rather than a silent upcast."""
+    Each shard is checked by :func:`validate_arrays` (types, shapes, counts) and all shards must agree, so a bad
+    shard is a one-line UserError naming it rather than a silent upcast."""
     path = Path(path)
-    from maskpurify.training.common import validate_arrays  # the one shard validator (imports this module)
-
     meta = read_meta(path)
-    shards = [_load_shard(path, i) for i in range(meta["num_shards"])]
+    shards = [load_shard_checked(path, i) for i in range(meta["num_shards"])]
     for index, shard in enumerate(shards):
-        validate_arrays(shard, str(path / shard_name(index)), require=SHARD_KEYS,
-                        num_labels=None, finite=())
         if index and any(shard[key].dtype != shards[0][key].dtype or shard[key].shape[1:] != shards[0][key].shape[1:]
                          for key in SHARD_KEYS):
             raise UserError(f"{path / shard_name(index)}: arrays differ in type or shape from {shard_name(0)}")
@@ -268,7 +366,7 @@ class EyeDataset(Dataset):
 
     def _shard(self, index: int) -> dict[str, np.ndarray]:
         if self._cached is None or self._cached[0] != index:
-            self._cached = (index, _load_shard(self.path, index))
+            self._cached = (index, load_shard(self.path, index))
         return self._cached[1]
 
     def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
