@@ -1,7 +1,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo lint test bench clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,9 @@ setup-faces: setup
 
 demo: setup
 	.venv/bin/maskpurify demo --out runs/demo
+
+lint: setup  # the import contract in pyproject.toml: every module imports only from the layers below its own
+	.venv/bin/lint-imports
 
 test: setup
 	$(PY) -m pytest
