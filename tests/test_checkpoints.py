@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -214,6 +216,14 @@ def test_shipped_weights_load_unchanged():
     assert "weights_sha256" not in meta  # shipped without a hash: loaded as before
     net = load_network(WEIGHTS_DIR / "gaze", "gaze", lambda c: build_gaze_net(gaze_config_from_dict(c)))
     assert not net.training
+
+
+def test_weights_dir_follows_the_environment(tmp_path):
+    """An installed (non-editable) package has no repository beside it: MASKPURIFY_WEIGHTS names the weights."""
+    code = "from maskpurify.checkpoints import WEIGHTS_DIR; print(WEIGHTS_DIR)"
+    env = {**os.environ, "MASKPURIFY_WEIGHTS": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert Path(out.strip()) == tmp_path
 
 
 def test_commit_point_is_the_pointer(tmp_path):

@@ -36,8 +36,9 @@ from maskpurify.fileio import atomic_write_bytes, atomic_write_json, current_uma
     sha256_file
 
 
-#: The shipped checkpoints (``weights/`` at the repository root, beside ``src/``).
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+#: The shipped checkpoints, the one place every default checkpoint path starts from: ``$MASKPURIFY_WEIGHTS`` when
+#: set (an installed, non-editable package has no repository beside it), else ``weights/`` at the repository root.
+WEIGHTS_DIR = Path(os.environ.get("MASKPURIFY_WEIGHTS") or Path(__file__).resolve().parents[2] / "weights")
 
 #: ``format`` of a committed checkpoint's pointer file.
 POINTER_FORMAT = "maskpurify-checkpoint"

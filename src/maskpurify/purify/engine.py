@@ -27,7 +27,7 @@ from maskpurify.masks import (BINARY_LABELS, CANONICAL_EYE, EYE_LABELS, EYE_PALE
 from maskpurify.nets.purifier import Purifier, load_purifier
 from maskpurify.nets.segmenter import Segmenter, load_segmenter, predict_masks
 
-#: Shipped checkpoints live in ``weights/`` at the repository root.
+#: The shipped purifier and segmenter (see :data:`maskpurify.checkpoints.WEIGHTS_DIR`).
 DEFAULT_PURIFIER = WEIGHTS_DIR / "purifier"
 DEFAULT_SEGMENTER = WEIGHTS_DIR / "segmenter"
 #: The working size the shipped purifier was trained at (height, width); the network itself takes any size.
