@@ -25,8 +25,8 @@ def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Small random-init purifier (eye labels), segmenter and 2-label (binary) purifier checkpoints."""
     root = tmp_path_factory.mktemp("ckpt")
     torch.manual_seed(0)
-    save_purifier(root / "purifier", Purifier(PurifierConfig(base_channels=8, num_res_blocks=1)))
+    small = {"base_channels": 8, "num_res_blocks": 1, "head": "subpixel", "gaze_prior": None}
+    save_purifier(root / "purifier", Purifier(PurifierConfig(**small)))
     save_segmenter(root / "segmenter", Segmenter(SegmenterConfig(base_channels=4, levels=2)))
-    save_purifier(root / "binary", Purifier(PurifierConfig(base_channels=8, num_res_blocks=1, num_labels=2,
-                                                           attention_labels=(1,))))
+    save_purifier(root / "binary", Purifier(PurifierConfig(**small, num_labels=2, attention_labels=(1,))))
     return {"p": root / "purifier", "s": root / "segmenter", "b": root / "binary"}

@@ -17,10 +17,11 @@ def _weights(root):
     save_gaze_net(root / "gaze_from_labels", build_gaze_net(GazeNetConfig(inputs="labels")))
     save_gaze_net(root / "gaze_randomised", build_gaze_net())
     save_segmenter(root / "segmenter", build_segmenter())
-    save_purifier(root / "purifier", Purifier(), {"trained": {"steps": 10, "batch_size": 4}})
-    save_purifier(root / "purifier_nomask", Purifier(PurifierConfig(use_mask=False)))
+    plain = {"head": "subpixel", "gaze_prior": None}  # small and quick: no gaze prior
+    save_purifier(root / "purifier", Purifier(PurifierConfig(**plain)), {"trained": {"steps": 10, "batch_size": 4}})
+    save_purifier(root / "purifier_nomask", Purifier(PurifierConfig(use_mask=False, **plain)))
     (root / "ablations").mkdir()
-    save_purifier(root / "ablations" / "purifier_no_task", Purifier())
+    save_purifier(root / "ablations" / "purifier_no_task", Purifier(PurifierConfig(**plain)))
 
 
 def test_evaluate_writes_report_and_reproduces(tmp_path, capsys):

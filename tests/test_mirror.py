@@ -82,7 +82,7 @@ def test_shipped_segmenter_mirrored_crops_give_mirrored_masks() -> None:
     # The engine's "right" path: mirror in, mirror out, so the network sees exactly the canonical pixels.
     from maskpurify.nets.purifier import Purifier, PurifierConfig
 
-    engine = Purification(Purifier(PurifierConfig(base_channels=8, num_res_blocks=1)), segmenter)
+    engine = Purification(Purifier(PurifierConfig(8, 1, head="subpixel", gaze_prior=None)), segmenter)
     batch = render_samples("wild", 16, seed=77)
     canonical = engine.masks_for(batch.images)
     other = engine.masks_for(mirror_eyes(batch.images, channels=True), eye="right")

@@ -10,6 +10,11 @@ from maskpurify.nets.discriminator import PatchDiscriminator
 from maskpurify.nets.purifier import Purifier, PurifierConfig, RegionNorm
 
 
+def _plain(**kwargs) -> PurifierConfig:
+    """The network without the shipped recipe's gaze prior and full-resolution head, unless ``kwargs`` add them."""
+    return PurifierConfig(**{"head": "subpixel", "gaze_prior": None, **kwargs})
+
+
 def _batch(n: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     image = torch.rand(n, 3, h, w, generator=g)
@@ -23,7 +28,7 @@ def _batch(n: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.T
 @pytest.mark.parametrize("size", [(36, 60), (37, 61), (1, 1), (5, 9), (480, 640)])
 def test_output_shape_and_range(size: tuple[int, int]) -> None:
     h, w = size
-    net = Purifier().eval()
+    net = Purifier(_plain()).eval()
     image, mask = _batch(1 if h > 100 else 3, h, w)
     with torch.inference_mode():
         out = net(image, mask)
@@ -34,12 +39,12 @@ def test_output_shape_and_range(size: tuple[int, int]) -> None:
 def test_starts_near_identity() -> None:
     image, mask = _batch(2, 36, 60)
     with torch.no_grad():
-        out = Purifier()(image, mask)
+        out = Purifier(_plain())(image, mask)
     assert (out - image).abs().mean() < 0.1
 
 
 def test_gradients_reach_every_parameter() -> None:
-    net = Purifier()
+    net = Purifier(_plain())
     image, mask = _batch(2, 37, 61)
     net(image, mask).square().mean().backward()
     for name, p in net.named_parameters():
@@ -48,7 +53,7 @@ def test_gradients_reach_every_parameter() -> None:
 
 def test_use_mask_false_ignores_the_mask() -> None:
     torch.manual_seed(0)
-    net = Purifier(PurifierConfig(use_mask=False)).eval()
+    net = Purifier(_plain(use_mask=False)).eval()
     image, mask = _batch(2, 36, 60)
     with torch.no_grad():
         assert torch.equal(net(image, mask), net(image, torch.zeros_like(mask)))
@@ -56,7 +61,7 @@ def test_use_mask_false_ignores_the_mask() -> None:
 
 def test_use_mask_true_depends_on_the_mask() -> None:
     torch.manual_seed(0)
-    net = Purifier().eval()
+    net = Purifier(_plain()).eval()
     image, mask = _batch(2, 36, 60)
     with torch.no_grad():
         assert (net(image, mask) - net(image, torch.zeros_like(mask))).abs().max() > 1e-4
@@ -90,7 +95,7 @@ def test_region_norm_empty_region_is_finite() -> None:
 
 def test_label_norm_regions_separate_every_label() -> None:
     """norm_regions='labels': one statistics region per label, so iris pixels never touch sclera statistics."""
-    net = Purifier(PurifierConfig(base_channels=8, num_res_blocks=1, norm_regions="labels"))
+    net = Purifier(_plain(base_channels=8, num_res_blocks=1, norm_regions="labels"))
     assert net.down1.norm.weight.shape[0] == 4
     torch.manual_seed(0)
     norm = RegionNorm(4, regions=4)
@@ -108,12 +113,14 @@ def test_label_norm_regions_separate_every_label() -> None:
 
 
 def test_config_round_trip() -> None:
-    net = Purifier(PurifierConfig(base_channels=8, num_res_blocks=1, use_mask=False))
+    net = Purifier(_plain(base_channels=8, num_res_blocks=1, use_mask=False))
     again = Purifier.from_config(net.config_dict())
     assert again.config == net.config
     again.load_state_dict(net.state_dict())
     with pytest.raises(UserError, match="unknown keys"):
         Purifier.from_config({"width": 3})
+    with pytest.raises(UserError, match="missing keys.*head"):
+        Purifier.from_config({k: v for k, v in net.config_dict().items() if k != "head"})
     with pytest.raises(UserError, match="attention labels"):
         PurifierConfig(attention_labels=(5,))
 
@@ -129,7 +136,7 @@ def test_patch_discriminator_grid(size: tuple[int, int]) -> None:
 @pytest.mark.parametrize("size", [(36, 60), (37, 61), (5, 9)])
 def test_fullres_head_keeps_size_starts_near_identity_and_trains(size: tuple[int, int]) -> None:
     torch.manual_seed(0)
-    net = Purifier(PurifierConfig(head="fullres"))
+    net = Purifier(_plain(head="fullres"))
     image, mask = _batch(2, *size)
     out = net(image, mask)
     assert out.shape == image.shape and (out - image).abs().mean() < 0.1
@@ -148,8 +155,8 @@ def _prior_config() -> dict:
 
 def test_gaze_prior_starts_as_the_network_without_it() -> None:
     torch.manual_seed(0)
-    with_prior = Purifier(PurifierConfig(base_channels=8, num_res_blocks=2, gaze_prior=_prior_config()))
-    plain = Purifier(PurifierConfig(base_channels=8, num_res_blocks=2))
+    with_prior = Purifier(_plain(base_channels=8, num_res_blocks=2, gaze_prior=_prior_config()))
+    plain = Purifier(_plain(base_channels=8, num_res_blocks=2))
     shared = {k: v for k, v in with_prior.state_dict().items() if not k.startswith(("prior.", "film."))}
     plain.load_state_dict(shared)
     image, mask = _batch(2, 36, 60)
@@ -159,7 +166,7 @@ def test_gaze_prior_starts_as_the_network_without_it() -> None:
 
 def test_gaze_prior_reading_modulates_the_output_and_stays_frozen() -> None:
     torch.manual_seed(0)
-    net = Purifier(PurifierConfig(base_channels=8, num_res_blocks=1, gaze_prior=_prior_config()))
+    net = Purifier(_plain(base_channels=8, num_res_blocks=1, gaze_prior=_prior_config()))
     torch.nn.init.normal_(net.film[2].weight, std=0.5)
     net.train()
     assert not net.prior.training
@@ -179,7 +186,7 @@ def test_gaze_prior_is_saved_inside_the_checkpoint(tmp_path) -> None:
 
     torch.manual_seed(0)
     prior = build_gaze_net(_prior_config())
-    net = Purifier(PurifierConfig(base_channels=8, num_res_blocks=1, gaze_prior=_prior_config()))
+    net = Purifier(_plain(base_channels=8, num_res_blocks=1, gaze_prior=_prior_config()))
     net.load_gaze_prior(prior)
     torch.nn.init.normal_(net.film[2].weight, std=0.5)
     image, mask = _batch(2, 36, 60)
@@ -196,3 +203,12 @@ def test_gaze_prior_is_saved_inside_the_checkpoint(tmp_path) -> None:
 def test_gaze_prior_needs_eye_masks(kwargs: dict) -> None:
     with pytest.raises(UserError, match="gaze prior reads eye masks"):
         PurifierConfig(gaze_prior=_prior_config(), **kwargs)
+
+
+def test_defaults_are_the_shipped_purifier() -> None:
+    """PurifierConfig() is the recipe of weights/purifier: its sidecar describes the default network."""
+    from maskpurify.checkpoints import WEIGHTS_DIR, load_checkpoint
+    from maskpurify.nets.gaze import LABEL_GAZE_NET, gaze_config_dict
+
+    assert Purifier(PurifierConfig()).config_dict() == load_checkpoint(WEIGHTS_DIR / "purifier")[1]["config"]
+    assert gaze_config_dict(LABEL_GAZE_NET) == load_checkpoint(WEIGHTS_DIR / "gaze_from_labels")[1]["config"]

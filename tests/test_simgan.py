@@ -134,11 +134,12 @@ def test_cli_rejects_train_gaze_for_real2syn(tmp_path, capsys):
 
 
 def test_refine_dataset_cli_writes_a_readable_refined_copy(tmp_path):
-    from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
+    from maskpurify.nets.purifier import save_purifier
+    from maskpurify.training.simgan import RefinerNetConfig, build_refiner
     from maskpurify.world.dataset import load_arrays, write_dataset
 
     data = write_dataset(tmp_path / "wild", "wild", n=6, size=(36, 60), seed=1, progress=False)
-    refiner = Purifier(PurifierConfig(8, 1, use_mask=False))
+    refiner = build_refiner(RefinerNetConfig(8, 1))
     with torch.no_grad():
         refiner.out.bias.fill_(0.5)  # visibly brightens
     save_purifier(tmp_path / "refiner", refiner, {"direction": "real2syn"})

@@ -62,6 +62,10 @@ class GazeNetConfig:
             raise UserError(f"gaze net config: input_size must be at least 16x16, got {self.input_size}")
 
 
+#: The label-map gaze net of the shipped purifier's gaze prior (``weights/gaze_from_labels``).
+LABEL_GAZE_NET = GazeNetConfig(inputs="labels", hidden=256, conv_channels=(12, 32), conv_bn=True)
+
+
 class _GazeBase(nn.Module):
     """Shared input handling: RGB -> grey, resize, per-image standardisation; head pose concat; final FC."""
 

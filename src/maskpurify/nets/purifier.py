@@ -16,7 +16,7 @@ reads the gaze the mask's regions imply, and that reading modulates every residu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from torch import nn
 from maskpurify.checkpoints import load_network, save_checkpoint
 from maskpurify.errors import UserError
 from maskpurify.masks import LABEL_GREY
-from maskpurify.nets.gaze import build_gaze_net, gaze_config_dict, label_maps
+from maskpurify.nets.gaze import LABEL_GAZE_NET, build_gaze_net, gaze_config_dict, label_maps
 
 #: Pixels are clamped to [EPS, 1-EPS] before the logit so the residual never has to fight infinities.
 _LOGIT_EPS = 1e-3
@@ -36,7 +36,8 @@ _NORM_EPS = 1e-5
 
 @dataclass(frozen=True)
 class PurifierConfig:
-    """Everything needed to rebuild a Purifier (stored in the checkpoint sidecar)."""
+    """Everything needed to rebuild a Purifier (stored in the checkpoint sidecar). The defaults are the shipped
+    ``weights/purifier``; SimGAN's refiner and the no-mask ablation say what they leave out."""
 
     base_channels: int = 16
     num_res_blocks: int = 3
@@ -49,12 +50,12 @@ class PurifierConfig:
     #: output head: 'subpixel' (3x3 conv to 12 channels at 1/2, pixel-shuffled) or 'fullres' (a 3x3 conv of the
     #: 1/2 features, bilinearly upsampled, plus a 3x3 conv of the input image and mask at full resolution, then a
     #: 3x3 conv to the residual)
-    head: str = "subpixel"
+    head: str = "fullres"
     #: width of the full-resolution head's hidden layer
     head_channels: int = 8
     #: config (JSON form) of the frozen label-map gaze net whose reading of the mask modulates the residual
     #: blocks; None: no gaze prior. Its weights are part of the purifier's checkpoint.
-    gaze_prior: Mapping[str, Any] | None = None
+    gaze_prior: Mapping[str, Any] | None = field(default_factory=lambda: gaze_config_dict(LABEL_GAZE_NET))
 
     def __post_init__(self) -> None:
         if self.base_channels < 1 or self.num_res_blocks < 0:
@@ -140,10 +141,10 @@ class Purifier(nn.Module):
     """Real image + mask -> synthetic-style image of the same size, fully convolutional.
 
     Layout (c = base_channels): 3x3 stride-2 conv to c channels (1/2) -> 3x3 stride-2 conv to 2c (1/4)
-    -> residual blocks at 1/4 -> nearest upsample + 3x3 conv to c, plus the 1/2 encoder features (skip)
-    -> 3x3 conv to 12 channels, pixel-shuffled to a full-resolution 3-channel residual added to
-    logit(image). Every norm is a :class:`RegionNorm`. Sides that are not multiples of 4 are
-    replicate-padded and the output is cropped back. About 25 MFLOP per 36x60 image at the defaults.
+    -> residual blocks at 1/4 (FiLM-modulated by the gaze prior) -> nearest upsample + 3x3 conv to c, plus the
+    1/2 encoder features (skip) -> the head (``config.head``), a 3-channel residual added to logit(image).
+    Every norm is a :class:`RegionNorm`. Sides that are not multiples of 4 are replicate-padded and the output
+    is cropped back.
     """
 
     STRIDE = 4
@@ -198,11 +199,14 @@ class Purifier(nn.Module):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Purifier:
-        """Rebuild from :meth:`config_dict` output (e.g. a checkpoint sidecar); unknown keys are refused."""
+        """Rebuild from :meth:`config_dict` output (e.g. a checkpoint sidecar). Unknown and missing keys are
+        refused: a sidecar must describe its network whole, not lean on defaults that may change."""
         known = {f.name for f in fields(PurifierConfig)}
-        unknown = sorted(set(config) - known)
+        unknown, missing = sorted(set(config) - known), sorted(known - set(config))
         if unknown:
             raise UserError(f"purifier config: unknown keys {unknown} (known: {sorted(known)})")
+        if missing:
+            raise UserError(f"purifier config: missing keys {missing}")
         values = dict(config)
         if "attention_labels" in values:
             values["attention_labels"] = tuple(int(a) for a in values["attention_labels"])

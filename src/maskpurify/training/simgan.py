@@ -69,7 +69,8 @@ class SimGANDataConfig:
 
 @dataclass
 class RefinerNetConfig:
-    """The refiner: a Purifier without mask (same capacity as the purifier at the same numbers)."""
+    """The refiner: a Purifier without mask, gaze prior or full-resolution head (SimGAN's refiner is a plain
+    residual network; same capacity as the purifier at the same numbers)."""
 
     base_channels: int = 16
     num_res_blocks: int = 3
@@ -195,7 +196,8 @@ def residual_tv(refined: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
 
 
 def build_refiner(net: RefinerNetConfig) -> Purifier:
-    return Purifier(PurifierConfig(net.base_channels, net.num_res_blocks, use_mask=False))
+    return Purifier(PurifierConfig(net.base_channels, net.num_res_blocks, use_mask=False, head="subpixel",
+                                   gaze_prior=None))
 
 
 # ----------------------------------------------------------------------------------------------------------------
