@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from maskpurify.errors import UserError
+from maskpurify.masks import EYE_LABELS
 from maskpurify.nets.gaze import load_gaze_net
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import build_segmenter, save_segmenter
@@ -35,6 +36,7 @@ def test_purifier_trains_saves_and_previews(tmp_path, config):
     summary = train_purifier(config, out, progress=False, arrays=(_arrays(0), _arrays(1)))
     assert summary["finished"]
     model = load_purifier(out / "purifier")
+    assert model.spec.size == (16, 24) and model.spec.labels is EYE_LABELS  # the data it trained on, read back
     y = model(torch.rand(2, 3, 16, 24), torch.zeros(2, 16, 24, dtype=torch.long))
     assert y.shape == (2, 3, 16, 24)
     # the gaze prior is the label-map gaze net, copied into the checkpoint unchanged

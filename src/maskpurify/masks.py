@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -41,6 +42,29 @@ class LabelSet:
     @property
     def num_labels(self) -> int:
         return len(self.names)
+
+    def to_json(self) -> dict[str, Any]:
+        """The form a checkpoint sidecar stores, so a loader knows the labels its network was trained on."""
+        out: dict[str, Any] = {"names": list(self.names), "attention": list(self.attention)}
+        if self.palette is not None:
+            out["palette"] = [list(c) for c in self.palette]
+        return out
+
+    @classmethod
+    def from_json(cls, value: Any, source: str) -> LabelSet:
+        """Inverse of :meth:`to_json`; also reads a bare list of names (the shipped segmenter's sidecar), whose
+        attention region is every label but the first. The eye and binary sets come back as :data:`EYE_LABELS`
+        and :data:`BINARY_LABELS`, which code tells apart by identity."""
+        if isinstance(value, list):
+            value = {"names": value, "attention": list(range(1, len(value)))}
+        try:
+            labels = cls(names=tuple(str(n) for n in value["names"]),
+                         attention=tuple(int(a) for a in value["attention"]),
+                         palette=None if value.get("palette") is None
+                         else tuple((int(r), int(g), int(b)) for r, g, b in value["palette"]))
+        except (TypeError, KeyError, ValueError, AttributeError):
+            raise UserError(f"{source}: 'labels' must be {{names: [...], attention: [...]}}, got {value!r}") from None
+        return next((known for known in (EYE_LABELS, BINARY_LABELS) if labels == known), labels)
 
 
 EYE_LABELS = LabelSet()

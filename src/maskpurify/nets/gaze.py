@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskpurify.checkpoints import load_network, save_checkpoint
+from maskpurify.checkpoints import DataSpec, load_network, save_checkpoint
 from maskpurify.errors import UserError
 from maskpurify.masks import LABEL_GREY, label_image
 
@@ -72,6 +72,8 @@ class _GazeBase(nn.Module):
     def __init__(self, config: GazeNetConfig) -> None:
         super().__init__()
         self.config = config
+        #: the data it works on (the sidecar's, once loaded; a trainer sets the size and labels it trains on)
+        self.spec = DataSpec(size=config.input_size)
         self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1), persistent=False)
 
     @property
@@ -249,9 +251,10 @@ def gaze_net_inputs(config: GazeNetConfig, data: dict[str, np.ndarray], what: st
     return label_image(data["masks"])
 
 
-def save_gaze_net(path: str | Path, model: nn.Module, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``path.safetensors`` + ``path.json``; the sidecar holds the network config."""
-    meta: dict[str, Any] = {"kind": "gaze", "config": gaze_config_dict(model.config)}  # type: ignore[arg-type]
+def save_gaze_net(path: str | Path, model: LeNetGaze | ResNetPreactGaze, extra: dict[str, Any] | None = None
+                  ) -> Path:
+    """Write ``path.safetensors`` + ``path.json``; the sidecar holds the network config and its data spec."""
+    meta: dict[str, Any] = {"kind": "gaze", "config": gaze_config_dict(model.config), **model.spec.to_meta()}
     meta.update(extra or {})
     return save_checkpoint(path, dict(model.state_dict()), meta)
 

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskpurify.checkpoints import load_network, save_checkpoint
+from maskpurify.checkpoints import DataSpec, load_network, save_checkpoint
 from maskpurify.errors import UserError
-from maskpurify.masks import LABEL_GREY
+from maskpurify.masks import LABEL_GREY, label_set_for
 from maskpurify.nets.gaze import LABEL_GAZE_NET, build_gaze_net, gaze_config_dict, label_maps
 
 #: Pixels are clamped to [EPS, 1-EPS] before the logit so the residual never has to fight infinities.
@@ -154,6 +154,8 @@ class Purifier(nn.Module):
         :meth:`load_gaze_prior`); without it the prior keeps its initial weights, to be loaded from a checkpoint."""
         super().__init__()
         self.config = config or PurifierConfig()
+        #: the data it works on (the sidecar's, once loaded; a trainer sets the size it trains at)
+        self.spec = DataSpec(labels=label_set_for(self.config.num_labels, self.config.attention_labels))
         c, m, k = self.config.base_channels, self.config.use_mask, self.config.num_norm_regions
         self.register_buffer("_region_lut", self._lut(self.config), persistent=False)
         cin = 3 + self.config.num_labels
@@ -272,8 +274,8 @@ class Purifier(nn.Module):
 
 
 def save_purifier(path: str | Path, model: Purifier, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``path.safetensors`` + ``path.json``; the sidecar holds the network config."""
-    meta: dict[str, Any] = {"kind": "purifier", "config": model.config_dict()}
+    """Write ``path.safetensors`` + ``path.json``; the sidecar holds the network config and its data spec."""
+    meta: dict[str, Any] = {"kind": "purifier", "config": model.config_dict(), **model.spec.to_meta()}
     meta.update(extra or {})
     return save_checkpoint(path, dict(model.state_dict()), meta)
 

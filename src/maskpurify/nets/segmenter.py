@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskpurify.checkpoints import load_network, save_checkpoint
+from maskpurify.checkpoints import DataSpec, load_network, save_checkpoint
 from maskpurify.errors import UserError
+from maskpurify.masks import label_set_for
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class Segmenter(nn.Module):
     def __init__(self, config: SegmenterConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or SegmenterConfig()
+        #: the data it works on (the sidecar's, once loaded; a trainer sets the size it trains at); by default
+        #: every label but the first (skin, background) is attention: the eye labels for 4 classes
+        self.spec = DataSpec(labels=label_set_for(config.num_classes, range(1, config.num_classes)))
         chans = [config.base_channels * 2 ** i for i in range(config.levels)]
         self.down = nn.ModuleList([_double_conv(3 if i == 0 else chans[i - 1], c) for i, c in enumerate(chans)])
         self.up = nn.ModuleList([_double_conv(chans[i + 1] + chans[i], chans[i])
@@ -94,9 +98,8 @@ def build_segmenter(config: SegmenterConfig | dict[str, Any] | None = None) -> S
 
 
 def save_segmenter(path: str | Path, model: Segmenter, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``path.safetensors`` + ``path.json``; the sidecar holds the network config."""
-    meta = {"kind": "segmenter", "config": asdict(model.config),
-            "labels": ["skin", "sclera", "iris", "pupil"][: model.config.num_classes]}
+    """Write ``path.safetensors`` + ``path.json``; the sidecar holds the network config and its data spec."""
+    meta = {"kind": "segmenter", "config": asdict(model.config), **model.spec.to_meta()}
     meta.update(extra or {})
     return save_checkpoint(path, dict(model.state_dict()), meta)
 

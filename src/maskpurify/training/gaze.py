@@ -6,7 +6,7 @@ Outputs in the out dir: ``gaze.safetensors`` + ``gaze.json`` (final weights; sid
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -90,6 +90,7 @@ class GazeTask(Task):
             from maskpurify.formats.arrays import require_labels
             require_labels(data, "head_pose", f"model.use_head_pose=true: data.path {config.data.path}")
         self.model = build_gaze_net(config.model).to(ctx.device)
+        self.model.spec = replace(self.model.spec, size=tuple(data["images"].shape[1:3]))
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.models, self.optimizers = {"model": self.model}, {"optimizer": self.optimizer}
         self.net = wrap_model(self.model, ctx)

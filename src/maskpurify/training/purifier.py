@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskpurify.checkpoints import WEIGHTS_DIR
+from maskpurify.checkpoints import WEIGHTS_DIR, DataSpec
 from maskpurify.config import command_line, parse_size
 from maskpurify.degradation import DegradationConfig, degrade
 from maskpurify.errors import UserError
@@ -191,6 +191,7 @@ class PurifierTask(Task):
         }
         self.segmenter = segmenter
         self.model = Purifier(net_config, gaze_prior).to(ctx.device)
+        self.model.spec = DataSpec(tuple(content["images"].shape[1:3]), labels)
         encoder = build_encoder(config.encoder.name, config.encoder.weights_path, config.encoder.upsample)
         self.criterion = purifier_loss(config.loss, encoder.to(ctx.device), config.net.attention_labels, segmenter,
                                        gaze_guide)

@@ -8,7 +8,7 @@ Outputs in the out dir: ``segmenter.safetensors`` + ``segmenter.json``, ``last``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,7 @@ class SegmenterTask(Task):
         data = self.arrays if self.arrays is not None else load_training_data(config.data, run)
         self.train, self.val = split_train_val(data, config.data.val_fraction, config.data.limit)
         self.model = build_segmenter(config.model).to(ctx.device)
+        self.model.spec = replace(self.model.spec, size=tuple(data["images"].shape[1:3]))
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.models, self.optimizers = {"model": self.model}, {"optimizer": self.optimizer}
         self.net = wrap_model(self.model, ctx)

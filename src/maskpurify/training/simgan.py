@@ -36,7 +36,7 @@ multi-rank run gives every rank rank 0's buffer.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -241,6 +241,7 @@ class SimGANTask(Task):
                             f"{tuple(self.tgt_images.shape[1:3])} differ in size; render or convert both at one size")
         h, w = int(self.src_images.shape[1]), int(self.src_images.shape[2])
         self.refiner = build_refiner(config.net).to(ctx.device)
+        self.refiner.spec = replace(self.refiner.spec, size=(h, w))
         self.disc = PatchDiscriminator(config.net.disc_channels).to(ctx.device)
         self.history = HistoryBuffer(config.history_size, (3, h, w)).to(ctx.device)
         self.opt_r = torch.optim.Adam(self.refiner.parameters(), lr=config.lr_r, betas=(config.beta1, 0.999))

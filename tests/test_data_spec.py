@@ -1,0 +1,65 @@
+"""The working size and label set every network's sidecar records (:class:`maskpurify.checkpoints.DataSpec`)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from maskpurify.checkpoints import WEIGHTS_DIR, DataSpec
+from maskpurify.errors import UserError
+from maskpurify.masks import EYE_LABELS, LabelSet
+from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, load_gaze_net, save_gaze_net
+from maskpurify.nets.purifier import load_purifier
+from maskpurify.nets.segmenter import SegmenterConfig, build_segmenter, load_segmenter, save_segmenter
+
+LOADERS = {"purifier": load_purifier, "segmenter": load_segmenter, "gaze": load_gaze_net}
+
+
+@pytest.mark.parametrize("sidecar", sorted(WEIGHTS_DIR.glob("*.json")), ids=lambda p: p.stem)
+def test_shipped_sidecars_without_the_fields_are_36x60_eyes(sidecar):
+    meta = json.loads(sidecar.read_text())
+    assert "working_size" not in meta  # written before the fields existed; not rewritten
+    model = LOADERS[meta["kind"]](sidecar.with_suffix(""))
+    assert model.spec.size == (36, 60) and model.spec.labels is EYE_LABELS
+
+
+def test_segmenter_and_gaze_sidecars_round_trip(tmp_path):
+    seg = build_segmenter(SegmenterConfig(num_classes=3, base_channels=4, levels=2))
+    assert seg.spec.labels.attention == (1, 2)
+    named = LabelSet(("bg", "lid", "iris"), (1, 2), ((0, 0, 0), (9, 9, 9), (1, 2, 3)))
+    seg.spec = DataSpec((18, 30), named)
+    save_segmenter(tmp_path / "s", seg)
+    assert load_segmenter(tmp_path / "s").spec == DataSpec((18, 30), named)
+    gaze = build_gaze_net(GazeNetConfig(hidden=8, input_size=(16, 24)))
+    assert gaze.spec.size == (16, 24)
+    save_gaze_net(tmp_path / "g", gaze)
+    assert load_gaze_net(tmp_path / "g").spec == DataSpec((16, 24), EYE_LABELS)
+
+
+def test_a_legacy_segmenter_label_list_is_the_eye_label_set():
+    spec = DataSpec.from_meta({"labels": ["skin", "sclera", "iris", "pupil"]}, "seg.json", DataSpec())
+    assert spec.labels is EYE_LABELS and spec.size == (36, 60)
+
+
+@pytest.mark.parametrize("meta", [{"working_size": [36]}, {"working_size": "36x60"}, {"working_size": [0, 60]},
+                                  {"working_size": [True, 60]}, {"labels": {"names": ["a"]}},
+                                  {"labels": {"names": ["a", "b"], "attention": [5]}}, {"labels": 3}])
+def test_a_bad_spec_in_a_sidecar_is_one_clear_error(meta):
+    with pytest.raises(UserError) as err:
+        DataSpec.from_meta(meta, "x.json", DataSpec())
+    assert "x.json" in str(err.value) or "label set" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_trained_segmenter_records_its_data_size(tmp_path):
+    from maskpurify.training.segmenter import SegmenterTrainConfig, train_segmenter
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((16, 20, 32), np.uint8)
+    masks[:, 5:15, 8:24] = 1
+    arrays = {"images": rng.integers(0, 256, (16, 20, 32, 3), dtype=np.uint8), "masks": masks}
+    torch.manual_seed(0)
+    train_segmenter(SegmenterTrainConfig(steps=2, batch_size=4, device="cpu", log_every=1), tmp_path, progress=False,
+                    arrays=arrays)
+    assert load_segmenter(tmp_path / "segmenter").spec.size == (20, 32)
