@@ -15,11 +15,11 @@ Photos (see ``src/maskpurify/data/README.md`` for their sources):
 Per photo, FaceMesh (``faces.FaceFinder``) runs on overlapping square windows at several sizes, because its face
 detector only finds faces that fill a good part of the frame; detections of the same face are grouped, a face
 seen in fewer than :data:`MIN_VOTES` windows is dropped, and the median of its landmarks is kept. Each eye is then
-cut exactly as ``maskpurify purify`` cuts it in a face photo (``faces.eyes_from_landmarks`` box at 36x60,
-``faces.rasterise`` reference mask: eyelid contour -> sclera, iris circle -> iris, pupil circle -> pupil), and
-the crop of the non-canonical eye is mirrored to the canonical side (``Eye.crop_side``,
-``masks.mirror_eyes``). Eyes narrower than ``--min-eye-width`` pixels (corner to corner, in the photo) are
-skipped. Run from the repository root (needs ``make setup-faces``)::
+cut exactly as ``maskpurify purify`` cuts it in a face photo (``faces.eyes_from_landmarks`` box at the shipped
+purifier's working size, 36x60; ``faces.rasterise`` reference mask: eyelid contour -> sclera, iris circle ->
+iris, pupil circle -> pupil), and the crop of the non-canonical eye is mirrored to the canonical side
+(``Eye.crop_side``, ``masks.mirror_eyes``). Eyes narrower than ``--min-eye-width`` pixels (corner to corner, in
+the photo) are skipped. Run from the repository root (needs ``make setup-faces``)::
 
     .venv/bin/python scripts/make_real_eyes.py --insightface /tmp/x/insightface-2.1.tar.gz
 """
@@ -41,7 +41,8 @@ from PIL import Image
 from maskpurify.errors import UserError
 from maskpurify.masks import mirror_eyes
 from maskpurify.purify import faces
-from maskpurify.purify.engine import WORKING_SIZE
+from maskpurify.nets.purifier import load_purifier
+from maskpurify.purify.engine import DEFAULT_PURIFIER
 from maskpurify.world.dataset import save_npz_deterministic
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "maskpurify" / "data" / "real_eyes.npz"
@@ -131,10 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, list[object]] = {k: [] for k in ("images", "masks", "source", "eye", "mirrored", "face",
                                                      "eye_width", "box", "iris_center", "iris_radius")}
     skipped = 0
+    size = load_purifier(DEFAULT_PURIFIER).spec.size  # crops as purify cuts them for the shipped purifier
     with faces.FaceFinder(static=True, max_faces=4) as finder:
         for name, photo in photos.items():
             found = sorted(find_faces(finder, photo), key=lambda f: tuple(f.points[1].round()))
-            eyes_by_face = [faces.eyes_from_landmarks(face.points, WORKING_SIZE) for face in found]
+            eyes_by_face = [faces.eyes_from_landmarks(face.points, size) for face in found]
             mask = faces.rasterise(photo.shape, [eye for eyes in eyes_by_face for eye in eyes])  # as purify does
             kept_here = 0
             for face_index, eyes in enumerate(eyes_by_face):
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                     centre = eye.crop.map_points(eye.iris_center)
                     if flip:
                         crop, crop_mask = mirror_eyes(crop, channels=True), mirror_eyes(crop_mask)
-                        centre = np.array([WORKING_SIZE[1] - 1 - centre[0], centre[1]])
+                        centre = np.array([size[1] - 1 - centre[0], centre[1]])
                     rows["images"].append(crop[0])
                     rows["masks"].append(crop_mask[0])
                     rows["source"].append(name)

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from maskpurify.checkpoints import WEIGHTS_DIR, DataSpec
+from maskpurify.checkpoints import WEIGHTS_DIR, DataSpec, checkpoint_paths
 from maskpurify.errors import UserError
-from maskpurify.masks import EYE_LABELS, LabelSet
+from maskpurify.masks import BINARY_LABELS, EYE_LABELS, LabelSet
 from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, load_gaze_net, save_gaze_net
-from maskpurify.nets.purifier import load_purifier
+from maskpurify.nets.purifier import Purifier, PurifierConfig, load_purifier, save_purifier
 from maskpurify.nets.segmenter import SegmenterConfig, build_segmenter, load_segmenter, save_segmenter
+from maskpurify.purify import Purification
 
 LOADERS = {"purifier": load_purifier, "segmenter": load_segmenter, "gaze": load_gaze_net}
 
@@ -22,6 +23,19 @@ def test_shipped_sidecars_without_the_fields_are_36x60_eyes(sidecar):
     assert "working_size" not in meta  # written before the fields existed; not rewritten
     model = LOADERS[meta["kind"]](sidecar.with_suffix(""))
     assert model.spec.size == (36, 60) and model.spec.labels is EYE_LABELS
+
+
+def test_the_engine_takes_its_working_size_from_the_purifier_checkpoint(tmp_path):
+    assert Purification.load(segmenter=False).working_size == (36, 60)
+    net = Purifier(PurifierConfig(base_channels=4, num_res_blocks=0, num_labels=2, attention_labels=(1,),
+                                  gaze_prior=None))
+    net.spec = DataSpec((24, 40), BINARY_LABELS)
+    save_purifier(tmp_path / "p", net)
+    meta = json.loads(checkpoint_paths(tmp_path / "p")[1].read_text())
+    assert meta["working_size"] == [24, 40]
+    assert meta["labels"] == {"names": ["background", "attention"], "attention": [1]}
+    engine = Purification.load(tmp_path / "p", segmenter=False)
+    assert engine.working_size == (24, 40) and engine.labels is BINARY_LABELS
 
 
 def test_segmenter_and_gaze_sidecars_round_trip(tmp_path):

@@ -45,7 +45,7 @@ def _synthetic_landmarks(cx: float, cy: float, half_width: float) -> np.ndarray:
 def test_masks_and_paste_without_mediapipe(ckpts: dict[str, Path]) -> None:
     """Rasterised labels, the 3:5 crop and pixel-identity outside the crops, with eyes given directly."""
     photo = skimage.data.astronaut()
-    eyes = faces.eyes_from_landmarks(_synthetic_landmarks(200.0, 100.0, 12.0))
+    eyes = faces.eyes_from_landmarks(_synthetic_landmarks(200.0, 100.0, 12.0), (36, 60))
     assert len(eyes) == 2
     for eye in eyes:
         _, _, w, h = eye.box
@@ -74,7 +74,7 @@ def test_other_eye_reaches_the_networks_mirrored(ckpts: dict[str, Path], monkeyp
     from maskpurify.nets.purifier import Purifier
 
     photo = skimage.data.astronaut()
-    eyes = faces.eyes_from_landmarks(_synthetic_landmarks(200.0, 100.0, 12.0))
+    eyes = faces.eyes_from_landmarks(_synthetic_landmarks(200.0, 100.0, 12.0), (36, 60))
     engine = Purification.load(ckpts["p"], False)
     seen: list[tuple[np.ndarray, np.ndarray]] = []
     original = Purifier.forward
@@ -106,7 +106,7 @@ def test_closed_eye_is_left_as_it_was(ckpts: dict[str, Path]) -> None:
     points = _synthetic_landmarks(200.0, 100.0, 12.0)
     lid = list(faces.LEFT_EYELID)
     points[lid, 1] = 100.0  # upper and lower lid meet
-    eyes = faces.eyes_from_landmarks(points)
+    eyes = faces.eyes_from_landmarks(points, (36, 60))
     engine = Purification.load(ckpts["p"], False)
     result = faces.purify_face_photo(engine, photo, eyes=eyes, name="face.png")
     assert result is not None and len(result.skipped) == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +27,7 @@ class PurifyConfig:
     device: str = "cpu"
     eye: Literal["left", "right"] = "left"
     eye_check: bool = True
-    face_crop_size: str = "36x60"
+    face_crop_size: str | None = None  # None: the purifier's working size, from its checkpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,8 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and face photos, an overlay for inspection (NAME_overlay.png)")
     parser.add_argument("--mask-video", metavar="PATH", help="videos: also write the colourised masks as a video")
     parser.add_argument("--face-crop-size", metavar="HxW",
-                        help="face photos: size each eye crop is purified at, aspect 3:5 (default 36x60, the "
-                             "purifier's training size; larger keeps more detail)")
+                        help="face photos: size each eye crop is purified at, aspect 3:5 (default: the "
+                             "purifier's working size from its checkpoint, 36x60 for the shipped one; larger keeps "
+                             "more detail)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(parser)
 
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     src, out = Path(args.input), Path(args.out)
     if not src.exists():
         raise UserError(f"--input {src}: no such file or folder")
-    crop_size = _parse_size(config.face_crop_size)
+    crop_size = _parse_size(config.face_crop_size) if config.face_crop_size else None
     masks = MaskSource.parse(args.masks)
     if args.mask_video is not None and src.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError("--mask-video applies to video inputs only")
@@ -109,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
     segmenter = False if config.segmenter == "none" else config.segmenter
     engine = Purification.load(config.checkpoint, segmenter, config.device, config.batch_size,
                                check_eyes=config.eye_check)
+    if crop_size is None:
+        crop_size = engine.working_size
+        config = replace(config, face_crop_size=f"{crop_size[0]}x{crop_size[1]}")  # the run record's resolved value
     settings: dict[str, Any] = {
         "checkpoint": str(Path(config.checkpoint).resolve()) if config.checkpoint else "default",
         "segmenter": str(Path(segmenter).resolve()) if segmenter else ("none" if segmenter is False else "default"),

@@ -26,7 +26,7 @@ from maskpurify.fileio import IMAGE_SUFFIXES, OutputGuard, atomic_write_json, ch
     read_image, save_image
 from maskpurify.masks import CANONICAL_EYE, EYE_LABELS, LabelSet, colourise, load_mask, overlay
 from maskpurify.purify import faces
-from maskpurify.purify.engine import WORKING_SIZE, Purification, palette_for, resolve_device
+from maskpurify.purify.engine import Purification, palette_for, resolve_device
 from maskpurify.purify.output import OutputDir
 
 MASK_SUFFIX = "_mask.png"
@@ -134,7 +134,7 @@ def _fingerprint(image_path: Path, mask_path: Path | None) -> dict[str, Any]:
 
 def purify_folder(engine: Purification, src: Path, out: Path, masks: MaskSource = MaskSource(), recursive: bool = False,
                   overwrite: bool = False, resume: bool = True, save_masks: bool = False,
-                  face_crop_size: tuple[int, int] = WORKING_SIZE, progress: bool = True,
+                  face_crop_size: tuple[int, int] | None = None, progress: bool = True,
                   settings: dict[str, Any] | None = None, eye: str = CANONICAL_EYE) -> FolderStats:
     """Purify every image under ``src`` into ``out`` (same relative paths and names).
 
@@ -317,7 +317,7 @@ def _image_mask_path(src: Path, masks: MaskSource) -> Path | None:
 
 def purify_image_file(engine: Purification, src: Path, out: Path, masks: MaskSource = MaskSource(),
                       overwrite: bool = False,
-                      save_masks: bool = False, face_crop_size: tuple[int, int] = WORKING_SIZE,
+                      save_masks: bool = False, face_crop_size: tuple[int, int] | None = None,
                       eye: str = CANONICAL_EYE) -> ImageResult:
     """Purify one image file into ``out`` (a file; its suffix picks the format). eye: which eye an eye crop
     shows (``right`` is mirrored for the networks and back); a face photo finds each eye's side itself.
@@ -578,7 +578,7 @@ def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray
 
 def purify_video(engine: Purification, src: Path, out: Path, mask_video: Path | None = None,
                  overwrite: bool = False, masks: MaskSource = MaskSource(),
-                 face_crop_size: tuple[int, int] = WORKING_SIZE, progress: bool = True,
+                 face_crop_size: tuple[int, int] | None = None, progress: bool = True,
                  on_frames: Callable[[int], None] | None = None, eye: str = CANONICAL_EYE) -> VideoStats:
     """Stream a video through the purifier: same fps, size and frame count; masks automatic per frame.
 

@@ -23,15 +23,13 @@ import torch
 from maskpurify.checkpoints import WEIGHTS_DIR, checkpoint_paths
 from maskpurify.errors import UserError
 from maskpurify.masks import (BINARY_LABELS, CANONICAL_EYE, EYE_LABELS, EYE_PALETTE, LabelSet, eye_problems,
-                              label_set_for, mirror_eyes, mirror_flags, validate_mask)
+                              mirror_eyes, mirror_flags, validate_mask)
 from maskpurify.nets.purifier import Purifier, load_purifier
 from maskpurify.nets.segmenter import Segmenter, load_segmenter, predict_masks
 
 #: The shipped purifier and segmenter (see :data:`maskpurify.checkpoints.WEIGHTS_DIR`).
 DEFAULT_PURIFIER = WEIGHTS_DIR / "purifier"
 DEFAULT_SEGMENTER = WEIGHTS_DIR / "segmenter"
-#: The working size the shipped purifier was trained at (height, width); the network itself takes any size.
-WORKING_SIZE = (36, 60)
 #: Palette for colourising masks of an arbitrary label set (eye palette first).
 _PALETTE = EYE_PALETTE + ((240, 200, 40), (60, 200, 90), (170, 80, 200), (250, 130, 30))
 
@@ -110,9 +108,10 @@ class Purification:
     """A purifier (+ optional segmenter) ready to purify uint8 images in batches.
 
     purifier: the network (moved to ``device`` and put in eval mode). segmenter: the automatic masker, or None.
-    batch_size: images per forward pass. The label set masks are validated against follows the purifier's
-    config (``num_labels``, ``attention_labels``). check_eyes: :meth:`purify_batch` leaves an image unpurified
-    when its automatic mask is no plausible eye (:func:`eye_check`); masks a user gives are trusted.
+    batch_size: images per forward pass. The label set masks are validated against and the working size (what
+    face crops are cut at) are the purifier's ``spec``, read from its checkpoint; the network itself takes images
+    of any size. check_eyes: :meth:`purify_batch` leaves an image unpurified when its automatic mask is no
+    plausible eye (:func:`eye_check`); masks a user gives are trusted.
     """
 
     def __init__(self, purifier: Purifier, segmenter: Segmenter | None = None, device: str | torch.device = "cpu",
@@ -124,7 +123,12 @@ class Purification:
         self.segmenter = segmenter.to(self.device).eval() if segmenter is not None else None
         self.batch_size = batch_size
         config = purifier.config
-        self.labels = label_set_for(config.num_labels, config.attention_labels)
+        self.labels = purifier.spec.labels
+        #: (height, width) the purifier was trained at
+        self.working_size = purifier.spec.size
+        if self.labels.num_labels != config.num_labels:
+            raise UserError(f"the purifier's checkpoint names {self.labels.num_labels} labels but its network "
+                            f"reads {config.num_labels}")
         if self.segmenter is not None and self.segmenter.config.num_classes != config.num_labels:
             raise UserError(f"the segmenter predicts {self.segmenter.config.num_classes} labels but the purifier "
                             f"expects {config.num_labels}; use a matching segmenter or give masks")

@@ -14,8 +14,8 @@ Per eye:
   size: sin 10.25 deg / sin 28.5 deg = 0.37), clipped to the eyelid polygon;
 - **crop**: a box with aspect 3:5 (height:width) centred between the eye corners, :data:`BOX_SCALE` x the
   corner distance wide (the rendered training eyes span about 34 of 60 pixels between corners), resized to the
-  working size (36x60 by default), purified, resized back and blended into the photo with weights that fall
-  to zero at the box border. Pixels outside the boxes are never touched.
+  purifier's working size (from its checkpoint; 36x60 for the shipped one), purified, resized back and blended
+  into the photo with weights that fall to zero at the box border. Pixels outside the boxes are never touched.
 
 **Sides.** The networks know one eye, the renderer's: inner corner on the image's left, which in an unmirrored
 photo is the subject's left eye (FaceMesh 362-263, iris 473). The other eye's crop is mirrored before the
@@ -37,7 +37,7 @@ import numpy as np
 from maskpurify.errors import UserError
 from maskpurify.formats.base import CropBox
 from maskpurify.masks import CANONICAL_EYE, IRIS, PUPIL, SCLERA, SKIN, overlay
-from maskpurify.purify.engine import WORKING_SIZE, Purification
+from maskpurify.purify.engine import Purification
 
 RIGHT_EYELID = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
 LEFT_EYELID = (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385, 384, 398)
@@ -114,8 +114,8 @@ def check_crop_size(crop_size: Sequence[int]) -> tuple[int, int]:
     return h, w
 
 
-def eyes_from_landmarks(points: np.ndarray, crop_size: tuple[int, int] = WORKING_SIZE) -> list[Eye]:
-    """Both eyes of one face from its (478, 2) FaceMesh landmarks in pixels."""
+def eyes_from_landmarks(points: np.ndarray, crop_size: tuple[int, int]) -> list[Eye]:
+    """Both eyes of one face from its (478, 2) FaceMesh landmarks in pixels, cropped at ``crop_size``."""
     if len(points) < 478:
         raise ValueError(f"need the 478 refined FaceMesh landmarks (iris included), got {len(points)}")
     eyes = []
@@ -179,7 +179,7 @@ class FaceFinder:
             faces.append(np.array([(p.x * w, p.y * h) for p in face.landmark], np.float64))
         return faces
 
-    def find_eyes(self, image: np.ndarray, crop_size: tuple[int, int] = WORKING_SIZE) -> list[Eye]:
+    def find_eyes(self, image: np.ndarray, crop_size: tuple[int, int]) -> list[Eye]:
         return [eye for points in self.landmarks(image) if len(points) >= 478
                 for eye in eyes_from_landmarks(points, crop_size)]
 
@@ -234,7 +234,7 @@ def paste(photo: np.ndarray, patch: np.ndarray, crop: CropBox, feather: float = 
     photo[y0:y1, x0:x1] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
 
-def purify_face_photo(engine: Purification, image: np.ndarray, crop_size: Sequence[int] = WORKING_SIZE,
+def purify_face_photo(engine: Purification, image: np.ndarray, crop_size: Sequence[int] | None = None,
                       name: str = "image", required: bool = False, finder: FaceFinder | None = None,
                       eyes: list[Eye] | None = None, feather: float = FEATHER) -> FaceResult | None:
     """Find the eyes in a face photo, purify each eye crop and paste it back.
@@ -244,8 +244,9 @@ def purify_face_photo(engine: Purification, image: np.ndarray, crop_size: Sequen
     FaceFinder (e.g. one in video mode) instead of making a static one. The crop of the non-canonical eye
     (:attr:`Eye.crop_side`) is mirrored for the networks and back. An eye whose crop mask is no plausible eye
     (the engine's eye check: closed, or the iris hidden) is not purified; it is listed in ``skipped``.
+    ``crop_size``: what each eye crop is purified at; None: the purifier's working size.
     """
-    crop_hw = check_crop_size(crop_size)
+    crop_hw = check_crop_size(engine.working_size if crop_size is None else crop_size)
     image = np.ascontiguousarray(image[..., :3]) if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
     if eyes is None:
         if finder is None:
