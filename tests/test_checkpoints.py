@@ -214,7 +214,7 @@ def test_shipped_weights_load_unchanged():
     assert weights.is_file() and sidecar.is_file()
     _, meta = load_checkpoint(WEIGHTS_DIR / "gaze")
     assert "weights_sha256" not in meta  # shipped without a hash: loaded as before
-    net = load_network(WEIGHTS_DIR / "gaze", "gaze", lambda c: build_gaze_net(gaze_config_from_dict(c)))
+    net, _ = load_network(WEIGHTS_DIR / "gaze", "gaze", lambda c: build_gaze_net(gaze_config_from_dict(c)))
     assert not net.training
 
 

@@ -1,4 +1,4 @@
-"""The working size and label set every network's sidecar records (:class:`maskpurify.checkpoints.DataSpec`)."""
+"""The working size and label set every network's sidecar records (:class:`maskpurify.masks.DataSpec`)."""
 
 import json
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from maskpurify.checkpoints import WEIGHTS_DIR, DataSpec, checkpoint_paths
+from maskpurify.checkpoints import WEIGHTS_DIR, checkpoint_paths
 from maskpurify.errors import UserError
-from maskpurify.masks import BINARY_LABELS, EYE_LABELS, LabelSet
+from maskpurify.masks import BINARY_LABELS, EYE_LABELS, DataSpec, LabelSet
 from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, load_gaze_net, save_gaze_net
 from maskpurify.nets.purifier import Purifier, PurifierConfig, load_purifier, save_purifier
 from maskpurify.nets.segmenter import SegmenterConfig, build_segmenter, load_segmenter, save_segmenter

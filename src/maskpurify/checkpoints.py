@@ -6,8 +6,7 @@ Two layouts, both read by :func:`load_checkpoint`:
   what network they belong to and how it was made. The sidecar is written last and records the weights' sha256
   (``weights_sha256``), so a sidecar that does not belong to its weights is detected instead of silently mixed.
   Sidecars without the hash (the shipped weights) load unchanged.
-  Every network's sidecar also records the data it works on (:class:`DataSpec`: ``working_size`` and
-  ``labels``); sidecars without them (the shipped weights) are 36x60 eye crops.
+  A network's sidecar also records the data it works on (:class:`maskpurify.masks.DataSpec`).
 - **committed** (training state, written every few steps and killed at any moment): each save goes into a new
   version folder ``name.v<step>-<token>/`` (``weights.safetensors`` + ``meta.json``, built under a temporary name
   and renamed into place when complete), then the pointer ``name.json`` is atomically replaced. The pointer is the
@@ -26,7 +25,6 @@ import re
 import secrets
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,39 +35,11 @@ from safetensors.torch import load as load_bytes, load_file, save as save_bytes
 from maskpurify.errors import UserError
 from maskpurify.fileio import atomic_write_bytes, atomic_write_json, current_umask, fsync_dir, json_bytes, read_json, \
     sha256_file
-from maskpurify.masks import EYE_LABELS, LabelSet
 
 
 #: The shipped checkpoints, the one place every default checkpoint path starts from: ``$MASKPURIFY_WEIGHTS`` when
 #: set (an installed, non-editable package has no repository beside it), else ``weights/`` at the repository root.
 WEIGHTS_DIR = Path(os.environ.get("MASKPURIFY_WEIGHTS") or Path(__file__).resolve().parents[2] / "weights")
-
-#: The working size (height, width) of sidecars written before it was recorded: the shipped weights' eye crops.
-LEGACY_WORKING_SIZE = (36, 60)
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """The data a network works on: the image size it was trained at (height, width) and the label set of its
-    masks. Stored in every network's sidecar, so loaders and the engine read it instead of assuming 36x60 eyes."""
-
-    size: tuple[int, int] = LEGACY_WORKING_SIZE
-    labels: LabelSet = EYE_LABELS
-
-    def to_meta(self) -> dict[str, Any]:
-        return {"working_size": [int(self.size[0]), int(self.size[1])], "labels": self.labels.to_json()}
-
-    @classmethod
-    def from_meta(cls, meta: dict[str, Any], source: str | Path, default: DataSpec) -> DataSpec:
-        """The spec a sidecar records; a field it lacks (older sidecars) is ``default``'s: the network's own,
-        from its config (36x60 and the label set its label count implies)."""
-        size = meta.get("working_size", default.size)
-        if not (isinstance(size, (list, tuple)) and len(size) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
-            raise UserError(f"{source}: sidecar 'working_size' must be [height, width] in pixels, got {size!r}")
-        labels = LabelSet.from_json(meta["labels"], str(source)) if "labels" in meta else default.labels
-        return cls((int(size[0]), int(size[1])), labels)
-
 
 #: ``format`` of a committed checkpoint's pointer file.
 POINTER_FORMAT = "maskpurify-checkpoint"
@@ -308,10 +278,10 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
 
 
 def load_network(path: str | Path, kind: str, build: Callable[[dict[str, Any]], torch.nn.Module],
-                 device: str | torch.device = "cpu") -> torch.nn.Module:
+                 device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild a network from its checkpoint: the sidecar must say ``kind`` and hold the ``config`` that
-    ``build`` turns into the module; returns it in eval mode on ``device``, its ``spec`` the sidecar's
-    :class:`DataSpec`. Mismatches are UserErrors."""
+    ``build`` turns into the module; returns it in eval mode on ``device``, with the sidecar (for what else it
+    records, e.g. the data spec). Mismatches are UserErrors."""
     tensors, meta = load_checkpoint(path)
     if meta.get("kind") != kind or "config" not in meta:
         raise UserError(f"{path}: not a {kind} checkpoint (sidecar kind is {meta.get('kind')!r})")
@@ -324,14 +294,12 @@ def load_network(path: str | Path, kind: str, build: Callable[[dict[str, Any]], 
         raise UserError(f"{path}: weights do not match the network in its sidecar (first difference: "
                         f"{mismatch[0]!r})")
     model = _build_checked(path, build, config, meta_device=False)
-    spec = DataSpec.from_meta(meta, path, model.spec)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:
         raise UserError(f"{path}: weights do not match the network in its sidecar ({str(exc).splitlines()[0]})") \
             from None
-    model.spec = spec
-    return model.to(device).eval()
+    return model.to(device).eval(), meta
 
 
 #: What building a network from a sidecar's config can raise when the config is malformed.

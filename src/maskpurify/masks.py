@@ -75,6 +75,34 @@ LABEL_GREY: tuple[float, ...] = (0.6, 0.9, 0.35, 0.05)
 #: A binary mask: 0 background, 1 attention.
 BINARY_LABELS = LabelSet(names=("background", "attention"), attention=(1,))
 
+#: The working size (height, width) of checkpoint sidecars written before it was recorded: the shipped
+#: weights' eye crops.
+LEGACY_WORKING_SIZE = (36, 60)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The data a network works on: the image size it was trained at (height, width) and the label set of its
+    masks. Stored in every network's sidecar, so loaders and the engine read it instead of assuming 36x60 eyes."""
+
+    size: tuple[int, int] = LEGACY_WORKING_SIZE
+    labels: LabelSet = EYE_LABELS
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"working_size": [int(self.size[0]), int(self.size[1])], "labels": self.labels.to_json()}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], source: str | Path, default: DataSpec) -> DataSpec:
+        """The spec a sidecar records; a field it lacks (older sidecars) is ``default``'s: the network's own,
+        from its config (36x60 and the label set its label count implies)."""
+        size = meta.get("working_size", default.size)
+        if not (isinstance(size, (list, tuple)) and len(size) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+            raise UserError(f"{source}: sidecar 'working_size' must be [height, width] in pixels, got {size!r}")
+        labels = LabelSet.from_json(meta["labels"], str(source)) if "labels" in meta else default.labels
+        return cls((int(size[0]), int(size[1])), labels)
+
+
 def label_set_for(num_labels: int, attention: Sequence[int]) -> LabelSet:
     """The label set a network with this config was trained on (eye labels, binary, or generic), so a checkpoint's
     config names its label contract."""

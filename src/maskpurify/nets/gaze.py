@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskpurify.checkpoints import DataSpec, load_network, save_checkpoint
+from maskpurify.checkpoints import load_network, save_checkpoint
 from maskpurify.errors import UserError
-from maskpurify.masks import LABEL_GREY, label_image
+from maskpurify.masks import LABEL_GREY, DataSpec, label_image
 
 #: ITU-R BT.601 luma weights used for the RGB -> grey conversion inside the models.
 LUMA = (0.299, 0.587, 0.114)
@@ -260,8 +260,10 @@ def save_gaze_net(path: str | Path, model: LeNetGaze | ResNetPreactGaze, extra: 
 
 
 def load_gaze_net(path: str | Path, device: str | torch.device = "cpu") -> LeNetGaze | ResNetPreactGaze:
-    """Rebuild a gaze estimator from its checkpoint, in eval mode on ``device``."""
-    return load_network(path, "gaze", build_gaze_net, device)  # type: ignore[return-value]
+    """Rebuild a gaze estimator from its checkpoint, in eval mode on ``device``, with its sidecar's data spec."""
+    model, meta = load_network(path, "gaze", build_gaze_net, device)
+    model.spec = DataSpec.from_meta(meta, path, model.spec)
+    return model  # type: ignore[return-value]
 
 
 @torch.no_grad()

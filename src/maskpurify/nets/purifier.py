@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskpurify.checkpoints import DataSpec, load_network, save_checkpoint
+from maskpurify.checkpoints import load_network, save_checkpoint
 from maskpurify.errors import UserError
-from maskpurify.masks import LABEL_GREY, label_set_for
+from maskpurify.masks import LABEL_GREY, DataSpec, label_set_for
 from maskpurify.nets.gaze import LABEL_GAZE_NET, build_gaze_net, gaze_config_dict, label_maps
 
 #: Pixels are clamped to [EPS, 1-EPS] before the logit so the residual never has to fight infinities.
@@ -281,5 +281,7 @@ def save_purifier(path: str | Path, model: Purifier, extra: dict[str, Any] | Non
 
 
 def load_purifier(path: str | Path, device: str | torch.device = "cpu") -> Purifier:
-    """Rebuild a purifier from its checkpoint, in eval mode on ``device``."""
-    return load_network(path, "purifier", Purifier.from_config, device)  # type: ignore[return-value]
+    """Rebuild a purifier from its checkpoint, in eval mode on ``device``, with the data spec its sidecar records."""
+    model, meta = load_network(path, "purifier", Purifier.from_config, device)
+    model.spec = DataSpec.from_meta(meta, path, model.spec)
+    return model  # type: ignore[return-value]

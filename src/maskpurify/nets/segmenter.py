@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskpurify.checkpoints import DataSpec, load_network, save_checkpoint
+from maskpurify.checkpoints import load_network, save_checkpoint
 from maskpurify.errors import UserError
-from maskpurify.masks import label_set_for
+from maskpurify.masks import DataSpec, label_set_for
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,10 @@ def save_segmenter(path: str | Path, model: Segmenter, extra: dict[str, Any] | N
 
 
 def load_segmenter(path: str | Path, device: str | torch.device = "cpu") -> Segmenter:
-    """Rebuild a segmenter from its checkpoint, in eval mode on ``device``."""
-    return load_network(path, "segmenter", build_segmenter, device)  # type: ignore[return-value]
+    """Rebuild a segmenter from its checkpoint, in eval mode on ``device``, with the data spec its sidecar records."""
+    model, meta = load_network(path, "segmenter", build_segmenter, device)
+    model.spec = DataSpec.from_meta(meta, path, model.spec)
+    return model  # type: ignore[return-value]
 
 
 @torch.no_grad()

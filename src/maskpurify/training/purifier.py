@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskpurify.checkpoints import WEIGHTS_DIR, DataSpec
+from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import command_line, parse_size
 from maskpurify.degradation import DegradationConfig, degrade
 from maskpurify.errors import UserError
 from maskpurify.losses import GazeGuide, LossConfig, LossInputs, purifier_loss
-from maskpurify.masks import EYE_LABELS, LabelSet
+from maskpurify.masks import EYE_LABELS, DataSpec, LabelSet
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import gaze_config_dict, load_gaze_net
 from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
