@@ -27,10 +27,10 @@ from torch import nn
 from maskpurify.losses import TERMS, LossConfig, LossInputs, purifier_loss
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.purifier import Purifier
-from maskpurify.world.renderer import EyeBatch, render_batch, sample_params
+from maskpurify.world.renderer import RenderedEyes, render_batch, sample_params
 
 
-def _tensors(batch: EyeBatch) -> tuple[torch.Tensor, torch.Tensor]:
+def _tensors(batch: RenderedEyes) -> tuple[torch.Tensor, torch.Tensor]:
     images = torch.from_numpy(batch.images).permute(0, 3, 1, 2).float() / 255.0
     return images, torch.from_numpy(batch.masks).long()
 

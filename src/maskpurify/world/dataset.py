@@ -39,7 +39,7 @@ from maskpurify.errors import UserError
 from maskpurify.fileio import atomic_write_bytes, atomic_write_json, clean_stale_temps, encode_image, is_temp_name, \
     read_json
 from maskpurify.world.domains import DomainPreset, GeometryConfig, get_preset
-from maskpurify.world.renderer import CHUNK, EyeBatch, render_samples
+from maskpurify.world.renderer import CHUNK, RenderedEyes, render_samples
 
 SHARD_KEYS = ("images", "masks", "gaze", "head_pose", "pupil_center", "iris_landmarks", "eyelid_landmarks")
 FORMAT_VERSION = 1
@@ -68,7 +68,7 @@ def _fmt(values: Any) -> str:
     return "(" + ", ".join(f"{float(v):.4f}" for v in values) + ")"
 
 
-def unityeyes_record(batch: EyeBatch, i: int, height: int) -> dict[str, Any]:
+def unityeyes_record(batch: RenderedEyes, i: int, height: int) -> dict[str, Any]:
     """The UnityEyes json of sample ``i`` of ``batch`` (see the module docstring for the conventions)."""
 
     def points(xy: np.ndarray) -> list[str]:
@@ -162,7 +162,7 @@ def write_dataset(out_dir: str | Path, domain: str | DomainPreset, n: int, size:
     return out
 
 
-def _write_unityeyes(folder: Path, batch: EyeBatch, start: int, height: int) -> None:
+def _write_unityeyes(folder: Path, batch: RenderedEyes, start: int, height: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(len(batch)):
         name = str(start + i + 1)

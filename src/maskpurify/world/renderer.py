@@ -83,7 +83,7 @@ class EyeParams:
 
 
 @dataclass
-class EyeBatch:
+class RenderedEyes:
     """Rendered eyes. Images uint8 (N,H,W,3) RGB or (N,H,W,1) grey; masks uint8 (N,H,W) labels SKIN, SCLERA,
     IRIS, PUPIL; gaze/head_pose (N,2) pitch/yaw radians; landmarks in (x, y) pixels."""
 
@@ -105,12 +105,12 @@ class EyeBatch:
         return len(self.images)
 
 
-def concat_batches(batches: list[EyeBatch]) -> EyeBatch:
-    return EyeBatch(**{f.name: np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(EyeBatch)})
+def concat_batches(batches: list[RenderedEyes]) -> RenderedEyes:
+    return RenderedEyes(**{f.name: np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(RenderedEyes)})
 
 
-def slice_batch(batch: EyeBatch, index: slice) -> EyeBatch:
-    return EyeBatch(**{f.name: getattr(batch, f.name)[index] for f in fields(EyeBatch)})
+def slice_batch(batch: RenderedEyes, index: slice) -> RenderedEyes:
+    return RenderedEyes(**{f.name: getattr(batch, f.name)[index] for f in fields(RenderedEyes)})
 
 
 # ----------------------------------------------------------------------------------------------- sampling
@@ -313,7 +313,7 @@ def _sub_batch(size: tuple[int, int]) -> int:
 
 def render_batch(params: EyeParams, domain: str | DomainPreset = "synthetic", size: tuple[int, int] = REF_SIZE,
                  rng: np.random.Generator | None = None, *, identity_rng: np.random.Generator | None = None,
-                 grey: bool = False, keep: slice | None = None) -> EyeBatch:
+                 grey: bool = False, keep: slice | None = None) -> RenderedEyes:
     """Render ``params`` in ``domain``. ``rng`` drives the imaging conditions, ``identity_rng`` the materials
     (defaults: ``rng``). Deterministic given the generators' states, the params and the size; each image's
     randomness is drawn up front, so ``keep`` (a slice of the batch to actually render) gives exactly the
@@ -343,7 +343,7 @@ def render_batch(params: EyeParams, domain: str | DomainPreset = "synthetic", si
                                    {k: v[sl] for k, v in cond.items()}, size)
         images[sl] = _to_grey(img) if grey else img
         masks[sl] = mask
-    return EyeBatch(images=images, masks=masks, gaze=params.gaze.astype(_F), gaze_vector=lay["g"].astype(_F),
+    return RenderedEyes(images=images, masks=masks, gaze=params.gaze.astype(_F), gaze_vector=lay["g"].astype(_F),
                     head_pose=params.head_pose.astype(_F), eyelid_landmarks=lid.astype(_F),
                     iris_landmarks=iris.astype(_F), pupil_center=lay["pupil_c"].astype(_F),
                     caruncle_landmarks=car.astype(_F), iris_size=lay["iris_size"].astype(_F),
@@ -595,7 +595,7 @@ def _motion_kernel(length: float, angle_deg: float) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------- seeded ranges
 def render_samples(domain: str | DomainPreset, n: int, size: tuple[int, int] = REF_SIZE, seed: int = 0,
-                   start: int = 0, geometry: GeometryConfig | None = None, grey: bool = False) -> EyeBatch:
+                   start: int = 0, geometry: GeometryConfig | None = None, grey: bool = False) -> RenderedEyes:
     """Render samples ``start .. start+n-1`` of the seeded stream of ``domain``.
 
     Sample i always gets the same geometry (in every domain), materials and conditions, whatever ``start`` and
