@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from maskpurify.batch import EyeBatch
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.evaluation.experiment import purifier_transform
 from maskpurify.metrics.image import kernel_inception_distance, pooled_features
@@ -100,14 +101,14 @@ def main() -> None:
     work = Path(args.work)
     train = ["--quiet", "--set", f"num_threads={args.threads}"]
 
-    def data(domain: str, n: int, seed: int) -> dict[str, np.ndarray]:
+    def data(domain: str, n: int, seed: int) -> EyeBatch:
         return load_arrays_checked(render_once(work / "data" / f"{domain}_n{n}_seed{seed}", domain, n, SIZE, seed))
 
     wild, twins, reference = data("wild", 1000, 9001), data("synthetic", 1000, 9001), data("synthetic", 2000, 9101)
-    truth = wild["gaze"].astype(np.float64)
+    truth = wild.gaze.astype(np.float64)
     encoder = build_encoder("efficientnet-lite0")
-    features = {"wild": pooled_features(encoder, wild["images"]),
-                "synthetic": pooled_features(encoder, reference["images"])}
+    features = {"wild": pooled_features(encoder, wild.images),
+                "synthetic": pooled_features(encoder, reference.images)}
 
     def kid(images: np.ndarray, to: str) -> float:
         return kernel_inception_distance(pooled_features(encoder, images), features[to])[0]
@@ -117,10 +118,10 @@ def main() -> None:
         return float(angular_error_deg(pred, truth).mean())
 
     # ours as `purify --masks auto` runs it: masks from the shipped segmenter, implausible eyes passed through
-    masks = predict_masks(load_segmenter(WEIGHTS_DIR / "segmenter"), wild["images"])
+    masks = predict_masks(load_segmenter(WEIGHTS_DIR / "segmenter"), wild.images)
     not_an_eye = np.array([p is not None for p in eye_problems(masks)])[:, None, None, None]
-    ours = np.where(not_an_eye, wild["images"], purifier_transform(WEIGHTS_DIR / "purifier", "cpu", 256)(
-        wild["images"], masks))
+    ours = np.where(not_an_eye, wild.images, purifier_transform(WEIGHTS_DIR / "purifier", "cpu", 256)(
+        wild.images, masks))
 
     results: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in args.only}
     for seed in args.seeds:
@@ -129,7 +130,7 @@ def main() -> None:
             if not _finished(model):
                 _maskpurify("train-gaze", "--data", args.train_data, "--out", str(model.parent), *train,
                             "--set", "degradation.strength=1.0", "--set", f"seed={seed}")
-            results["randomised"][seed] = {"weights": str(model), "raw_deg": error(model, wild["images"]),
+            results["randomised"][seed] = {"weights": str(model), "raw_deg": error(model, wild.images),
                                            "on_ours_deg": error(model, ours)}
         if "simgan" in args.only:
             run = work / f"simgan_seed{seed}"
@@ -148,21 +149,21 @@ def main() -> None:
             if not _finished(gaze):
                 _maskpurify("train-simgan", "--direction", "syn2real", "--out", str(run), *train,
                             "--set", f"seed={seed}", "--train-gaze", "--gaze-config", str(gaze_yaml))
-            refined = Purification(load_purifier(run / "refiner"), batch_size=256).purify_arrays(twins["images"])
+            refined = Purification(load_purifier(run / "refiner"), batch_size=256).purify_arrays(twins.images)
             results["simgan"][seed] = {
-                "kid_to_wild_before": kid(twins["images"], "wild"), "kid_to_wild_after": kid(refined, "wild"),
-                **refiner_checks(run, twins["images"], refined), "gaze_weights": str(gaze),
-                "raw_deg": error(gaze, wild["images"])}
+                "kid_to_wild_before": kid(twins.images, "wild"), "kid_to_wild_after": kid(refined, "wild"),
+                **refiner_checks(run, twins.images, refined), "gaze_weights": str(gaze),
+                "raw_deg": error(gaze, wild.images)}
         if "simgan-reverse" in args.only:
             run = work / f"simgan_reverse_seed{seed}"
             if not _finished(run / "refiner"):
                 _maskpurify("train-simgan", "--direction", "real2syn", "--out", str(run), *train,
                             "--set", f"seed={seed}")
-            refined = Purification(load_purifier(run / "refiner"), batch_size=256).purify_arrays(wild["images"])
+            refined = Purification(load_purifier(run / "refiner"), batch_size=256).purify_arrays(wild.images)
             results["simgan-reverse"][seed] = {
-                "kid_to_synthetic_before": kid(wild["images"], "synthetic"),
+                "kid_to_synthetic_before": kid(wild.images, "synthetic"),
                 "kid_to_synthetic_after": kid(refined, "synthetic"),
-                **refiner_checks(run, wild["images"], refined), "deg": error(WEIGHTS_DIR / "gaze", refined)}
+                **refiner_checks(run, wild.images, refined), "deg": error(WEIGHTS_DIR / "gaze", refined)}
         print(json.dumps({name: by_seed.get(seed) for name, by_seed in results.items()}), flush=True)
 
     def spread(by_seed: dict[int, dict[str, Any]]) -> dict[str, dict[str, float]]:

@@ -52,14 +52,14 @@ def main() -> None:
     test = load_arrays_checked(render_once(work / "data" / f"wild_n{args.test_n}_seed{args.test_seed}", "wild",
                                            args.test_n, size, args.test_seed))
     gaze_net = load_gaze_net(WEIGHTS_DIR / "gaze")
-    truth = test["gaze"].astype(np.float64)
+    truth = test.gaze.astype(np.float64)
     errors: dict[int, float] = {}
     for seed in args.seeds:
         config = load_config(PurifierTrainConfig, overrides=overrides + [f"seed={seed}", f"num_threads={args.threads}"])
         run = work / f"{variant}_seed{seed}"
         if not (run / "purifier.safetensors").is_file():
             train_purifier(config, run, progress=False)
-        purified = purifier_transform(run / "purifier", "cpu", 256)(test["images"], test["masks"])
+        purified = purifier_transform(run / "purifier", "cpu", 256)(test.images, test.masks)
         pred = predict_gaze(gaze_net, torch.from_numpy(purified)).numpy().astype(np.float64)
         errors[seed] = float(angular_error_deg(pred, truth).mean())
         print(f"{variant} seed {seed}: {errors[seed]:.3f} deg", flush=True)

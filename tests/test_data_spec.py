@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from maskpurify.batch import EyeBatch
 from maskpurify.checkpoints import WEIGHTS_DIR, checkpoint_paths
 from maskpurify.errors import UserError
 from maskpurify.masks import BINARY_LABELS, EYE_LABELS, DataSpec, LabelSet
@@ -72,7 +73,7 @@ def test_a_trained_segmenter_records_its_data_size(tmp_path):
     rng = np.random.default_rng(0)
     masks = np.zeros((16, 20, 32), np.uint8)
     masks[:, 5:15, 8:24] = 1
-    arrays = {"images": rng.integers(0, 256, (16, 20, 32, 3), dtype=np.uint8), "masks": masks}
+    arrays = EyeBatch(rng.integers(0, 256, (16, 20, 32, 3), dtype=np.uint8), masks, EYE_LABELS)
     torch.manual_seed(0)
     train_segmenter(SegmenterTrainConfig(steps=2, batch_size=4, device="cpu", log_every=1), tmp_path, progress=False,
                     arrays=arrays)

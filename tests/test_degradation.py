@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
+from maskpurify.batch import EyeBatch
 from maskpurify.degradation import DegradationConfig, degrade
 from maskpurify.errors import UserError
+from maskpurify.masks import EYE_LABELS
 from maskpurify.world.renderer import render_samples
 
 
@@ -72,7 +74,7 @@ def test_domain_randomised_gaze_training(tmp_path, eyes):
 
     images, masks = eyes
     batch = render_samples("synthetic", 48, (36, 60), seed=3)
-    arrays = {"images": images, "masks": masks, "gaze": batch.gaze.astype(np.float32)}
+    arrays = EyeBatch(images, masks, EYE_LABELS, gaze=batch.gaze.astype(np.float32))
     weights = {}
     for strength in (0.0, 1.0):
         torch.manual_seed(0)

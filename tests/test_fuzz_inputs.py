@@ -26,7 +26,7 @@ from maskpurify.checkpoints import WEIGHTS_DIR, load_checkpoint
 from maskpurify.config import MAX_PREVIEW_ROWS, MAX_SAMPLES, load_config
 from maskpurify.errors import UserError
 from maskpurify.fileio import MAX_IMAGE_PIXELS, read_image, read_json
-from maskpurify.world.dataset import SHARD_KEYS, load_arrays, save_npz_deterministic, shard_name, validate_arrays, \
+from maskpurify.world.dataset import SHARD_KEYS, load_arrays, save_npz_deterministic, shard_batch, shard_name, \
     write_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -292,22 +292,22 @@ def test_fuzz_shard_bytes_and_arrays(tmp_path, dataset, data):
     argv = _shard_commands(folder, work / "out")[data.draw(st.integers(0, 1), label="command")]
     ok_or_refused_cleanly(argv, work)
     try:  # the library path: the one validator, or UserError from the loader
-        validate_arrays(load_arrays(folder), str(folder))
+        shard_batch(load_arrays(folder), str(folder))
     except UserError:
         pass
 
 
-def test_validate_arrays_accepts_a_rendered_dataset_and_names_the_problem(dataset):
+def test_shard_batch_accepts_a_rendered_dataset_and_names_the_problem(dataset):
     arrays = load_arrays(dataset)
-    assert validate_arrays(arrays, "set")["images"].shape == (16, 36, 60, 3)
+    assert shard_batch(arrays, "set").images.shape == (16, 36, 60, 3)
     with pytest.raises(UserError, match=r"^set: 'gaze' must have shape \(N,2\), got float32 \(16, 1\)$"):
-        validate_arrays(CORRUPTIONS["(N,1) gaze"](arrays), "set")
+        shard_batch(CORRUPTIONS["(N,1) gaze"](arrays), "set")
     with pytest.raises(UserError, match=r"masks are 35x60 but images are 36x60"):
-        validate_arrays(CORRUPTIONS["masks of another size"](arrays), "set")
+        shard_batch(CORRUPTIONS["masks of another size"](arrays), "set")
     with pytest.raises(UserError, match=r"'masks' has 15 rows but the dataset has 16"):
-        validate_arrays(CORRUPTIONS["fewer masks"](arrays), "set")
+        shard_batch(CORRUPTIONS["fewer masks"](arrays), "set")
     with pytest.raises(UserError, match=r"images must be uint8"):
-        validate_arrays(CORRUPTIONS["float images"](arrays), "set")
+        shard_batch(CORRUPTIONS["float images"](arrays), "set")
 
 
 # ----------------------------------------------------------------------------------------------------------------

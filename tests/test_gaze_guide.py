@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from maskpurify.batch import EyeBatch
 from maskpurify.config import from_dict
 from maskpurify.errors import UserError
 from maskpurify.losses import GazeGuide, LossInputs
-from maskpurify.masks import LABEL_GREY, label_image
+from maskpurify.masks import EYE_LABELS, LABEL_GREY, label_image
 from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, load_gaze_net
 from maskpurify.training.gaze import GazeTrainConfig, train_gaze
 
@@ -27,7 +29,7 @@ def _eyes(n: int = 96, seed: int = 0) -> dict[str, np.ndarray]:
         masks[i, 12:24, x - 6:x + 6] = 2
         masks[i, 15:21, x - 3:x + 3] = 3
     images = rng.integers(0, 255, (n, 36, 60, 3), dtype=np.uint8)  # appearance carries nothing here
-    return {"images": images, "masks": masks, "gaze": np.stack([np.zeros_like(yaw), yaw], 1)}
+    return EyeBatch(images, masks, EYE_LABELS, gaze=np.stack([np.zeros_like(yaw), yaw], 1))
 
 
 def test_label_image_draws_each_label_at_its_grey_level() -> None:
@@ -48,10 +50,10 @@ def test_gaze_net_trained_on_label_maps_reads_gaze_from_the_mask(tmp_path: Path)
     assert net.config.inputs == "labels"
     test = _eyes(32, seed=1)
     with torch.no_grad():
-        pred = net(torch.from_numpy(label_image(test["masks"])).permute(0, 3, 1, 2).float() / 255)
-    error = (pred[:, 1] - torch.from_numpy(test["gaze"][:, 1])).abs().mean()
-    assert error < 0.5 * np.abs(test["gaze"][:, 1]).mean()  # it learnt the yaw, not the mean
-    no_masks = {k: v for k, v in data.items() if k != "masks"}
+        pred = net(torch.from_numpy(label_image(test.masks)).permute(0, 3, 1, 2).float() / 255)
+    error = (pred[:, 1] - torch.from_numpy(test.gaze[:, 1])).abs().mean()
+    assert error < 0.5 * np.abs(test.gaze[:, 1]).mean()  # it learnt the yaw, not the mean
+    no_masks = replace(data, masks=None)
     with pytest.raises(UserError, match="no masks"):
         train_gaze(config, tmp_path / "none", arrays=no_masks, progress=False)
 
@@ -59,7 +61,7 @@ def test_gaze_net_trained_on_label_maps_reads_gaze_from_the_mask(tmp_path: Path)
 def test_gaze_guide_is_zero_when_the_reader_agrees_and_has_gradients() -> None:
     torch.manual_seed(0)
     from_labels = build_gaze_net(GazeNetConfig(inputs="labels", hidden=16))
-    mask = torch.from_numpy(_eyes(4)["masks"]).long()
+    mask = torch.from_numpy(_eyes(4).masks).long()
     labels_drawn = torch.from_numpy(label_image(mask.numpy())).permute(0, 3, 1, 2).float() / 255
     # a reader identical to the label reader, fed the label drawing, agrees exactly
     twin = build_gaze_net(GazeNetConfig(hidden=16))

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from maskpurify.batch import EyeBatch
 from maskpurify.cli import main
 from maskpurify.errors import UserError
+from maskpurify.masks import EYE_LABELS
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import build_segmenter, save_segmenter
 from maskpurify.training.purifier import EncoderConfig, PurifierTrainConfig, train_purifier
@@ -38,7 +40,9 @@ def test_domain_detection(datasets, tmp_path):
     assert not is_real_standin(datasets["synthetic"])
     assert dataset_domain(tmp_path) is None and not is_real_standin(tmp_path)
     assert is_real_standin(None, "wild") and not is_real_standin(None, "synthetic")
-    assert set(unlabelled({"images": 1, "masks": 2, "gaze": 3})) == {"images"}
+    images = np.zeros((2, 4, 6, 3), np.uint8)
+    kept = unlabelled(EyeBatch(images, np.zeros((2, 4, 6), np.uint8), EYE_LABELS, gaze=np.zeros((2, 2), np.float32)))
+    assert kept.images is images and kept.masks is None and kept.gaze is None
 
 
 def _purifier_config(tmp_path, datasets, content):
@@ -77,10 +81,10 @@ def test_simgan_reads_wild_as_unlabelled(tmp_path, datasets):
     config.data.wild.path = str(datasets["wild"])
     run = Run(DistContext(), tmp_path, progress=False)
     arrays = load_source(config.data.wild, "wild", (36, 60), run, "data.wild.path", unlabelled_role=True)
-    assert set(arrays) == {"images"}
+    assert arrays.masks is None and arrays.gaze is None and not arrays.landmarks
     synthetic = load_source(SourceConfig(path=str(datasets["synthetic"])), "synthetic", (36, 60), run,
                             "data.synthetic.path")
-    assert {"images", "masks", "gaze"} <= set(synthetic)
+    assert synthetic.masks is not None and synthetic.gaze is not None
 
 
 @pytest.mark.parametrize("command", ["train-gaze", "train-segmenter"])

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from maskpurify.batch import EyeBatch
 from maskpurify.cli import main
 from maskpurify.errors import UserError
+from maskpurify.masks import EYE_LABELS
 from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, load_gaze_net, save_gaze_net
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.training.gaze import GazeTrainConfig
@@ -24,7 +26,7 @@ def _arrays(seed, n=48, bright=0):
     masks[:, 4:12, 6:18] = 1
     masks[:, 6:10, 9:15] = 2
     gaze = rng.uniform(-0.5, 0.5, size=(n, 2)).astype(np.float32)
-    return {"images": images, "masks": masks, "gaze": gaze}
+    return EyeBatch(images, masks, EYE_LABELS, gaze=gaze)
 
 
 @pytest.fixture
@@ -49,7 +51,7 @@ def test_simgan_trains_both_directions_and_saves_refiner(tmp_path, config, direc
     for term in ("d_loss", "adv", "self_reg", "d_acc_real", "d_acc_fake", "phase"):
         assert term in header
     assert (out / "previews" / "step_000008.png").is_file()
-    refined = Purification(model, batch_size=2).purify_arrays(_arrays(2, n=5)["images"])  # no mask needed
+    refined = Purification(model, batch_size=2).purify_arrays(_arrays(2, n=5).images)  # no mask needed
     assert refined.shape == (5, H, W, 3) and refined.dtype == np.uint8
 
 

@@ -5,7 +5,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from maskpurify.batch import EyeBatch
 from maskpurify.config import from_dict
+from maskpurify.masks import EYE_LABELS
 from maskpurify.training.common import CSVLogger, Checkpointer, MinibatchSampler, init_distributed, lr_at, \
     seed_everything
 from maskpurify.training.gaze import GazeTrainConfig, train_gaze
@@ -18,9 +20,8 @@ def _arrays(n=160, seed=0):
     images = rng.integers(0, 255, (n, 36, 60, 3), dtype=np.uint8)
     images[:, 10:20, 20:30] = (127 + 300 * gaze[:, :1, None]).clip(0, 255).astype(np.uint8)[..., None]
     masks = rng.integers(0, 4, (n, 36, 60), dtype=np.uint8)
-    return {"images": images, "masks": masks, "gaze": gaze,
-            "head_pose": rng.normal(0, 0.1, (n, 2)).astype(np.float32),
-            "pupil_center": rng.uniform(10, 50, (n, 2)).astype(np.float32)}
+    return EyeBatch(images, masks, EYE_LABELS, gaze=gaze, head_pose=rng.normal(0, 0.1, (n, 2)).astype(np.float32),
+                    pupil_center=rng.uniform(10, 50, (n, 2)).astype(np.float32))
 
 
 GAZE = {"steps": 12, "batch_size": 16, "log_every": 4, "eval_every": 8, "checkpoint_every": 3, "warmup": 2,
@@ -128,7 +129,7 @@ def test_split_limits_and_holds_out_the_tail():
     data = _arrays(100)
     train, val = split_train_val(data, 0.1, limit=50)
     assert len(train["images"]) == 45 and len(val["images"]) == 5
-    assert np.array_equal(val["gaze"].numpy(), data["gaze"][45:50])
+    assert np.array_equal(val["gaze"].numpy(), data.gaze[45:50])
 
 
 def test_run_loop_refuses_non_positive_steps_instead_of_writing_an_untrained_model():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from maskpurify.batch import EyeBatch
 from maskpurify.errors import UserError
 from maskpurify.masks import EYE_LABELS
 from maskpurify.nets.gaze import load_gaze_net
@@ -20,7 +21,7 @@ def _arrays(seed, n=64):
     masks[:, 4:12, 6:18] = 1
     masks[:, 6:10, 9:15] = 2
     masks[:, 7:9, 11:13] = 3
-    return {"images": images, "masks": masks, "gaze": np.zeros((n, 2), np.float32)}
+    return EyeBatch(images, masks, EYE_LABELS, gaze=np.zeros((n, 2), np.float32))
 
 
 @pytest.fixture

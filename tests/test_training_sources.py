@@ -36,17 +36,17 @@ def test_reader_to_arrays_resizes_limits_and_fills_masks(tmp_path: Path) -> None
     reader = open_reader("lpw", tmp_path / "lpw")
     first = next(iter(reader))
     data = reader_to_arrays(reader, size=(18, 30), limit=3, masker=dark_masker, progress=False)
-    assert data["images"].shape == (3, 18, 30, 3) and data["images"].dtype == np.uint8
-    assert data["masks"].shape == (3, 18, 30) and data["masks"].dtype == np.uint8
-    assert np.isnan(data["gaze"]).all() and data["gaze"].shape == (3, 2)
+    assert data.images.shape == (3, 18, 30, 3) and data.images.dtype == np.uint8
+    assert data.masks is not None and data.masks.shape == (3, 18, 30) and data.masks.dtype == np.uint8
+    assert data.gaze is None
     h, w = first.image.shape[:2]
     expected = ((first.pupil_center[0] + 0.5) * 30 / w - 0.5, (first.pupil_center[1] + 0.5) * 18 / h - 0.5)
-    np.testing.assert_allclose(data["pupil_center"][0], expected, atol=1e-4)
+    np.testing.assert_allclose(data.pupil_center[0], expected, atol=1e-4)
     with pytest.raises(UserError, match="no gaze label"):
         require_labels(data, "gaze", "test")
     with pytest.raises(UserError, match=r"LPWReader\(.*segmenter"):
         reader_to_arrays(reader, size=(18, 30), limit=2, progress=False)
-    assert "masks" not in reader_to_arrays(reader, size=(18, 30), limit=2, progress=False, need_masks=False)
+    assert reader_to_arrays(reader, size=(18, 30), limit=2, progress=False, need_masks=False).masks is None
 
 
 def test_coco_source_is_refused_by_an_eye_trainer(tmp_path: Path) -> None:

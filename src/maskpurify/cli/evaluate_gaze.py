@@ -55,14 +55,14 @@ def run(args: argparse.Namespace) -> int:
     data = load_arrays_checked(args.data)
     pose = None
     if model.config.use_head_pose:
-        if "head_pose" not in data:
+        if data.head_pose is None:
             raise UserError(f"--data {args.data}: the model needs head poses but the dataset has none")
-        pose = torch.from_numpy(np.ascontiguousarray(data["head_pose"], np.float32))
+        pose = torch.from_numpy(np.ascontiguousarray(data.head_pose, np.float32))
     images = gaze_net_inputs(model.config, data, f"--data {args.data}")
     pred = predict_gaze(model, torch.from_numpy(np.ascontiguousarray(images)), pose, config.batch_size)
-    report, errors = gaze_report(pred.numpy(), data["gaze"], extra={"model": str(args.model), "data": str(args.data)})
+    report, errors = gaze_report(pred.numpy(), data.gaze, extra={"model": str(args.model), "data": str(args.data)})
     if args.out:
-        json_path, plot_path = write_gaze_report(args.out, report, errors, data["gaze"], args.name)
+        json_path, plot_path = write_gaze_report(args.out, report, errors, data.gaze, args.name)
         save_run_record(args.out, config, None, {"model": str(args.model), "data": str(args.data),
                                                  "report": str(json_path)}, name=args.name)
         print(f"wrote {json_path} and {plot_path}")

@@ -49,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
             guard.claim(Path(args.out) / f"{args.name}{suffix}", "--name")
     model = load_segmenter(args.model, choose_device(config.device))
     data = load_arrays_checked(args.data)
-    pred = predict_masks(model, data["images"], config.batch_size)
-    summary = segmentation_summary(pred, data["masks"], data.get("pupil_center"))
+    pred = predict_masks(model, data.images, config.batch_size)
+    summary = segmentation_summary(pred, data.masks, data.pupil_center)
     report = {"command": command_line(), "model": str(args.model), "data": str(args.data), **summary}
     if args.out:
         path = Path(args.out) / f"{args.name}.json"

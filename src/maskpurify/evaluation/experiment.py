@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from maskpurify.baselines.classical import ReinhardTransfer, RegionHistogramMatch
+from maskpurify.batch import EyeBatch
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import parse_size
 from maskpurify.evaluation.real_eyes import evaluate_real_eyes
@@ -117,7 +118,7 @@ def _weights(root: Path, name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def build_methods(config: ExperimentConfig, reference: dict[str, np.ndarray], notes: list[str]) -> list[Method]:
+def build_methods(config: ExperimentConfig, reference: EyeBatch, notes: list[str]) -> list[Method]:
     """The methods whose weights exist, in the order of the table."""
     root = Path(config.weights)
     methods = [Method("raw", "reference", "wild images as they are")]
@@ -127,8 +128,8 @@ def build_methods(config: ExperimentConfig, reference: dict[str, np.ndarray], no
     else:
         methods.append(Method("mask alone", "mask only", "gaze read from the inferred mask alone (no image)",
                               gaze_model=str(labels_net), mask_only=True))
-    reinhard = ReinhardTransfer().fit(reference["images"], reference["masks"])
-    histogram = RegionHistogramMatch().fit(reference["images"], reference["masks"])
+    reinhard = ReinhardTransfer().fit(reference.images, reference.masks)
+    histogram = RegionHistogramMatch().fit(reference.images, reference.masks)
     methods.append(Method("reinhard", "baseline", "region-wise Reinhard colour transfer (Lab mean/std)",
                           reinhard.apply))
     methods.append(Method("histogram", "baseline", "region-wise histogram matching", histogram.apply))
@@ -223,23 +224,23 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
         pred = predict_gaze(gaze_nets[model_path], torch.from_numpy(images)).numpy().astype(np.float64)
         return angular_error_deg(pred, truth.astype(np.float64))
 
-    masks_exact = wild["masks"]
-    masks_inferred = predict_masks(segmenter, wild["images"])
+    masks_exact = wild.masks
+    masks_inferred = predict_masks(segmenter, wild.images)
     # as `maskpurify purify --masks auto` does: an eye whose automatic mask is implausible is passed through
     not_an_eye = np.array([problem is not None for problem in eye_check(masks_inferred)], bool)
-    inputs = {"wild": wild["images"], "grey": np.full_like(wild["images"], 128), "synthetic": synthetic["images"]}
+    inputs = {"wild": wild.images, "grey": np.full_like(wild.images, 128), "synthetic": synthetic.images}
     mask_sources = {("wild", "inferred"): masks_inferred, ("wild", "exact"): masks_exact,
                     ("grey", "inferred"): masks_inferred,
-                    ("synthetic", "inferred"): predict_masks(segmenter, synthetic["images"])}
+                    ("synthetic", "inferred"): predict_masks(segmenter, synthetic.images)}
     encoder = build_encoder("efficientnet-lite0")
-    synthetic_features = pooled_features(encoder, reference["images"], config.batch_size)
-    synthetic_colours = region_colours(reference["images"], reference["masks"])
+    synthetic_features = pooled_features(encoder, reference.images, config.batch_size)
+    synthetic_colours = region_colours(reference.images, reference.masks)
     # region colours are measured with the renderer's masks of the eyes an output shows (test labels, never inputs)
-    depicted = {"wild": masks_exact, "grey": masks_exact, "synthetic": synthetic["masks"]}
+    depicted = {"wild": masks_exact, "grey": masks_exact, "synthetic": synthetic.masks}
     notes: list[str] = []
     methods = build_methods(config, reference, notes)
 
-    floor_errors = gaze_errors(gaze_default, synthetic["images"], synthetic["gaze"])
+    floor_errors = gaze_errors(gaze_default, synthetic.images, synthetic.gaze)
     rows: list[dict[str, Any]] = [{"method": "synthetic (floor)", "group": "reference",
                                    "description": "the same eyes rendered in the synthetic style",
                                    "gaze": error_stats(floor_errors)}]
@@ -259,7 +260,7 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
         else:
             outputs = images_in
         seconds = time.perf_counter() - started
-        errors = gaze_errors(method.gaze_model or gaze_default, outputs, wild["gaze"])
+        errors = gaze_errors(method.gaze_model or gaze_default, outputs, wild.gaze)
         row: dict[str, Any] = {
             "method": method.name, "group": method.group, "description": method.description,
             "gaze": error_stats(errors), "inputs": method.inputs,
@@ -291,7 +292,7 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
         "eye_check_flagged": int(not_an_eye.sum()),
         "real_eyes": evaluate_real_eyes(segmenter, work),
         "segmenter": {"wild": segmentation_summary(masks_inferred, masks_exact),
-                      "synthetic": segmentation_summary(mask_sources[("synthetic", "inferred")], synthetic["masks"])}, "mask_source": "inferred (segmenter); exact masks only in oracle rows",
+                      "synthetic": segmentation_summary(mask_sources[("synthetic", "inferred")], synthetic.masks)}, "mask_source": "inferred (segmenter); exact masks only in oracle rows",
         "synthetic_region_colour": synthetic_colours,
         "floor_deg": floor, "raw_deg": raw,
         "_arrays": {"wild": wild, "synthetic": synthetic, "masks_in": masks_inferred, "errors": errors_by_method,

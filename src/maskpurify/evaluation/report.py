@@ -75,7 +75,7 @@ def _plots(out: Path, rows: list[dict[str, Any]], arrays: dict[str, Any], logs: 
     axes[0].set_xlabel("angular error (deg)")
     axes[0].set_ylabel("cumulative share")
     axes[0].legend(fontsize=7)
-    truth = np.degrees(arrays["wild"]["gaze"])
+    truth = np.degrees(arrays["wild"].gaze)
     for ax, col, label in ((axes[1], 0, "pitch"), (axes[2], 1, "yaw")):
         for row in main:
             bins = binned_errors(errors[row["method"]], truth[:, col])
@@ -123,9 +123,9 @@ def _grid(path: Path, arrays: dict[str, Any], indices: np.ndarray, scale: int = 
     columns = ["wild input", "mask"] + list(outputs) + ["synthetic"]
     rows = []
     for i in indices:
-        cells = [arrays["wild"]["images"][i], overlay(arrays["wild"]["images"][i], arrays["masks_in"][i])]
+        cells = [arrays["wild"].images[i], overlay(arrays["wild"].images[i], arrays["masks_in"][i])]
         cells += [outputs[name][i] for name in outputs]
-        cells.append(arrays["synthetic"]["images"][i])
+        cells.append(arrays["synthetic"].images[i])
         cells = [np.kron(c, np.ones((scale, scale, 1), np.uint8)) for c in cells]
         gap = np.full((cells[0].shape[0], 3, 3), 255, np.uint8)
         rows.append(np.concatenate([x for c in cells for x in (c, gap)][:-1], 1))
@@ -200,7 +200,7 @@ def write_report(out_dir: str | Path, results: dict[str, Any], logs: dict[str, P
     rows = results["rows"]
     atomic_write_json(out / "results.json", results)
     plots = _plots(out, rows, arrays, logs or {})
-    n = len(arrays["wild"]["images"])
+    n = len(arrays["wild"].images)
     fixed = np.arange(min(examples, n))
     key = "ours" if "ours" in arrays["errors"] else "raw"
     worst = np.argsort(arrays["errors"][key])[::-1][:examples]

@@ -1,11 +1,11 @@
-"""Materialise a reader into the in-memory arrays the trainers use (the form of
-:func:`maskpurify.world.dataset.load_arrays`): images (N,H,W,3) uint8, masks (N,H,W) uint8, gaze, head_pose and
-pupil_center (N,2) float32.
+"""Materialise a reader into the :class:`~maskpurify.batch.EyeBatch` the trainers use (as a rendered dataset's
+:func:`maskpurify.world.dataset.load_arrays_checked`).
 
 Every pair is resized to the training size (images by INTER_AREA, masks by nearest neighbour, the pupil centre
-rescaled with them). Labels a format lacks become NaN rows, so a trainer that needs them can say so
-(:func:`require_labels`). Masks a format lacks come from the masker, run on the resized image -- the size the
-segmenter and the purifier work at -- in batches when the masker offers ``batch`` (:class:`SegmenterMasker`).
+rescaled with them). Head poses and pupil centres a format lacks become NaN rows, and gaze that any pair lacks is
+left out (gaze must be finite), so a trainer that needs them can say so (:func:`require_labels`). Masks a format
+lacks come from the masker, run on the resized image -- the size the segmenter and the purifier work at -- in
+batches when the masker offers ``batch`` (:class:`SegmenterMasker`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from maskpurify.batch import EyeBatch
 from maskpurify.errors import UserError
 from maskpurify.formats import READERS, open_reader
 from maskpurify.formats.base import Masker, Reader
@@ -73,8 +74,8 @@ def _pair2(value: Any) -> np.ndarray:
 
 def reader_to_arrays(reader: Reader, size: tuple[int, int] = (36, 60), limit: int | None = None,
                      masker: Masker | None = None, progress: bool = True, need_masks: bool = True
-                     ) -> dict[str, np.ndarray]:
-    """The first ``limit`` pairs of ``reader`` (all when None) as arrays at ``size`` (height, width).
+                     ) -> EyeBatch:
+    """The first ``limit`` pairs of ``reader`` (all when None) as a batch at ``size`` (height, width).
 
     Masks the reader does not supply (nor its own ``masker``) come from ``masker``; without one, a UserError
     asks for a segmenter -- unless ``need_masks`` is False, in which case incomplete masks are left out.
@@ -102,30 +103,33 @@ def reader_to_arrays(reader: Reader, size: tuple[int, int] = (36, 60), limit: in
             break  # bounded memory: read no further
     if not images:
         raise UserError(f"{describe(reader)}: the dataset yielded no images")
-    out = {"images": np.stack(images), "gaze": np.stack(gaze), "head_pose": np.stack(head),
-           "pupil_center": np.stack(centers)}
+    stacked = np.stack(images)
+    gazes = np.stack(gaze)
+    labels = {"gaze": None if np.isnan(gazes).any() else gazes, "head_pose": np.stack(head),
+              "pupil_center": np.stack(centers)}
+    source = describe(reader)
     if missing and masker is None:
         if need_masks:
-            raise UserError(f"{describe(reader)}: {len(missing)} of {len(images)} images have no mask; pass a "
+            raise UserError(f"{source}: {len(missing)} of {len(images)} images have no mask; pass a "
                             "segmenter to predict them (masker=SegmenterMasker(...), or the trainer's "
                             "'segmenter' setting)")
-        return out
+        return EyeBatch(stacked, None, reader.labels, **labels, source=source)
     batch = getattr(masker, "batch", None)
     for start in range(0, len(missing), MASK_CHUNK):
         chunk = missing[start:start + MASK_CHUNK]
-        stack = out["images"][chunk]
+        stack = stacked[chunk]
         predicted = batch(stack) if batch is not None else [masker(image) for image in stack]  # type: ignore[misc]
         for index, mask in zip(chunk, predicted):
             masks[index] = validate_mask(np.asarray(mask), stack.shape[1:], reader.labels,
                                          source=f"masker output for {describe(reader)} sample {index}",
                                          require_attention=False)
-    out["masks"] = np.stack(masks).astype(np.uint8)
-    return out
+    return EyeBatch(stacked, np.stack(masks).astype(np.uint8), reader.labels, **labels, source=source)
 
 
-def require_labels(data: dict[str, np.ndarray], key: str, what: str) -> None:
-    """UserError when ``data[key]`` has NaN rows (the source format does not provide that label)."""
-    rows = np.isnan(data[key]).any(axis=1) if key in data else np.ones(len(data["images"]), bool)
+def require_labels(data: EyeBatch, key: str, what: str) -> None:
+    """UserError when ``data`` lacks ``key`` or has NaN rows in it (the source format does not provide that label)."""
+    value = getattr(data, key)
+    rows = np.ones(len(data), bool) if value is None else np.isnan(value).any(axis=1)
     if rows.any():
         raise UserError(f"{what}: {int(rows.sum())} of {len(rows)} samples have no {key} label (this dataset "
                         f"format does not provide it); use a source with {key} labels, e.g. unityeyes or mpiigaze")
@@ -134,7 +138,7 @@ def require_labels(data: dict[str, np.ndarray], key: str, what: str) -> None:
 def source_arrays(kind: str, path: str | Path, options: dict[str, Any], size: tuple[int, int],
                   limit: int | None = None, masker: Masker | None = None, progress: bool = True,
                   need_masks: bool = True, labels: LabelSet | None = None, what: str = "source"
-                  ) -> dict[str, np.ndarray]:
+                  ) -> EyeBatch:
     """Open ``path`` as dataset ``kind`` and materialise it (the trainers' ``format:`` sources).
 
     Readers that crop (``output_size``) crop straight to ``size`` unless the options say otherwise, so the eye

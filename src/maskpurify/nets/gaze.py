@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskpurify.batch import EyeBatch
 from maskpurify.checkpoints import load_network, save_checkpoint
 from maskpurify.errors import UserError
 from maskpurify.masks import LABEL_GREY, DataSpec, label_image
@@ -241,14 +242,14 @@ def label_maps(mask: torch.Tensor) -> torch.Tensor:
     return _LABEL_LEVELS.to(mask.device)[mask.long()].unsqueeze(1).expand(-1, 3, -1, -1)
 
 
-def gaze_net_inputs(config: GazeNetConfig, data: dict[str, np.ndarray], what: str) -> np.ndarray:
+def gaze_net_inputs(config: GazeNetConfig, data: EyeBatch, what: str) -> np.ndarray:
     """The (N,H,W,3) uint8 array a gaze net with ``config`` reads from a dataset: its images, or for
     ``inputs: labels`` its masks drawn by :func:`maskpurify.masks.label_image`."""
     if config.inputs == "image":
-        return data["images"]
-    if "masks" not in data:
+        return data.images
+    if data.masks is None:
         raise UserError(f"{what}: the gaze net reads label maps (inputs: labels) but the data has no masks")
-    return label_image(data["masks"])
+    return label_image(data.masks)
 
 
 def save_gaze_net(path: str | Path, model: LeNetGaze | ResNetPreactGaze, extra: dict[str, Any] | None = None

@@ -391,7 +391,7 @@ def map_shards(src: Path, out: Path, settings: dict[str, Any], transform: Callab
     """The one shard-by-shard loop over a rendered dataset: each shard of ``src`` through ``transform(name,
     arrays)`` into ``out`` in the same format (readable by EyeDataset); returns the samples done in this call.
 
-    Every shard is checked by :func:`maskpurify.world.dataset.validate_arrays` (and against the first shard's
+    Every shard is checked by :func:`maskpurify.world.dataset.shard_batch` (and against the first shard's
     types and shapes) before anything is written, so a bad input is one line and leaves no output. Memory holds
     one shard at a time. ``out`` is an :class:`~maskpurify.purify.output.OutputDir` for ``settings`` (which name
     the input): an

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from maskpurify.batch import EyeBatch
 from maskpurify.config import command_line, parse_size
 from maskpurify.degradation import DegradationConfig, degrade
 from maskpurify.errors import UserError
@@ -57,7 +58,7 @@ class GazeTrainConfig(LoopConfig):
     eval_every: int = 500
 
 
-def load_training_data(cfg: TrainDataConfig, run: Run) -> dict[str, np.ndarray]:
+def load_training_data(cfg: TrainDataConfig, run: Run) -> EyeBatch:
     """The synthetic training eyes of a supervised trainer (never wild labels: the real-data rule)."""
     return load_source(cfg, "synthetic", parse_size(cfg.size), run, "data.path", supervised=True)
 
@@ -79,10 +80,10 @@ class GazeTask(Task):
         config, ctx = self.config, run.ctx
         data = self.arrays if self.arrays is not None else load_training_data(config.data, run)
         self.randomised = config.degradation.strength > 0
-        if self.randomised and (config.model.inputs != "image" or "masks" not in data):
+        if self.randomised and (config.model.inputs != "image" or data.masks is None):
             raise UserError("degradation.strength > 0 degrades eye images with their masks: it needs "
                             "model.inputs=image and training data with masks")
-        data = {**data, "images": gaze_net_inputs(config.model, data, "training data")}
+        data = replace(data, images=gaze_net_inputs(config.model, data, "training data"))
         self.train, self.val = split_train_val(data, config.data.val_fraction, config.data.limit)
         if config.model.use_head_pose and "head_pose" not in self.train:
             raise UserError("model.use_head_pose=true but the training data has no head_pose array")
@@ -90,7 +91,7 @@ class GazeTask(Task):
             from maskpurify.formats.arrays import require_labels
             require_labels(data, "head_pose", f"model.use_head_pose=true: data.path {config.data.path}")
         self.model = build_gaze_net(config.model).to(ctx.device)
-        self.model.spec = replace(self.model.spec, size=tuple(data["images"].shape[1:3]))
+        self.model.spec = replace(self.model.spec, size=data.size)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.models, self.optimizers = {"model": self.model}, {"optimizer": self.optimizer}
         self.net = wrap_model(self.model, ctx)
@@ -150,9 +151,10 @@ def describe_data(data: TrainDataConfig) -> str:
 
 
 def train_gaze(config: GazeTrainConfig, out_dir: str | Path, resume: bool = True, stop_at: int | None = None,
-               progress: bool = True, arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+               progress: bool = True, arrays: EyeBatch | None = None) -> dict[str, Any]:
     """Train (or resume) and write the outputs listed in the module docstring; returns a summary dict.
 
-    ``arrays`` (in the form of :func:`maskpurify.world.dataset.load_arrays`) replaces ``config.data`` (tests).
+    ``arrays`` (a batch as :func:`maskpurify.world.dataset.load_arrays_checked` returns) replaces ``config.data``
+    (tests).
     """
     return fit(GazeTask(config, arrays), config, out_dir, resume, stop_at, progress, config)

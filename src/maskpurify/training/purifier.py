@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from maskpurify.batch import EyeBatch
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import command_line, parse_size
 from maskpurify.degradation import DegradationConfig, degrade
@@ -176,22 +177,22 @@ class PurifierTask(Task):
         if segmenter is not None:
             for p in segmenter.parameters():
                 p.requires_grad_(False)
-        content_masks = content.get("masks")
+        content_masks = content.masks
         if config.data.content_masks == "segmenter":
             assert segmenter is not None
-            content_masks = predict_masks(segmenter, content["images"])
-        if content_masks is None or "masks" not in style:
+            content_masks = predict_masks(segmenter, content.images)
+        if content_masks is None or style.masks is None:
             raise UserError("purifier training needs masks: content masks (or data.content_masks=segmenter) "
                             "and style masks")
         self.tensors = {
-            "content_images": torch.from_numpy(np.ascontiguousarray(content["images"])),
+            "content_images": torch.from_numpy(np.ascontiguousarray(content.images)),
             "content_masks": torch.from_numpy(np.ascontiguousarray(content_masks)).long(),
-            "style_images": torch.from_numpy(np.ascontiguousarray(style["images"])),
-            "style_masks": torch.from_numpy(np.ascontiguousarray(style["masks"])).long(),
+            "style_images": torch.from_numpy(np.ascontiguousarray(style.images)),
+            "style_masks": torch.from_numpy(np.ascontiguousarray(style.masks)).long(),
         }
         self.segmenter = segmenter
         self.model = Purifier(net_config, gaze_prior).to(ctx.device)
-        self.model.spec = DataSpec(tuple(content["images"].shape[1:3]), labels)
+        self.model.spec = DataSpec(content.size, labels)
         encoder = build_encoder(config.encoder.name, config.encoder.weights_path, config.encoder.upsample)
         self.criterion = purifier_loss(config.loss, encoder.to(ctx.device), config.net.attention_labels, segmenter,
                                        gaze_guide)
@@ -253,11 +254,11 @@ class PurifierTask(Task):
 
 
 def train_purifier(config: PurifierTrainConfig, out_dir: str | Path, resume: bool = True, stop_at: int | None = None,
-                   progress: bool = True, arrays: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
+                   progress: bool = True, arrays: tuple[EyeBatch, EyeBatch] | None = None
                    ) -> dict[str, Any]:
     """Train (or resume) the purifier; returns a summary dict.
 
-    ``arrays`` = (content, style) arrays in the form of :func:`maskpurify.world.dataset.load_arrays` replaces
+    ``arrays`` = (content, style) batches as :func:`maskpurify.world.dataset.load_arrays_checked` returns replace
     ``config.data`` (tests). ``stop_at`` ends the run early with a resumable checkpoint, as a kill would.
     """
     return fit(PurifierTask(config, arrays), config, out_dir, resume, stop_at, progress, config)

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
+from maskpurify.batch import EyeBatch
 from maskpurify.errors import UserError
 
 #: The domain whose renders stand in for real images.
@@ -40,9 +39,9 @@ def is_real_standin(path: str | Path | None, rendered_domain: str | None = None)
     return rendered_domain == REAL_STANDIN_DOMAIN
 
 
-def unlabelled(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def unlabelled(batch: EyeBatch) -> EyeBatch:
     """Only the images of a source: everything a real-image user would not have is dropped."""
-    return {"images": arrays["images"]}
+    return EyeBatch(batch.images, None, batch.labels, source=batch.source)
 
 
 def refuse_supervised_wild(path: str | Path | None, what: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from maskpurify.batch import EyeBatch
 from maskpurify.checkpoints import WEIGHTS_DIR, checkpoint_paths, load_checkpoint
 from maskpurify.config import load_config
 from maskpurify.errors import UserError
@@ -96,7 +97,7 @@ def _preview(path: Path, raw: np.ndarray, refined: np.ndarray, n: int = 8, scale
 
 def train_refined_gaze(refiner: str | Path, out_dir: str | Path, config: GazeTrainConfig | None = None,
                        resume: bool = True, stop_at: int | None = None, progress: bool = True,
-                       arrays: dict[str, np.ndarray] | None = None, refine_batch: int = 256,
+                       arrays: EyeBatch | None = None, refine_batch: int = 256,
                        shipped_gaze: str | Path | None = DEFAULT_SHIPPED_GAZE, device: str | None = None
                        ) -> dict[str, Any]:
     """Refine the synthetic gaze training set with the syn2real refiner checkpoint ``refiner`` and train a gaze
@@ -124,13 +125,13 @@ def train_refined_gaze(refiner: str | Path, out_dir: str | Path, config: GazeTra
     else:
         data = arrays
     device = choose_device(None if config.device == "auto" else config.device)
-    refined = Purification(load_purifier(refiner, device), None, device, refine_batch).purify_arrays(data["images"])
+    refined = Purification(load_purifier(refiner, device), None, device, refine_batch).purify_arrays(data.images)
     is_main = int(os.environ.get("RANK", "0")) == 0
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        _preview(out / "refined_preview.png", data["images"], refined)
-    refined_arrays = {**data, "images": refined}
-    summary = train_gaze(config, out, resume=resume, stop_at=stop_at, progress=progress, arrays=refined_arrays)
+        _preview(out / "refined_preview.png", data.images, refined)
+    summary = train_gaze(config, out, resume=resume, stop_at=stop_at, progress=progress,
+                         arrays=dataclasses.replace(data, images=refined))
     weights, sidecar = checkpoint_paths(out / "gaze")
     if is_main and summary.get("finished") and sidecar.is_file():
         # Record in the sidecar that this estimator was trained on refined images.

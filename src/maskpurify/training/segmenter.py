@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from maskpurify.batch import EyeBatch
 from maskpurify.config import command_line
 from maskpurify.degradation import DegradationConfig, degrade, no_eye
 from maskpurify.metrics.segmentation import segmentation_summary
@@ -67,7 +68,7 @@ class SegmenterTask(Task):
         data = self.arrays if self.arrays is not None else load_training_data(config.data, run)
         self.train, self.val = split_train_val(data, config.data.val_fraction, config.data.limit)
         self.model = build_segmenter(config.model).to(ctx.device)
-        self.model.spec = replace(self.model.spec, size=tuple(data["images"].shape[1:3]))
+        self.model.spec = replace(self.model.spec, size=data.size)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.models, self.optimizers = {"model": self.model}, {"optimizer": self.optimizer}
         self.net = wrap_model(self.model, ctx)
@@ -110,6 +111,6 @@ class SegmenterTask(Task):
 
 def train_segmenter(config: SegmenterTrainConfig, out_dir: str | Path, resume: bool = True,
                     stop_at: int | None = None, progress: bool = True,
-                    arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+                    arrays: EyeBatch | None = None) -> dict[str, Any]:
     """Train (or resume) and write the outputs listed in the module docstring; returns a summary dict."""
     return fit(SegmenterTask(config, arrays), config, out_dir, resume, stop_at, progress, config)

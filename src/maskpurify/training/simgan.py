@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskpurify.batch import EyeBatch
 from maskpurify.config import command_line, parse_size
 from maskpurify.errors import UserError
 from maskpurify.nets.discriminator import PatchDiscriminator
@@ -211,7 +212,7 @@ class SimGANTask(Task):
     name = "simgan"
 
     def __init__(self, config: SimGANTrainConfig,
-                 arrays: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None) -> None:
+                 arrays: tuple[EyeBatch, EyeBatch] | None = None) -> None:
         validate_config(config)
         super().__init__(config, arrays)
         self.info = {"direction": config.direction}
@@ -233,9 +234,10 @@ class SimGANTask(Task):
             wild = load_source(config.data.wild, "wild", size, run, "data.wild.path", unlabelled_role=True)
             synthetic = load_source(config.data.synthetic, "synthetic", size, run, "data.synthetic.path")
             source, target = (synthetic, wild) if config.direction == "syn2real" else (wild, synthetic)
-        self.src_images = torch.from_numpy(np.ascontiguousarray(source["images"]))
-        self.tgt_images = torch.from_numpy(np.ascontiguousarray(target["images"]))
-        self.src_masks = torch.from_numpy(np.ascontiguousarray(source["masks"])).long() if "masks" in source else None
+        self.src_images = torch.from_numpy(np.ascontiguousarray(source.images))
+        self.tgt_images = torch.from_numpy(np.ascontiguousarray(target.images))
+        self.src_masks = torch.from_numpy(np.ascontiguousarray(source.masks)).long() if source.masks is not None \
+            else None
         if self.src_images.shape[1:] != self.tgt_images.shape[1:]:
             raise UserError(f"source images {tuple(self.src_images.shape[1:3])} and target images "
                             f"{tuple(self.tgt_images.shape[1:3])} differ in size; render or convert both at one size")
@@ -364,11 +366,11 @@ def _zeros_mask(x: torch.Tensor) -> torch.Tensor:
 
 
 def train_simgan(config: SimGANTrainConfig, out_dir: str | Path, resume: bool = True, stop_at: int | None = None,
-                 progress: bool = True, arrays: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
+                 progress: bool = True, arrays: tuple[EyeBatch, EyeBatch] | None = None
                  ) -> dict[str, Any]:
     """Train (or resume) a SimGAN refiner in ``config.direction``; returns a summary dict.
 
-    ``arrays`` = (source, target) arrays (form of :func:`maskpurify.world.dataset.load_arrays`) replaces
+    ``arrays`` = (source, target) batches (as :func:`maskpurify.world.dataset.load_arrays_checked` returns) replace
     ``config.data`` (tests): source = the refiner's input domain (synthetic for syn2real, wild for real2syn),
     target = the domain it learns to imitate. ``stop_at`` ends the run early (counting all phases) with a
     resumable checkpoint, as a kill would.

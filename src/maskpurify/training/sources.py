@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from maskpurify.batch import LABEL_KEYS, EyeBatch
 from maskpurify.errors import UserError
 from maskpurify.masks import EYE_LABELS, LabelSet
 from maskpurify.training.common import barrier
@@ -37,8 +38,8 @@ class SourceConfig:
 
 def load_source(source: SourceConfig, domain: str, size: tuple[int, int], run: Run, what: str, *,
                 supervised: bool = False, segmenter: str | None = None, labels: LabelSet | None = None,
-                unlabelled_role: bool = False) -> dict[str, np.ndarray]:
-    """The arrays of ``source`` (rendered in ``domain`` when it has no path), checked and under the real-data rule.
+                unlabelled_role: bool = False) -> EyeBatch:
+    """The batch of ``source`` (rendered in ``domain`` when it has no path), checked and under the real-data rule.
 
     ``supervised``: the trainer learns from the labels, so a wild dataset is refused and a ``format`` source
     needs no masks but gaze labels. Otherwise a source that stands in for real images (or any source in an
@@ -61,25 +62,26 @@ def load_source(source: SourceConfig, domain: str, size: tuple[int, int], run: R
     if source.path:
         if supervised:
             refuse_supervised_wild(source.path, what)
-        arrays = load_arrays_checked(source.path, what)
+        batch = load_arrays_checked(source.path, what)
     else:
         folder = run.out / "data" / f"{domain}_n{source.render_n}_seed{source.render_seed}"
         if ctx.is_main:  # rank 0 renders, the others wait
             render_once(folder, domain, source.render_n, size, source.render_seed, progress)
         barrier(ctx)
-        arrays = load_arrays_checked(folder, f"rendered {domain} set")
+        batch = load_arrays_checked(folder, f"rendered {domain} set")
     if supervised:
-        return arrays
-    return unlabelled(arrays) if unlabelled_role or is_real_standin(source.path, domain) else arrays
+        return batch
+    return unlabelled(batch) if unlabelled_role or is_real_standin(source.path, domain) else batch
 
 
-def split_train_val(data: dict[str, np.ndarray], val_fraction: float, limit: int | None = None
+def split_train_val(data: EyeBatch, val_fraction: float, limit: int | None = None
                     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The first ``limit`` samples as tensors, the last ``val_fraction`` of them held out for validation."""
-    n = len(data["images"]) if limit is None else min(limit, len(data["images"]))
+    """The first ``limit`` samples as tensors (keyed by field name: images, masks and the labels present), the last
+    ``val_fraction`` of them held out for validation."""
+    n = len(data) if limit is None else min(limit, len(data))
     n_val = int(round(n * val_fraction)) if n > 1 else 0
-    keys = [k for k in ("images", "masks", "gaze", "head_pose", "pupil_center") if k in data]
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(data[k])) for k in keys}
+    arrays = {"images": data.images, "masks": data.masks, **{k: getattr(data, k) for k in LABEL_KEYS}}
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items() if v is not None}
     train = {k: v[: n - n_val] for k, v in tensors.items()}
     val = {k: v[n - n_val:n] for k, v in tensors.items()}
     return train, val

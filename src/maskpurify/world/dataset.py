@@ -34,10 +34,12 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from maskpurify.batch import EyeBatch
 from maskpurify.config import MAX_SAMPLES, check_field, command_line, parse_size
 from maskpurify.errors import UserError
 from maskpurify.fileio import atomic_write_bytes, atomic_write_json, clean_stale_temps, encode_image, is_temp_name, \
     read_json
+from maskpurify.masks import EYE_LABELS
 from maskpurify.world.domains import DomainPreset, GeometryConfig, get_preset
 from maskpurify.world.renderer import CHUNK, RenderedEyes, render_samples
 
@@ -205,7 +207,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 
 
 def load_shard(path: Path, index: int) -> dict[str, np.ndarray]:
-    """Shard ``index`` of the dataset at ``path`` as arrays, unchecked (see :func:`validate_arrays`)."""
+    """Shard ``index`` of the dataset at ``path`` as arrays, unchecked (see :func:`load_shard_checked`)."""
     file = path / shard_name(index)
     try:
         with np.load(file, allow_pickle=False) as data:
@@ -222,96 +224,33 @@ def load_shard(path: Path, index: int) -> dict[str, np.ndarray]:
             from None
 
 
-#: The keys of a dataset in its in-memory form, each with its per-sample shape (None: any size there).
-ARRAY_SHAPES: dict[str, tuple[int | None, ...]] = {
-    "masks": (None, None), "gaze": (2,), "head_pose": (2,), "pupil_center": (2,), "iris_landmarks": (None, 2),
-    "eyelid_landmarks": (None, 2),
-}
-#: Largest image side a dataset may hold (the renderer's and parse_size's limit).
-MAX_SIDE = 1024
+#: The landmark arrays of a shard, carried by its :class:`~maskpurify.batch.EyeBatch` as ``landmarks``.
+LANDMARK_KEYS = ("iris_landmarks", "eyelid_landmarks")
 
 
-def validate_arrays(data: Mapping[str, Any], source: str, require: tuple[str, ...] = ("images", "masks", "gaze"),
-                    num_labels: int | None = 4, finite: tuple[str, ...] = ("gaze",)) -> dict[str, np.ndarray]:
-    """Check a dataset in its in-memory form before any command trusts it; the one place for this check.
-
-    images uint8 (N,H,W,3) (or (N,H,W,1) for a greyscale render), masks uint8 (N,H,W) of the same H,W with
-    labels below ``num_labels``, gaze / head_pose / pupil_center floating (N,2), landmarks floating (N,K,2), the
-    same N everywhere, N >= 1; the ``finite`` arrays without NaN or infinities. ``source`` names the dataset in
-    the one-line UserError. Returns ``data`` as a plain dict.
-    """
-    for key in require:
-        if key not in data:
-            raise UserError(f"{source}: dataset has no '{key}' array")
-    out = dict(data)
-    images = out.get("images")
-    if images is not None:
-        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 \
-                or images.shape[-1] not in (1, 3):
-            raise UserError(f"{source}: images must be uint8 of shape (N,H,W,3), got {_describe(images)}")
-        n, height, width = images.shape[:3]
-        if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
-            raise UserError(f"{source}: image size {height}x{width} outside 1..{MAX_SIDE}")
-    else:
-        n = height = width = None
-    for key, value in out.items():
-        if key == "images":
-            continue
-        if not isinstance(value, np.ndarray):
-            raise UserError(f"{source}: '{key}' is not an array")
-        if n is None:
-            n = len(value) if value.ndim else 0
-        if value.ndim == 0 or len(value) != n:
-            raise UserError(f"{source}: '{key}' has {len(value) if value.ndim else 0} rows but the dataset has {n} "
-                            "samples (counts must match)")
-        shape = ARRAY_SHAPES.get(key)
-        if shape is None:
-            continue
-        if value.ndim != 1 + len(shape) or any(want is not None and got != want
-                                               for want, got in zip(shape, value.shape[1:])):
-            wanted = ",".join(["N", *("K" if d is None else str(d) for d in shape)])
-            if key == "masks":
-                wanted = "N,H,W"
-            raise UserError(f"{source}: '{key}' must have shape ({wanted}), got {_describe(value)}")
-        if key == "masks":
-            if value.dtype != np.uint8:
-                raise UserError(f"{source}: masks must be uint8 label maps, got {_describe(value)}")
-            if height is not None and value.shape[1:] != (height, width):
-                raise UserError(f"{source}: masks are {value.shape[1]}x{value.shape[2]} but images are "
-                                f"{height}x{width}")
-            if num_labels is not None and value.size and int(value.max()) >= num_labels:
-                raise UserError(f"{source}: mask label {int(value.max())} found; labels must lie in "
-                                f"0..{num_labels - 1}")
-        elif not np.issubdtype(value.dtype, np.floating):
-            raise UserError(f"{source}: '{key}' must be floating point, got {_describe(value)}")
-        elif key in finite and not np.all(np.isfinite(value)):
-            raise UserError(f"{source}: '{key}' holds NaN or infinite values")
-    if not n:
-        raise UserError(f"{source}: dataset holds no samples")
-    return out
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        return f"{value.dtype} {tuple(value.shape)}"
-    return type(value).__name__
+def shard_batch(arrays: Mapping[str, np.ndarray], source: str) -> EyeBatch:
+    """The arrays of a shard (or of every shard, :func:`load_arrays`) as the validated batch; ``source`` names them
+    in the one-line UserError. Rendered masks use the eye labels."""
+    return EyeBatch(arrays["images"], arrays["masks"], EYE_LABELS, gaze=arrays["gaze"], head_pose=arrays["head_pose"],
+                    pupil_center=arrays["pupil_center"], landmarks={key: arrays[key] for key in LANDMARK_KEYS},
+                    source=source)
 
 
 def load_shard_checked(path: Path, index: int) -> dict[str, np.ndarray]:
-    """Shard ``index`` through :func:`validate_arrays`, as written: any label count, no finiteness check."""
-    return validate_arrays(load_shard(path, index), str(path / shard_name(index)), require=SHARD_KEYS,
-                           num_labels=None, finite=())
+    """Shard ``index`` in its on-disk form, after :func:`shard_batch` has checked it."""
+    shard = load_shard(path, index)
+    shard_batch(shard, str(path / shard_name(index)))
+    return shard
 
 
-def load_arrays_checked(path: str | Path, what: str = "--data") -> dict[str, np.ndarray]:
-    """A rendered dataset folder as arrays (:func:`load_arrays`), validated by :func:`validate_arrays`: every
-    command that reads shards goes through here."""
+def load_arrays_checked(path: str | Path, what: str = "--data") -> EyeBatch:
+    """A rendered dataset folder as one validated batch: every command that reads a dataset goes through here."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{what} {path}: no such dataset folder")
     if not path.is_dir():
         raise UserError(f"{what} {path}: not a dataset folder")
-    return validate_arrays(load_arrays(path), f"{what} {path}")
+    return shard_batch(load_arrays(path), f"{what} {path}")
 
 
 def render_once(folder: str | Path, domain: str, n: int, size: tuple[int, int], seed: int,
@@ -329,7 +268,7 @@ def render_once(folder: str | Path, domain: str, n: int, size: tuple[int, int], 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """Every shard of a (small) dataset concatenated in memory: {key: array} for the keys in SHARD_KEYS.
 
-    Each shard is checked by :func:`validate_arrays` (types, shapes, counts) and all shards must agree, so a bad
+    Each shard is checked by :func:`shard_batch` (types, shapes, counts) and all shards must agree, so a bad
     shard is a one-line UserError naming it rather than a silent upcast."""
     path = Path(path)
     meta = read_meta(path)
