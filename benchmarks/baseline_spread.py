@@ -130,13 +130,14 @@ def main() -> None:
             if not _finished(model):
                 _maskpurify("train-gaze", "--data", args.train_data, "--out", str(model.parent), *train,
                             "--set", "degradation.strength=1.0", "--set", f"seed={seed}")
-            results["randomised"][seed] = {"weights": str(model), "raw_deg": error(model, wild.images),
+            results["randomised"][seed] = {"weights": os.path.relpath(model), "raw_deg": error(model, wild.images),
                                            "on_ours_deg": error(model, ours)}
         if "simgan" in args.only:
             run = work / f"simgan_seed{seed}"
             gaze_yaml = work / f"simgan_gaze_seed{seed}.yaml"
             # the shipped estimator's recipe (the GazeTrainConfig defaults) on its training set, at this seed
-            atomic_write_text(gaze_yaml, f"data:\n  path: {args.train_data}\nseed: {seed}\nnum_threads: {args.threads}\n")
+            atomic_write_text(gaze_yaml,
+                              f"data:\n  path: {args.train_data}\nseed: {seed}\nnum_threads: {args.threads}\n")
             gaze = run / "gaze" / "gaze"
             if seed == 0 and not _finished(gaze):
                 # the shipped SimGAN estimator was trained on this recipe's seed-0 refiner: reuse it when the
@@ -152,7 +153,7 @@ def main() -> None:
             refined = Purification(load_purifier(run / "refiner"), batch_size=256).purify_arrays(twins.images)
             results["simgan"][seed] = {
                 "kid_to_wild_before": kid(twins.images, "wild"), "kid_to_wild_after": kid(refined, "wild"),
-                **refiner_checks(run, twins.images, refined), "gaze_weights": str(gaze),
+                **refiner_checks(run, twins.images, refined), "gaze_weights": os.path.relpath(gaze),
                 "raw_deg": error(gaze, wild.images)}
         if "simgan-reverse" in args.only:
             run = work / f"simgan_reverse_seed{seed}"
