@@ -21,9 +21,8 @@ from maskpurify.errors import UserError
 from maskpurify.geometry import angular_error_deg
 from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, gaze_net_inputs, predict_gaze, save_gaze_net
 from maskpurify.training.augment import photometric_augment
-from maskpurify.training.common import MinibatchSampler, lr_at, set_lr, step_generator, to_float_images, unwrap, \
-    wrap_model
-from maskpurify.training.loop import LoopConfig, Run, Task, fit
+from maskpurify.training.common import lr_at, set_lr, step_generator, to_float_images, unwrap
+from maskpurify.training.loop import LoopConfig, Run, SupervisedTask, fit
 from maskpurify.training.sources import SourceConfig, load_source, split_train_val
 
 
@@ -71,7 +70,7 @@ def gaze_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tens
     return F.smooth_l1_loss(pred, target, beta=0.02)
 
 
-class GazeTask(Task):
+class GazeTask(SupervisedTask):
     """Regress pitch/yaw from synthetic eyes (optionally degraded or augmented), validated on a held-out tail."""
 
     name = "gaze"
@@ -90,14 +89,7 @@ class GazeTask(Task):
         if config.model.use_head_pose and config.data.format:
             from maskpurify.formats.arrays import require_labels
             require_labels(data, "head_pose", f"model.use_head_pose=true: data.path {config.data.path}")
-        self.model = build_gaze_net(config.model).to(ctx.device)
-        self.model.spec = replace(self.model.spec, size=data.size)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.models, self.optimizers = {"model": self.model}, {"optimizer": self.optimizer}
-        self.net = wrap_model(self.model, ctx)
-        self.sampler = MinibatchSampler(len(self.train["images"]), config.batch_size, config.seed, ctx.rank,
-                                        ctx.world_size)
-        self.ctx = ctx
+        self.use_model(build_gaze_net(config.model), run, data.size)
 
     def step(self, step: int) -> dict[str, float]:
         config, ctx, train = self.config, self.ctx, self.train

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,8 +17,8 @@ from tqdm import tqdm
 
 from maskpurify.config import save_run_record
 from maskpurify.errors import UserError
-from maskpurify.training.common import CSVLogger, Checkpointer, DistContext, cleanup_distributed, \
-    init_distributed, mean_across_ranks, seed_everything
+from maskpurify.training.common import CSVLogger, Checkpointer, DistContext, MinibatchSampler, cleanup_distributed, \
+    init_distributed, mean_across_ranks, seed_everything, wrap_model
 from maskpurify.training.previews import save_preview_grid
 
 
@@ -94,6 +94,23 @@ class Task:
     def export(self, run: Run, last_log: dict[str, float]) -> dict[str, Any]:
         """Write the final weights (rank 0, finished runs only); returns summary entries."""
         raise NotImplementedError
+
+
+class SupervisedTask(Task):
+    """A task that trains one network on labelled minibatches of ``self.train`` (the gaze estimator, the segmenter)."""
+
+    def use_model(self, model: nn.Module, run: Run, size: tuple[int, int]) -> None:
+        """Train ``model`` (built after seeding): its spec records the data's working size; AdamW at the config's
+        lr and weight decay; the DDP wrap; one minibatch sampler over ``self.train``."""
+        config, ctx = self.config, run.ctx
+        self.model = model.to(ctx.device)
+        self.model.spec = replace(self.model.spec, size=size)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.models, self.optimizers = {"model": self.model}, {"optimizer": self.optimizer}
+        self.net = wrap_model(self.model, ctx)
+        self.sampler = MinibatchSampler(len(self.train["images"]), config.batch_size, config.seed, ctx.rank,
+                                        ctx.world_size)
+        self.ctx = ctx
 
 
 def fit(task: Task, loop: LoopConfig, out: str | Path, resume: bool = True, stop_at: int | None = None,

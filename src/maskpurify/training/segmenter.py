@@ -8,7 +8,7 @@ Outputs in the out dir: ``segmenter.safetensors`` + ``segmenter.json``, ``last``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,9 @@ from maskpurify.config import command_line
 from maskpurify.degradation import DegradationConfig, degrade, no_eye
 from maskpurify.metrics.segmentation import segmentation_summary
 from maskpurify.nets.segmenter import SegmenterConfig, build_segmenter, predict_masks, save_segmenter
-from maskpurify.training.common import MinibatchSampler, lr_at, set_lr, to_float_images, unwrap, wrap_model
+from maskpurify.training.common import lr_at, set_lr, to_float_images, unwrap
 from maskpurify.training.gaze import TrainDataConfig, describe_data, load_training_data
-from maskpurify.training.loop import LoopConfig, Run, Task, fit
+from maskpurify.training.loop import LoopConfig, Run, SupervisedTask, fit
 from maskpurify.training.sources import split_train_val
 
 
@@ -58,7 +58,7 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: f
     return ce + dice_weight * dice, ce, dice
 
 
-class SegmenterTask(Task):
+class SegmenterTask(SupervisedTask):
     """Cross-entropy + Dice on degraded synthetic eyes (some replaced by eyeless crops), validated by mean IoU."""
 
     name = "segmenter"
@@ -67,14 +67,7 @@ class SegmenterTask(Task):
         config, ctx = self.config, run.ctx
         data = self.arrays if self.arrays is not None else load_training_data(config.data, run)
         self.train, self.val = split_train_val(data, config.data.val_fraction, config.data.limit)
-        self.model = build_segmenter(config.model).to(ctx.device)
-        self.model.spec = replace(self.model.spec, size=data.size)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.models, self.optimizers = {"model": self.model}, {"optimizer": self.optimizer}
-        self.net = wrap_model(self.model, ctx)
-        self.sampler = MinibatchSampler(len(self.train["images"]), config.batch_size, config.seed, ctx.rank,
-                                        ctx.world_size)
-        self.ctx = ctx
+        self.use_model(build_segmenter(config.model), run, data.size)
 
     def step(self, step: int) -> dict[str, float]:
         config, ctx, train = self.config, self.ctx, self.train
