@@ -20,6 +20,7 @@ Run: .venv/bin/python benchmarks/baseline_spread.py --seeds 0 1 2 [--only random
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shlex
@@ -33,15 +34,12 @@ import torch
 
 from maskpurify.batch import EyeBatch
 from maskpurify.checkpoints import WEIGHTS_DIR
-from maskpurify.evaluation.experiment import purifier_transform
 from maskpurify.metrics.image import kernel_inception_distance, pooled_features
 from maskpurify.fileio import atomic_write_json, atomic_write_text
 from maskpurify.geometry import angular_error_deg
-from maskpurify.masks import eye_problems
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import load_gaze_net, predict_gaze
 from maskpurify.nets.purifier import load_purifier
-from maskpurify.nets.segmenter import load_segmenter, predict_masks
 from maskpurify.purify import Purification
 from maskpurify.world.dataset import load_arrays_checked, render_once
 
@@ -58,12 +56,17 @@ def _finished(path: Path) -> bool:
     return path.with_suffix(".safetensors").is_file()
 
 
+def _log_rows(path: Path) -> list[dict[str, str]]:
+    """A training log (``log.csv``) as one dict per logged step."""
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def _same_training(log: Path, shipped_log: Path) -> bool:
     """Two training logs agree in every logged number but the timing: the same run, step for step."""
-    def rows(path: Path) -> list[dict[str, str]]:
-        lines = [line.split(",") for line in path.read_text().splitlines()]
-        return [{k: v for k, v in zip(lines[0], line) if k != "sec_per_step"} for line in lines[1:]]
-    return log.is_file() and shipped_log.is_file() and rows(log) == rows(shipped_log)
+    def numbers(path: Path) -> list[dict[str, str]]:
+        return [{k: v for k, v in row.items() if k != "sec_per_step"} for row in _log_rows(path)]
+    return log.is_file() and shipped_log.is_file() and numbers(log) == numbers(shipped_log)
 
 
 def checkerboard_share(before: np.ndarray, after: np.ndarray) -> float:
@@ -78,8 +81,7 @@ def checkerboard_share(before: np.ndarray, after: np.ndarray) -> float:
 
 def refiner_checks(run: Path, before: np.ndarray, after: np.ndarray) -> dict[str, Any]:
     """The failure modes SimGAN users report: output equal to input, discriminator winning, checkerboards."""
-    log = [line.split(",") for line in (run / "log.csv").read_text().splitlines()]
-    last = dict(zip(log[0], log[-1]))
+    last = _log_rows(run / "log.csv")[-1]
     return {"mean_abs_change_u8": float(np.abs(after.astype(np.int16) - before.astype(np.int16)).mean()),
             "unchanged_pixel_share": float((after == before).all(-1).mean()),
             "final_d_acc_real": float(last["d_acc_real"]), "final_d_acc_fake": float(last["d_acc_fake"]),
@@ -118,10 +120,8 @@ def main() -> None:
         return float(angular_error_deg(pred, truth).mean())
 
     # ours as `purify --masks auto` runs it: masks from the shipped segmenter, implausible eyes passed through
-    masks = predict_masks(load_segmenter(WEIGHTS_DIR / "segmenter"), wild.images)
-    not_an_eye = np.array([p is not None for p in eye_problems(masks)])[:, None, None, None]
-    ours = np.where(not_an_eye, wild.images, purifier_transform(WEIGHTS_DIR / "purifier", "cpu", 256)(
-        wild.images, masks))
+    engine = Purification.load(WEIGHTS_DIR / "purifier", WEIGHTS_DIR / "segmenter", batch_size=256)
+    ours = engine.purify_batch(wild.images, None, [str(i) for i in range(len(wild.images))]).images
 
     results: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in args.only}
     for seed in args.seeds:
