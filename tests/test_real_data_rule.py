@@ -9,11 +9,12 @@ from maskpurify.cli import main
 from maskpurify.errors import UserError
 from maskpurify.masks import EYE_LABELS
 from maskpurify.nets.purifier import load_purifier
-from maskpurify.nets.segmenter import build_segmenter, save_segmenter
+from maskpurify.nets.segmenter import build_segmenter, load_segmenter, save_segmenter
 from maskpurify.training.purifier import EncoderConfig, PurifierTrainConfig, train_purifier
 from maskpurify.training.real_data import dataset_domain, is_real_standin, unlabelled
 from maskpurify.training.common import DistContext
 from maskpurify.training.loop import Run
+from maskpurify.training.segmenter import SegmenterTrainConfig, train_segmenter
 from maskpurify.training.simgan import SimGANTrainConfig
 from maskpurify.training.sources import SourceConfig, load_source
 from maskpurify.world.dataset import shard_name, write_dataset
@@ -95,3 +96,24 @@ def test_supervised_trainers_refuse_wild(tmp_path, datasets, capsys, command):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "real-data rule" in err[0] and str(datasets["wild"]) in err[0]
     assert not any(out.glob("*.safetensors"))
+
+
+def test_segmenter_self_training_ignores_wild_labels(tmp_path, datasets):
+    """Self-training reads wild renders as images only: the same images with other labels train the same weights,
+    and the run starts from its init checkpoint and moves away from it."""
+    torch.manual_seed(0)
+    init = save_segmenter(tmp_path / "init", build_segmenter(SegmenterTrainConfig().model))
+    synthetic = load_source(SourceConfig(path=str(datasets["synthetic"])), "synthetic", (36, 60),
+                            Run(DistContext(), tmp_path, progress=False), "data.path", supervised=True)
+    weights = []
+    for name in ("wild", "tampered"):
+        config = SegmenterTrainConfig(steps=2, batch_size=4, log_every=1, checkpoint_every=100, eval_every=0,
+                                      device="cpu", num_threads=1, init=str(init).removesuffix(".safetensors"),
+                                      self_training=1.0, unlabelled=SourceConfig(path=str(datasets[name])))
+        train_segmenter(config, tmp_path / name, arrays=synthetic, progress=False)
+        weights.append(load_segmenter(tmp_path / name / "segmenter").state_dict())
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key])
+    start = load_segmenter(tmp_path / "init").state_dict()
+    moved = [k for k in start if start[k].is_floating_point() and not torch.equal(start[k], weights[0][k])]
+    assert moved and all(torch.allclose(start[k], weights[0][k], atol=0.05) for k in moved)

@@ -1,6 +1,11 @@
-"""Train the eye-region segmenter on synthetic eyes (never on the wild domain), each batch pushed through the
-project's randomised degradation model (:mod:`maskpurify.degradation`), so that it holds on eyes it has never
+"""Train the eye-region segmenter on synthetic eyes (never on the wild domain's labels), each batch pushed through
+the project's randomised degradation model (:mod:`maskpurify.degradation`), so that it holds on eyes it has never
 seen: the wild test domain, real crops, purified images.
+
+Optionally (``self_training > 0``) it also learns from *unlabelled* real images, as a user with only real images
+could: a mean teacher (Tarvainen & Valpola 2017; an exponential moving average of the network) labels each real
+image, and the network learns those labels, where the teacher is confident, on a degraded copy of the image
+(FixMatch-style consistency, Sohn et al. 2020). The real images' own labels are never read (the real-data rule).
 
 Outputs in the out dir: ``segmenter.safetensors`` + ``segmenter.json``, ``last`` (resumable state),
 ``log.csv``, ``config.yaml`` + ``run.json``.
@@ -8,7 +13,7 @@ Outputs in the out dir: ``segmenter.safetensors`` + ``segmenter.json``, ``last``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +25,12 @@ from maskpurify.batch import EyeBatch
 from maskpurify.config import command_line
 from maskpurify.degradation import DegradationConfig, degrade, no_eye
 from maskpurify.metrics.segmentation import segmentation_summary
-from maskpurify.nets.segmenter import SegmenterConfig, build_segmenter, predict_masks, save_segmenter
-from maskpurify.training.common import lr_at, set_lr, to_float_images, unwrap
+from maskpurify.errors import UserError
+from maskpurify.nets.segmenter import SegmenterConfig, build_segmenter, load_segmenter, predict_masks, save_segmenter
+from maskpurify.training.common import MinibatchSampler, lr_at, set_lr, to_float_images, unwrap
 from maskpurify.training.gaze import TrainDataConfig, describe_data, load_training_data
 from maskpurify.training.loop import LoopConfig, Run, SupervisedTask, fit
-from maskpurify.training.sources import split_train_val
+from maskpurify.training.sources import SourceConfig, load_source, split_train_val
 
 
 @dataclass
@@ -44,6 +50,23 @@ class SegmenterTrainConfig(LoopConfig):
     #: that blank, noisy or closed-eye crops give no eye instead of a hallucinated one
     no_eye: float = 0.04
     eval_every: int = 500
+    #: start from this segmenter checkpoint (its network config must equal ``model``); None = random init
+    init: str | None = None
+    #: weight of the self-training term on unlabelled real images (0 = off, the shipped recipe)
+    self_training: float = 0.0
+    #: the unlabelled real images (without a path: wild renders, n 12000 seed 2001, images only)
+    unlabelled: SourceConfig = field(default_factory=SourceConfig)
+    #: pixels whose teacher confidence is below this are left out of the self-training term
+    confidence: float = 0.9
+    #: decay of the teacher's moving average of the network's weights
+    teacher_decay: float = 0.999
+    #: strength of the degradation model on the network's copy of each real image (they are degraded already)
+    unlabelled_strength: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.self_training < 0 or not 0 < self.confidence < 1 or not 0 <= self.teacher_decay < 1:
+            raise UserError("segmenter config: self_training must be >= 0, confidence in (0, 1) and teacher_decay "
+                            f"in [0, 1), got {self.self_training}, {self.confidence}, {self.teacher_decay}")
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float) -> tuple[torch.Tensor, ...]:
@@ -67,7 +90,23 @@ class SegmenterTask(SupervisedTask):
         config, ctx = self.config, run.ctx
         data = self.arrays if self.arrays is not None else load_training_data(config.data, run)
         self.train, self.val = split_train_val(data, config.data.val_fraction, config.data.limit)
-        self.use_model(build_segmenter(config.model), run, data.size)
+        model = build_segmenter(config.model)
+        if config.init:
+            start = load_segmenter(config.init)
+            if start.config != config.model:
+                raise UserError(f"init {config.init}: its network {start.config} is not model {config.model}; "
+                                "set model.* to match")
+            model.load_state_dict(start.state_dict())
+        self.use_model(model, run, data.size)
+        if config.self_training > 0:
+            real = load_source(config.unlabelled, "wild", data.size, run, "unlabelled.path", unlabelled_role=True)
+            self.real = torch.from_numpy(np.ascontiguousarray(real.images))
+            self.real_sampler = MinibatchSampler(len(self.real), config.batch_size, config.seed + 1, run.ctx.rank,
+                                                 run.ctx.world_size)
+            self.teacher = build_segmenter(config.model).to(run.ctx.device)
+            self.teacher.load_state_dict(self.model.state_dict())
+            self.teacher.eval().requires_grad_(False)
+            self.models["teacher"] = self.teacher
 
     def step(self, step: int) -> dict[str, float]:
         config, ctx, train = self.config, self.ctx, self.train
@@ -83,22 +122,67 @@ class SegmenterTask(SupervisedTask):
         lr = lr_at(step, config.steps, config.lr, config.schedule, config.warmup)
         set_lr(self.optimizer, lr)
         loss, ce, dice = segmentation_loss(self.net(images), target, config.dice_weight)
+        terms = {"ce": ce.item(), "dice": dice.item()}
+        if config.self_training > 0:
+            self_loss, kept = self.self_training_loss(step, rng)
+            loss = loss + config.self_training * self_loss
+            terms.update(self_training=self_loss.item(), confident=kept)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"loss": loss.item(), "ce": ce.item(), "dice": dice.item(), "lr": lr}
+        if config.self_training > 0:
+            self.update_teacher()
+        return {"loss": loss.item(), **terms, "lr": lr}
+
+    def self_training_loss(self, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
+        """Cross-entropy of the network on degraded copies of real images against the teacher's confident labels
+        of the images as they are; returns the loss and the fraction of pixels kept."""
+        config, device = self.config, self.ctx.device
+        real_u8 = self.real[self.real_sampler.indices(step)]
+        with torch.no_grad():
+            probs = self.teacher(to_float_images(real_u8, device)).softmax(1)
+        confidence, labels = probs.max(1)
+        # Unsure pixels ride through the degradation's warp as labels 4..7 (nearest-neighbour, so never mixed)
+        # and are dropped after it; the degradation's photometric terms read only the labels 0..3.
+        coded = (labels + 4 * (confidence < config.confidence)).to(torch.uint8).cpu().numpy()
+        images_u8, coded = degrade(real_u8.numpy(), coded, rng,
+                                   replace(config.degradation, strength=config.unlabelled_strength))
+        target = torch.from_numpy(coded.astype(np.int64)).to(device)
+        target = torch.where(target >= 4, torch.full_like(target, -100), target)
+        kept = float((target >= 0).float().mean())
+        logits = self.net(to_float_images(torch.from_numpy(images_u8), device))
+        if kept == 0:
+            return logits.sum() * 0.0, kept
+        return F.cross_entropy(logits, target, ignore_index=-100), kept
+
+    @torch.no_grad()
+    def update_teacher(self) -> None:
+        decay = self.config.teacher_decay
+        for mean, value in zip(self.teacher.state_dict().values(), unwrap(self.model).state_dict().values()):
+            if mean.dtype.is_floating_point:
+                mean.mul_(decay).add_(value, alpha=1 - decay)
+            else:
+                mean.copy_(value)
+
+    @property
+    def final(self) -> torch.nn.Module:
+        """The network to validate and ship: the teacher when self-training (the steadier average)."""
+        return self.teacher if self.config.self_training > 0 else self.model
 
     def evaluate(self) -> dict[str, float]:
         if len(self.val["images"]) == 0:
             return {}
-        summary = segmentation_summary(predict_masks(self.model, self.val["images"]), self.val["masks"].numpy())
+        summary = segmentation_summary(predict_masks(self.final, self.val["images"]), self.val["masks"].numpy())
         return {"val_miou": summary["miou"], "val_iou_pupil": summary["iou"]["pupil"]}
 
     def export(self, run: Run, last_log: dict[str, float]) -> dict[str, Any]:
         config, scores = self.config, self.evaluate()
-        save_segmenter(run.out / "segmenter", unwrap(self.model), {"trained": {
+        final = unwrap(self.final)
+        final.spec = unwrap(self.model).spec
+        save_segmenter(run.out / "segmenter", final, {"trained": {
             "command": command_line(), "seed": config.seed, "steps": config.steps,
-            "data": describe_data(config.data), "val_miou": scores.get("val_miou")}})
+            "data": describe_data(config.data), "val_miou": scores.get("val_miou"), "init": config.init,
+            "self_training": config.self_training}})
         return scores
 
 
