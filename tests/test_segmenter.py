@@ -7,15 +7,38 @@ from maskpurify.nets.segmenter import SegmenterConfig, build_segmenter, load_seg
 from maskpurify.training.augment import photometric_augment
 
 
+@pytest.mark.parametrize("stem", [1, 2])
 @pytest.mark.parametrize("size", [(36, 60), (35, 61), (17, 23), (64, 64)])
-def test_any_size_gives_logits_of_that_size(size):
-    model = build_segmenter(SegmenterConfig(base_channels=8)).eval()
+def test_any_size_gives_logits_of_that_size(size, stem):
+    model = build_segmenter(SegmenterConfig(base_channels=8, stem=stem)).eval()
     out = model(torch.rand(2, 3, *size))
     assert out.shape == (2, 4, *size)
 
 
-def test_differentiable_wrt_input():
-    model = build_segmenter(SegmenterConfig(base_channels=8)).eval()
+def test_half_resolution_unet_costs_a_fraction_and_sees_single_pixels():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(config):
+        counter = FlopCounterMode(display=False)
+        with counter:
+            build_segmenter(config).eval()(torch.rand(1, 3, 36, 60))
+        return counter.get_total_flops()
+
+    assert flops(SegmenterConfig(base_channels=8, levels=4, stem=2)) < 0.45 * flops(
+        SegmenterConfig(base_channels=8, levels=4))
+    # the full-resolution head: changing one pixel changes the logits at that pixel, not only its 2x2 block
+    torch.manual_seed(0)
+    model = build_segmenter(SegmenterConfig(base_channels=8, levels=3, stem=2)).eval()
+    x = torch.rand(1, 3, 36, 60)
+    y = x.clone()
+    y[0, :, 20, 31] = 1 - y[0, :, 20, 31]
+    diff = (model(x) - model(y)).abs().sum(1)[0]
+    assert diff[20, 31] > diff[20, 30] and diff[20, 31] > diff[21, 31]
+
+
+@pytest.mark.parametrize("stem", [1, 2])
+def test_differentiable_wrt_input(stem):
+    model = build_segmenter(SegmenterConfig(base_channels=8, stem=stem)).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     x = torch.rand(2, 3, 36, 60, requires_grad=True)
@@ -37,6 +60,8 @@ def test_round_trip_and_predict(tmp_path):
     assert masks.shape == (3, 36, 60) and masks.dtype == np.uint8 and masks.max() <= 3
     with pytest.raises(UserError):
         build_segmenter({"levels": 9})
+    with pytest.raises(UserError, match="stem"):
+        build_segmenter({"stem": 4})
 
 
 def test_augmentation_keeps_range_and_is_reproducible():
