@@ -117,3 +117,22 @@ def test_segmenter_self_training_ignores_wild_labels(tmp_path, datasets):
     start = load_segmenter(tmp_path / "init").state_dict()
     moved = [k for k in start if start[k].is_floating_point() and not torch.equal(start[k], weights[0][k])]
     assert moved and all(torch.allclose(start[k], weights[0][k], atol=0.05) for k in moved)
+
+
+def test_segmenter_self_trains_on_a_folder_of_unlabelled_crops(tmp_path, datasets):
+    """A user's real eyes are a folder of crops without masks: self-training reads them as images only."""
+    import cv2
+
+    synthetic = load_source(SourceConfig(path=str(datasets["synthetic"])), "synthetic", (36, 60),
+                            Run(DistContext(), tmp_path, progress=False), "data.path", supervised=True)
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i, image in enumerate(synthetic.images[:8]):
+        cv2.imwrite(str(folder / f"{i}.png"), image[..., ::-1])
+    config = SegmenterTrainConfig(steps=2, batch_size=4, log_every=1, checkpoint_every=100, device="cpu",
+                                  num_threads=1, self_training=1.0,
+                                  unlabelled=SourceConfig(path=str(folder), format="folder"))
+    summary = train_segmenter(config, tmp_path / "run", arrays=synthetic, progress=False)
+    assert summary["finished"]
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert "self_training" in rows[0] and len(rows) == 3

@@ -40,8 +40,7 @@ def test_purifier_trains_saves_and_previews(tmp_path, config):
     assert model.spec.size == (16, 24) and model.spec.labels is EYE_LABELS  # the data it trained on, read back
     y = model(torch.rand(2, 3, 16, 24), torch.zeros(2, 16, 24, dtype=torch.long))
     assert y.shape == (2, 3, 16, 24)
-    # the gaze prior is the label-map gaze net, copied into the checkpoint unchanged
-    torch.testing.assert_close(model.prior.state_dict(), load_gaze_net(config.gaze_from_labels).state_dict())
+    assert model.prior is None  # the shipped recipe has no gaze prior
     assert (out / "previews" / "step_000006.png").is_file()
     header = (out / "log.csv").read_text().splitlines()[0]
     for term in ("style_attention", "style_background", "content_full", "content_attention", "task", "tv"):
@@ -69,8 +68,13 @@ def test_no_mask_ablation_trains_without_task_loss(tmp_path, config):
     assert not model.config.use_mask and model.prior is None
 
 
-def test_gaze_prior_without_mask_is_refused(tmp_path, config):
-    cfg = dataclasses.replace(config, net=dataclasses.replace(config.net, use_mask=False))
+def test_gaze_prior_is_copied_in_and_needs_a_mask(tmp_path, config):
+    cfg = dataclasses.replace(config, net=dataclasses.replace(config.net, gaze_prior=True))
+    train_purifier(cfg, tmp_path / "p", progress=False, arrays=(_arrays(0), _arrays(1)))
+    # the gaze prior is the label-map gaze net, copied into the checkpoint unchanged
+    model = load_purifier(tmp_path / "p" / "purifier")
+    torch.testing.assert_close(model.prior.state_dict(), load_gaze_net(config.gaze_from_labels).state_dict())
+    cfg = dataclasses.replace(cfg, net=dataclasses.replace(cfg.net, use_mask=False))
     with pytest.raises(UserError, match="net.gaze_prior=false"):
         train_purifier(cfg, tmp_path / "d", progress=False, arrays=(_arrays(0), _arrays(1)))
 

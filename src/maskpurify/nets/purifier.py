@@ -16,7 +16,7 @@ reads the gaze the mask's regions imply, and that reading modulates every residu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from torch import nn
 from maskpurify.checkpoints import load_network, save_checkpoint
 from maskpurify.errors import UserError
 from maskpurify.masks import LABEL_GREY, DataSpec, label_set_for
-from maskpurify.nets.gaze import LABEL_GAZE_NET, build_gaze_net, gaze_config_dict, label_maps
+from maskpurify.nets.gaze import build_gaze_net, gaze_config_dict, label_maps
 
 #: Pixels are clamped to [EPS, 1-EPS] before the logit so the residual never has to fight infinities.
 _LOGIT_EPS = 1e-3
@@ -55,7 +55,7 @@ class PurifierConfig:
     head_channels: int = 8
     #: config (JSON form) of the frozen label-map gaze net whose reading of the mask modulates the residual
     #: blocks; None: no gaze prior. Its weights are part of the purifier's checkpoint.
-    gaze_prior: Mapping[str, Any] | None = field(default_factory=lambda: gaze_config_dict(LABEL_GAZE_NET))
+    gaze_prior: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.base_channels < 1 or self.num_res_blocks < 0:

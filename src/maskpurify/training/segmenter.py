@@ -35,9 +35,10 @@ from maskpurify.training.sources import SourceConfig, load_source, split_train_v
 
 @dataclass
 class SegmenterTrainConfig(LoopConfig):
-    #: the first 30k of the (60k) synthetic render are plenty for segmentation
+    #: the first 30k of the (120k) synthetic render are plenty for segmentation
     data: TrainDataConfig = field(default_factory=lambda: TrainDataConfig(limit=30000))
-    #: four resolutions: under heavy degradation the context of the coarsest (5x8) level pays
+    #: four resolutions: under heavy degradation the context of the coarsest (5x8) level pays (``model.stem=2``
+    #: runs them at half resolution for 2.5x the speed, at 0.02 less IoU: README, tuning history)
     model: SegmenterConfig = field(default_factory=lambda: SegmenterConfig(base_channels=8, levels=4))
     lr: float = 3e-3
     weight_decay: float = 1e-4

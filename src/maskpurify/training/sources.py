@@ -56,6 +56,9 @@ def load_source(source: SourceConfig, domain: str, size: tuple[int, int], run: R
                                  progress=progress, need_masks=False, what=what)
             require_labels(data, "gaze", f"{what} {source.path}")
             return data
+        if unlabelled_role and segmenter is None:  # images only: no masks needed, none predicted
+            return unlabelled(source_arrays(source.format, source.path, source.options, size, source.limit,
+                                            progress=progress, need_masks=False, what=what))
         masker = SegmenterMasker(segmenter, ctx.device) if segmenter is not None else None
         return source_arrays(source.format, source.path, source.options, size, source.limit, masker,
                              progress=progress, labels=labels if labels is not None else EYE_LABELS, what=what)
