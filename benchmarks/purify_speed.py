@@ -7,7 +7,7 @@ FLOPs are counted with torch.utils.flop_counter (convolutions and matmuls only; 
 ops are not counted), and the achieved FLOP/s is compared with a 2048x2048 fp32 matmul timed in the
 same run, on the same machine, right before each measurement (so a busy machine slows both alike; the
 load average is recorded too).
-Run: .venv/bin/python benchmarks/purify_speed.py [--device cpu|cuda] [--out PATH]
+Run: [MASKPURIFY_WEIGHTS=DIR] .venv/bin/python benchmarks/purify_speed.py [--device cpu|cuda] [--out PATH]
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ def main() -> None:
     torch.manual_seed(0)
     results: dict[str, object] = {
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "weights": str(WEIGHTS_DIR),  # $MASKPURIFY_WEIGHTS when set
         "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
     }
