@@ -1,6 +1,7 @@
 """The working size and label set every network's sidecar records (:class:`maskpurify.masks.DataSpec`)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -19,10 +20,15 @@ LOADERS = {"purifier": load_purifier, "segmenter": load_segmenter, "gaze": load_
 
 
 @pytest.mark.parametrize("sidecar", sorted(WEIGHTS_DIR.glob("*.json")), ids=lambda p: p.stem)
-def test_shipped_sidecars_without_the_fields_are_36x60_eyes(sidecar):
+def test_shipped_sidecars_with_or_without_the_fields_are_36x60_eyes(sidecar, tmp_path):
     meta = json.loads(sidecar.read_text())
-    assert "working_size" not in meta  # written before the fields existed; not rewritten
     model = LOADERS[meta["kind"]](sidecar.with_suffix(""))
+    assert model.spec.size == (36, 60) and model.spec.labels is EYE_LABELS
+    # the same checkpoint as written before the fields existed
+    old = {k: v for k, v in meta.items() if k not in ("working_size", "labels")}
+    (tmp_path / sidecar.name).write_text(json.dumps(old))
+    shutil.copy(sidecar.with_suffix(".safetensors"), tmp_path / sidecar.with_suffix(".safetensors").name)
+    model = LOADERS[meta["kind"]](tmp_path / sidecar.stem)
     assert model.spec.size == (36, 60) and model.spec.labels is EYE_LABELS
 
 
