@@ -13,6 +13,7 @@ Outputs in the out dir: ``segmenter.safetensors`` + ``segmenter.json``, ``last``
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from maskpurify.degradation import DegradationConfig, degrade, no_eye
 from maskpurify.metrics.segmentation import segmentation_summary
 from maskpurify.errors import UserError
 from maskpurify.nets.segmenter import SegmenterConfig, build_segmenter, load_segmenter, predict_masks, save_segmenter
-from maskpurify.training.common import MinibatchSampler, lr_at, set_lr, to_float_images, unwrap
+from maskpurify.training.common import MinibatchSampler, lr_at, set_lr, to_float_images
 from maskpurify.training.gaze import TrainDataConfig, describe_data, load_training_data
 from maskpurify.training.loop import LoopConfig, Run, SupervisedTask, fit
 from maskpurify.training.sources import SourceConfig, load_source, split_train_val
@@ -104,9 +105,7 @@ class SegmenterTask(SupervisedTask):
             self.real = torch.from_numpy(np.ascontiguousarray(real.images))
             self.real_sampler = MinibatchSampler(len(self.real), config.batch_size, config.seed + 1, run.ctx.rank,
                                                  run.ctx.world_size)
-            self.teacher = build_segmenter(config.model).to(run.ctx.device)
-            self.teacher.load_state_dict(self.model.state_dict())
-            self.teacher.eval().requires_grad_(False)
+            self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False)  # its data spec too
             self.models["teacher"] = self.teacher
 
     def step(self, step: int) -> dict[str, float]:
@@ -159,7 +158,7 @@ class SegmenterTask(SupervisedTask):
     @torch.no_grad()
     def update_teacher(self) -> None:
         decay = self.config.teacher_decay
-        for mean, value in zip(self.teacher.state_dict().values(), unwrap(self.model).state_dict().values()):
+        for mean, value in zip(self.teacher.state_dict().values(), self.model.state_dict().values()):
             if mean.dtype.is_floating_point:
                 mean.mul_(decay).add_(value, alpha=1 - decay)
             else:
@@ -178,9 +177,7 @@ class SegmenterTask(SupervisedTask):
 
     def export(self, run: Run, last_log: dict[str, float]) -> dict[str, Any]:
         config, scores = self.config, self.evaluate()
-        final = unwrap(self.final)
-        final.spec = unwrap(self.model).spec
-        save_segmenter(run.out / "segmenter", final, {"trained": {
+        save_segmenter(run.out / "segmenter", self.final, {"trained": {
             "command": command_line(), "seed": config.seed, "steps": config.steps,
             "data": describe_data(config.data), "val_miou": scores.get("val_miou"), "init": config.init,
             "self_training": config.self_training}})
