@@ -142,7 +142,7 @@ def test_purifier_loss_logs_every_term_and_ablates() -> None:
     output = (image * 0.9).requires_grad_(True)
     style, style_mask = torch.rand(3, 3, 36, 60), _mask(3)
     config = LossConfig(style_attention=2, style_background=1, content_full=1, content_attention=1, task=0.5, tv=3,
-                        identity=4, gaze=2, style_per_label=False)
+                        identity=4, gaze=2, colour=1.5, style_per_label=False)
     style_output = (style * 0.8).requires_grad_(True)
     torch.manual_seed(0)
     guide = GazeGuide(build_gaze_net(GazeNetConfig(hidden=8)), build_gaze_net(GazeNetConfig(hidden=8, inputs="labels")))
@@ -173,7 +173,7 @@ def test_purifier_loss_logs_every_term_and_ablates() -> None:
 def test_terms_are_the_weights_of_the_loss_config() -> None:
     """One list of terms: the weight fields of LossConfig, each a key ``loss.<term>`` an ablation sets to 0."""
     assert TERMS == ("style_attention", "style_background", "content_full", "content_attention", "task", "tv",
-                     "identity", "gaze")
+                     "identity", "gaze", "colour")
     assert all(getattr(LossConfig(), term) > 0 for term in TERMS)
 
 
@@ -205,3 +205,41 @@ def test_per_label_attention_style_separates_sclera_iris_and_pupil():
         assert float(same) < 1e-6
         assert gaps[per_label] > 0
     assert gaps[True] > gaps[False]
+
+
+def test_region_colour_matches_each_regions_mean_and_spread() -> None:
+    """The colour term is 0 for an output with the style batch's per-region colours, and a shift of one region's
+    colour by d costs d / (number of regions), with gradient only inside that region."""
+    from maskpurify.losses import RegionColour
+
+    mask = _mask(2)
+    colours = torch.tensor([[0.8, 0.6, 0.5], [0.9, 0.9, 0.9], [0.3, 0.4, 0.7], [0.05, 0.05, 0.05]])
+    style = colours[mask].permute(0, 3, 1, 2).contiguous()
+    term = RegionColour((1, 2, 3))
+    assert float(term(LossInputs(style.clone(), style, mask, style, mask))) < 1e-5
+    shifted = (style + 0.1 * (mask == 2).unsqueeze(1)).requires_grad_(True)
+    value = term(LossInputs(shifted, style, mask, style, mask))
+    assert value.item() == pytest.approx(0.1 / 4, abs=1e-4)
+    value.backward()
+    moved = shifted.grad.abs().sum(1) > 0
+    assert moved[mask == 2].all() and not moved[mask != 2].any()
+
+
+def test_gaze_guide_keeps_the_identity_batchs_gaze() -> None:
+    """keep_identity: the identity batch's output must read like its clean original; an unchanged one adds
+    nothing, a changed one adds the readings' gap and gets gradient. Off, the identity batch is not read."""
+    torch.manual_seed(0)
+    reader, from_labels = build_gaze_net(GazeNetConfig(hidden=8)), \
+        build_gaze_net(GazeNetConfig(hidden=8, inputs="labels"))
+    mask, image, style = _mask(2), torch.rand(2, 3, 36, 60), torch.rand(2, 3, 36, 60)
+    plain = GazeGuide(reader, from_labels)
+    keeping = GazeGuide(reader, from_labels, keep_identity=True)
+    base = float(plain(LossInputs(image, image, mask, style, mask)))
+    assert float(keeping(LossInputs(image, image, mask, style, mask, style.clone()))) == pytest.approx(base, abs=1e-6)
+    changed = style.flip(-1).requires_grad_(True)
+    value = keeping(LossInputs(image, image, mask, style, mask, changed))
+    gap = (reader(style.flip(-1)) - reader(style)).abs().mean()
+    assert value.item() == pytest.approx(base + gap.item(), rel=1e-5) and gap.item() > 0
+    value.backward()
+    assert changed.grad is not None and changed.grad.abs().sum() > 0
+    assert float(plain(LossInputs(image, image, mask, style, mask, changed))) == pytest.approx(base, abs=1e-6)

@@ -96,3 +96,22 @@ def test_identity_gaze_terms_and_fullres_head_train(tmp_path, config):
     swapped = dataclasses.replace(cfg, gaze_guide=str(tmp_path / "labels"), gaze_from_labels=str(tmp_path / "reader"))
     with pytest.raises(UserError, match="gaze guide"):
         train_purifier(swapped, tmp_path / "e", progress=False, arrays=(_arrays(0), _arrays(1)))
+
+
+def test_identity_masks_from_the_segmenter_ignore_the_given_style_masks(tmp_path, config):
+    """identity_masks=segmenter: the identity batch is purified with masks inferred from it, as at test time, so
+    the style set's own masks (here wrong) reach no term once the style terms are off; with 'given' they do."""
+    loss = dataclasses.replace(config.loss, style_attention=0.0, style_background=0.0, colour=0.0, identity=5.0)
+    content, style = _arrays(0), _arrays(1)
+    wrong = EyeBatch(style.images, np.zeros_like(style.masks), EYE_LABELS, gaze=style.gaze)
+
+    def weights(identity_masks, style_batch, name):
+        cfg = dataclasses.replace(config, loss=loss, identity_masks=identity_masks)
+        train_purifier(cfg, tmp_path / name, progress=False, arrays=(content, style_batch))
+        return load_purifier(tmp_path / name / "purifier").state_dict()
+
+    inferred, inferred_wrong = weights("segmenter", style, "a"), weights("segmenter", wrong, "b")
+    for key in inferred:
+        torch.testing.assert_close(inferred[key], inferred_wrong[key], rtol=0, atol=0)
+    given, given_wrong = weights("given", style, "c"), weights("given", wrong, "d")
+    assert any(not torch.equal(given[key], given_wrong[key]) for key in given)

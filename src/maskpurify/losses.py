@@ -156,9 +156,11 @@ class LossConfig:
     tv: float = _term(5.0)
     #: identity on the synthetic style batch (L1): a synthetic input is already in the target style, so the purifier
     #: should return it unchanged (the CycleGAN identity loss); it teaches the decoder the clean rendered look
-    identity: float = _term(10.0)
+    identity: float = _term(50.0)
     #: gaze-level task guidance (see :class:`GazeGuide`)
     gaze: float = _term(300.0)
+    #: pixel colour statistics per region against the synthetic batch's (see :class:`RegionColour`)
+    colour: float = _term(30.0)
     #: erosion (pixels) of the regions for the style Grams, so style does not bleed across the boundary
     style_erode: int = 1
     #: attention style label by label (sclera, iris, pupil each to its synthetic counterpart)
@@ -286,11 +288,16 @@ class GazeGuide(nn.Module):
     only, so wild appearance never leaks into it. Both nets must be other than the estimator the results are scored
     with. Gradients reach only the attention region: the guide may re-render the eye, but it cannot steer the reader
     with patterns painted on the skin.
+
+    ``keep_identity``: the identity batch's output must also read like its clean original (both as the reader sees
+    them). The pixel identity term alone lets an imperfect mask move a clean iris by a pixel, which the L1 barely
+    sees and the gaze reader does.
     """
 
-    def __init__(self, reader: nn.Module, from_labels: nn.Module, attention_labels: Sequence[int] = (1, 2, 3)
-                 ) -> None:
+    def __init__(self, reader: nn.Module, from_labels: nn.Module, attention_labels: Sequence[int] = (1, 2, 3),
+                 keep_identity: bool = False) -> None:
         super().__init__()
+        self.keep_identity = keep_identity
         if reader.config.inputs != "image" or from_labels.config.inputs != "labels":
             raise UserError("gaze guide: needs an image gaze net and a label-map gaze net (inputs: labels)")
         self.reader, self.from_labels = reader.eval(), from_labels.eval()
@@ -299,13 +306,55 @@ class GazeGuide(nn.Module):
             p.requires_grad_(False)
 
     def forward(self, x: LossInputs) -> torch.Tensor:
-        """Mean L1 (radians) between the pitch/yaw read from the output and the one implied by the mask."""
+        """Mean L1 (radians) between the pitch/yaw read from the output and the one implied by the mask; with an
+        identity batch, plus the same between its output and its clean original as the reader sees them."""
         output = x.output
         region = attention_region(x.mask, self.attention_labels, output.dtype)
         with torch.no_grad():
             target = self.from_labels(label_maps(x.mask).to(output.dtype))
         seen = output * region + output.detach() * (1 - region)
-        return (self.reader(seen) - target).abs().mean()
+        loss = (self.reader(seen) - target).abs().mean()
+        if self.keep_identity and x.style_output is not None:
+            with torch.no_grad():
+                original = self.reader(x.style_images)
+            loss = loss + (self.reader(x.style_output) - original).abs().mean()
+        return loss
+
+
+class RegionColour(nn.Module):
+    """Mean and spread of each colour channel inside each region (background, then every attention label) of the
+    output, against the same statistics pooled over the synthetic batch's region: the colours the Gram terms leave
+    free (an iris may keep any mean colour whose feature correlations look synthetic). L1, averaged over channels,
+    statistics, regions and the samples where the region exists."""
+
+    def __init__(self, attention_labels: Sequence[int]) -> None:
+        super().__init__()
+        self.attention_labels = tuple(attention_labels)
+
+    def _regions(self, mask: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
+        background = 1.0 - attention_region(mask, self.attention_labels, dtype)
+        return [background, *((mask == label).unsqueeze(1).to(dtype) for label in self.attention_labels)]
+
+    @staticmethod
+    def _moments(image: torch.Tensor, weights: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+        area = weights.sum(dims).clamp_min(_EPS)
+        mean = (image * weights).sum(dims) / area
+        centred = image - mean.view(*mean.shape, *([1] * (image.dim() - mean.dim())))
+        spread = ((centred.square() * weights).sum(dims) / area + _EPS).sqrt()
+        return mean, spread, weights.sum(dims).squeeze(-1)
+
+    def forward(self, x: LossInputs) -> torch.Tensor:
+        dtype, losses = x.output.dtype, []
+        for out_w, sty_w in zip(self._regions(x.mask, dtype), self._regions(x.style_masks, dtype)):
+            with torch.no_grad():
+                # pooled over the whole style batch: the region's colour in the synthetic domain
+                style = x.style_images.transpose(0, 1).flatten(1)  # (3, N*H*W)
+                target_mean, target_spread, style_area = self._moments(style, sty_w.transpose(0, 1).flatten(1), (1,))
+            mean, spread, area = self._moments(x.output, out_w, (2, 3))
+            per_sample = ((mean - target_mean).abs() + (spread - target_spread).abs()).mean(1)
+            present = (area.flatten() > _EPS).to(dtype) * (style_area.sum() > _EPS).to(dtype)
+            losses.append(_mean_over_present(per_sample, present))
+        return torch.stack(losses).mean()
 
 
 class WeightedLoss(nn.Module):
@@ -357,5 +406,6 @@ def purifier_loss(config: LossConfig, encoder: FeatureEncoder, attention_labels:
         "tv": TotalVariation,
         "identity": Identity,
         "gaze": lambda: gaze_guide,  # type: ignore[return-value]
+        "colour": lambda: RegionColour(labels),
     }
     return WeightedLoss({name: (build[name](), w(name)) for name in TERMS if w(name) > 0})

@@ -107,6 +107,13 @@ class PurifierTrainConfig(LoopConfig):
     #: inferred by the segmenter from the degraded eye, and the identity term asks for the clean original back
     #: (strength 0: plain identity, clean synthetic in and out, exact masks)
     paired: DegradationConfig = field(default_factory=lambda: DegradationConfig(strength=0.0))
+    #: masks of the identity batch: 'segmenter' (inferred from the eye the purifier sees, as at test time, so a
+    #: clean eye with an imperfect mask must come back unchanged) or 'given' (the renderer's exact masks; paired
+    #: training always infers them from the degraded eye)
+    identity_masks: Literal["given", "segmenter"] = "segmenter"
+    #: the gaze guide also asks the identity batch's output to show the gaze of its clean original (as its reader
+    #: sees both): pixels close to the original are not enough, a one-pixel iris shift moves the gaze
+    gaze_keeps_identity: bool = True
     steps: int = 600
     lr: float = 2e-3
     warmup: int = 50
@@ -147,7 +154,9 @@ class PurifierTask(Task):
         self.paired = config.paired.strength > 0
         if self.paired and config.loss.identity <= 0:
             raise UserError("paired.strength > 0 trains through the identity term: set loss.identity > 0")
-        needs_segmenter = config.loss.task > 0 or config.data.content_masks == "segmenter" or self.paired
+        self.infer_identity_masks = self.paired or config.identity_masks == "segmenter"
+        needs_segmenter = (config.loss.task > 0 or config.data.content_masks == "segmenter"
+                           or (self.infer_identity_masks and config.loss.identity > 0))
         segmenter = load_segmenter(config.segmenter, ctx.device) if needs_segmenter else None
         if segmenter is not None and segmenter.config.num_classes != config.net.num_labels:
             raise UserError(f"segmenter {config.segmenter} predicts {segmenter.config.num_classes} classes but "
@@ -162,7 +171,8 @@ class PurifierTask(Task):
                 raise UserError(f"loss.gaze > 0 needs eye masks ({len(EYE_LABELS.names)} labels) but net.num_labels "
                                 f"is {config.net.num_labels}: set loss.gaze=0 -- the gaze guide reads eye label maps")
             gaze_guide = GazeGuide(load_gaze_net(config.gaze_guide, ctx.device),
-                                   load_gaze_net(config.gaze_from_labels, ctx.device), config.net.attention_labels)
+                                   load_gaze_net(config.gaze_from_labels, ctx.device), config.net.attention_labels,
+                                   config.gaze_keeps_identity)
         if config.data.content_masks == "given" and is_real_standin(
                 config.data.content.path, None if config.data.content.format else "wild"):
             raise UserError("data.content_masks=given: the content source is wild renders, which stand in for real "
@@ -213,11 +223,12 @@ class PurifierTask(Task):
         style_mask = tensors["style_masks"][si].to(ctx.device)
         identity_in, identity_mask = style_image, style_mask
         if self.paired:
-            assert self.segmenter is not None
             degraded, _ = degrade(tensors["style_images"][si].numpy(), tensors["style_masks"][si].numpy(),
                                   np.random.default_rng([config.seed, step, ctx.rank]), config.paired,
                                   geometry=False)
             identity_in = to_float_images(torch.from_numpy(degraded), ctx.device)
+        if self.infer_identity_masks and config.loss.identity > 0:
+            assert self.segmenter is not None
             with torch.no_grad():
                 identity_mask = self.segmenter(identity_in).argmax(1)
         return (to_float_images(tensors["content_images"][ci], ctx.device),
