@@ -178,14 +178,29 @@ def _colour_section(rows: list[dict[str, Any]], synthetic: dict[str, Any] | None
             f"synthetic.</p><table><tr><th>method</th>{head}</tr>{body}</table>")
 
 
+#: What each number of benchmarks/baseline_spread.py's JSON is, in words (an unknown key is shown as it is).
+_SPREAD_LABELS = {
+    "randomised": "domain-randomised estimator", "simgan": "SimGAN (synthetic → wild refiner, estimator retrained)",
+    "simgan-reverse": "SimGAN-style refiner wild → synthetic",
+    "raw_deg": "error on raw wild eyes (°)", "on_ours_deg": "error on our purified eyes (°)",
+    "deg": "error on the refined wild eyes (°)",
+    "kid_to_wild_before": "KID to the wild set, before", "kid_to_wild_after": "after",
+    "kid_to_synthetic_before": "KID to the synthetic set, before", "kid_to_synthetic_after": "after",
+    "mean_abs_change_u8": "mean change per pixel (0–255)", "unchanged_pixel_share": "unchanged pixels",
+    "final_d_acc_real": "discriminator accuracy, real", "final_d_acc_fake": "fake",
+    "checkerboard_share": "checkerboard share of the change",
+}
+
+
 def _spread_section(spread: dict[str, Any] | None) -> str:
     """The baselines over seeds, as measured by benchmarks/baseline_spread.py (not rerun by the demo)."""
     if not spread:
         return ""
     items = []
     for name, values in spread["spread"].items():
-        cells = ", ".join(f"{html.escape(k)} {v['mean']:.2f} ± {v['sd']:.2f}" for k, v in values.items())
-        items.append(f"<li><b>{html.escape(name)}</b>: {cells}</li>")
+        cells = "; ".join(f"{html.escape(_SPREAD_LABELS.get(k, k))} {v['mean']:.2f} ± {v['sd']:.2f}"
+                          for k, v in values.items())
+        items.append(f"<li><b>{html.escape(_SPREAD_LABELS.get(name, name))}</b>: {cells}</li>")
     return (f"<h2>Baselines over seeds {html.escape(str(spread['seeds']))} (mean ± sd)</h2><p>Measured by "
             f"<code>{html.escape(spread['command'])}</code> on the same test eyes; not rerun by this report.</p>"
             f"<ul>{''.join(items)}</ul>")
