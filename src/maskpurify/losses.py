@@ -1,5 +1,6 @@
-"""The purifier's losses: region-masked style (Gram), content, total variation, the region-level task loss, identity
-and gaze guidance, each a named module holding its frozen dependencies, summed by :class:`WeightedLoss`.
+"""The purifier's losses: region-masked style (Gram), content, total variation, the region-level task loss, identity,
+gaze guidance and region colour statistics, each a named module holding its frozen dependencies, summed by
+:class:`WeightedLoss`.
 
 Every term returns a scalar and knows nothing about training loops. Regions are given as
 (N,1,H,W) float maps at image resolution (1 = attention: sclera, iris, pupil) and are resized to each

@@ -161,7 +161,8 @@ class PurifierTask(Task):
         if segmenter is not None and segmenter.config.num_classes != config.net.num_labels:
             raise UserError(f"segmenter {config.segmenter} predicts {segmenter.config.num_classes} classes but "
                             f"net.num_labels is {config.net.num_labels}: set loss.task=0 (and "
-                            "data.content_masks=given) -- the shipped segmenter is an eye segmenter")
+                            "data.content_masks=given, identity_masks=given) -- the shipped segmenter is an eye "
+                            "segmenter")
         if config.loss.task > 0 and len(config.loss.task_class_weights) != config.net.num_labels:
             raise UserError(f"loss.task_class_weights has {len(config.loss.task_class_weights)} entries but "
                             f"net.num_labels is {config.net.num_labels}: give one weight per label, or set loss.task=0")
