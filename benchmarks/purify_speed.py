@@ -7,7 +7,7 @@ FLOPs are counted with torch.utils.flop_counter (convolutions and matmuls only; 
 ops are not counted), and the achieved FLOP/s is compared with a 2048x2048 fp32 matmul timed in the
 same run, on the same machine, right before each measurement (so a busy machine slows both alike; the
 load average is recorded too).
-Run: [MASKPURIFY_WEIGHTS=DIR] .venv/bin/python benchmarks/purify_speed.py [--device cpu|cuda] [--out PATH]
+Run: [MASKPURIFY_WEIGHTS=DIR] .venv/bin/python benchmarks/purify_speed.py [--device cpu|cuda] [--out PATH] [--compile]
 """
 
 from __future__ import annotations
@@ -60,10 +60,31 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
+def compiled_rates(device: torch.device) -> dict[str, float]:
+    """Images/s of the shipped segmenter and purifier under torch.compile (inductor), alone and chained (masks by
+    argmax, no eye check), at one fixed batch so nothing recompiles; with the compile time, which a run pays once."""
+    segmenter = torch.compile(load_segmenter(WEIGHTS_DIR / "segmenter", device))
+    purifier = torch.compile(load_purifier(WEIGHTS_DIR / "purifier", device))
+    image = torch.rand(256, 3, 36, 60, device=device)
+    rates: dict[str, float] = {}
+    with torch.inference_mode():
+        mask = segmenter(image).argmax(1)
+        start = time.perf_counter()
+        segmenter(image), purifier(image, mask)
+        rates["compile_seconds"] = round(time.perf_counter() - start, 1)
+        for name, fn in (("segmenter", lambda: segmenter(image)), ("purifier", lambda: purifier(image, mask)),
+                         ("segmenter_then_purifier", lambda: purifier(image, segmenter(image).argmax(1)))):
+            rates[f"{name}_images_per_s"] = round(256 / seconds_per_call(fn, device), 1)
+            print(f"compiled {name}, 36x60, batch 256: {rates[f'{name}_images_per_s']} images/s")
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="benchmarks/results/purify_speed.json")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile'd segmenter and purifier (batch 256) and the two chained")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -119,6 +140,8 @@ def main() -> None:
             rate = round(64 / seconds_per_call(lambda: encoder(image), device), 1)
             results[f"encoder_efficientnet_lite0_upsample{upsample}_36x60_batch64_images_per_s"] = rate
             print(f"encoder efficientnet-lite0 (upsample {upsample}) 36x60 batch 64: {rate} images/s")
+    if args.compile:
+        results["compiled_36x60_batch256"] = compiled_rates(device)
     results["load_average_1_5_15_min"] = [round(x, 2) for x in os.getloadavg()]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
