@@ -338,18 +338,19 @@ class RegionColour(nn.Module):
 
     @staticmethod
     def _moments(image: torch.Tensor, weights: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
-        area = weights.sum(dims).clamp_min(_EPS)
+        total = weights.sum(dims)
+        area = total.clamp_min(_EPS)
         mean = (image * weights).sum(dims) / area
         centred = image - mean.view(*mean.shape, *([1] * (image.dim() - mean.dim())))
         spread = ((centred.square() * weights).sum(dims) / area + _EPS).sqrt()
-        return mean, spread, weights.sum(dims).squeeze(-1)
+        return mean, spread, total.squeeze(-1)
 
     def forward(self, x: LossInputs) -> torch.Tensor:
         dtype, losses = x.output.dtype, []
+        # the style batch as one image (3, N*H*W): each region's statistics pooled over the whole synthetic batch
+        style = x.style_images.transpose(0, 1).flatten(1)
         for out_w, sty_w in zip(self._regions(x.mask, dtype), self._regions(x.style_masks, dtype)):
             with torch.no_grad():
-                # pooled over the whole style batch: the region's colour in the synthetic domain
-                style = x.style_images.transpose(0, 1).flatten(1)  # (3, N*H*W)
                 target_mean, target_spread, style_area = self._moments(style, sty_w.transpose(0, 1).flatten(1), (1,))
             mean, spread, area = self._moments(x.output, out_w, (2, 3))
             per_sample = ((mean - target_mean).abs() + (spread - target_spread).abs()).mean(1)

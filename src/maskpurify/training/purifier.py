@@ -154,9 +154,9 @@ class PurifierTask(Task):
         self.paired = config.paired.strength > 0
         if self.paired and config.loss.identity <= 0:
             raise UserError("paired.strength > 0 trains through the identity term: set loss.identity > 0")
-        self.infer_identity_masks = self.paired or config.identity_masks == "segmenter"
+        self.infer_identity_masks = config.loss.identity > 0 and (self.paired or config.identity_masks == "segmenter")
         needs_segmenter = (config.loss.task > 0 or config.data.content_masks == "segmenter"
-                           or (self.infer_identity_masks and config.loss.identity > 0))
+                           or self.infer_identity_masks)
         segmenter = load_segmenter(config.segmenter, ctx.device) if needs_segmenter else None
         if segmenter is not None and segmenter.config.num_classes != config.net.num_labels:
             raise UserError(f"segmenter {config.segmenter} predicts {segmenter.config.num_classes} classes but "
@@ -228,7 +228,7 @@ class PurifierTask(Task):
                                   np.random.default_rng([config.seed, step, ctx.rank]), config.paired,
                                   geometry=False)
             identity_in = to_float_images(torch.from_numpy(degraded), ctx.device)
-        if self.infer_identity_masks and config.loss.identity > 0:
+        if self.infer_identity_masks:
             assert self.segmenter is not None
             with torch.no_grad():
                 identity_mask = self.segmenter(identity_in).argmax(1)
