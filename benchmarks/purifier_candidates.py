@@ -25,11 +25,11 @@ from maskpurify.batch import EyeBatch
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.evaluation.experiment import purifier_transform
 from maskpurify.fileio import atomic_write_json
-from maskpurify.geometry import angular_error_deg
 from maskpurify.masks import label_image
 from maskpurify.metrics.image import colour_distance, kernel_inception_distance, pooled_features, region_colours
 from maskpurify.nets.encoders import build_encoder
-from maskpurify.nets.gaze import load_gaze_net, predict_gaze
+from maskpurify.metrics.gaze import mean_error_deg
+from maskpurify.nets.gaze import load_gaze_net
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
 from maskpurify.world.dataset import load_arrays_checked, render_once
 
@@ -63,8 +63,7 @@ def main() -> None:
     reference_colours = region_colours(reference.images, reference.masks)
 
     def error(images: np.ndarray, net: torch.nn.Module = gaze) -> float:
-        return float(angular_error_deg(predict_gaze(net, torch.from_numpy(images)).numpy().astype(np.float64),
-                                       truth).mean())
+        return mean_error_deg(net, images, truth)
 
     def kid(images: np.ndarray) -> float:
         return kernel_inception_distance(pooled_features(encoder, images), reference_features)[0]

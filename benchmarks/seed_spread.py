@@ -26,9 +26,9 @@ import torch
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import load_config, parse_size
 from maskpurify.fileio import atomic_write_json
-from maskpurify.geometry import angular_error_deg
 from maskpurify.losses import TERMS
-from maskpurify.nets.gaze import load_gaze_net, predict_gaze
+from maskpurify.metrics.gaze import mean_error_deg
+from maskpurify.nets.gaze import load_gaze_net
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
 from maskpurify.masks import label_image
@@ -63,10 +63,6 @@ def main() -> None:
     truth = test.gaze.astype(np.float64)
     segmenter = load_segmenter(args.segmenter)
 
-    def error(images: np.ndarray, net: torch.nn.Module = gaze_net) -> float:
-        pred = predict_gaze(net, torch.from_numpy(images)).numpy().astype(np.float64)
-        return float(angular_error_deg(pred, truth).mean())
-
     names = [str(i) for i in range(len(test.images))]
     errors: dict[int, float] = {}
     for seed in args.seeds:
@@ -76,10 +72,10 @@ def main() -> None:
         if not (run / "purifier.safetensors").is_file():
             train_purifier(config, run, progress=False)
         engine = Purification(load_purifier(run / "purifier"), segmenter, batch_size=256)
-        errors[seed] = error(engine.purify_batch(test.images, None, names).images)
+        errors[seed] = mean_error_deg(gaze_net, engine.purify_batch(test.images, None, names).images, truth)
         print(f"{variant} seed {seed}: {errors[seed]:.3f} deg", flush=True)
     masks = predict_masks(segmenter, test.images)
-    mask_alone = error(label_image(masks), load_gaze_net(WEIGHTS_DIR / "gaze_from_labels"))
+    mask_alone = mean_error_deg(load_gaze_net(WEIGHTS_DIR / "gaze_from_labels"), label_image(masks), truth)
     values = np.array(list(errors.values()))
     result = {
         "command": shlex.join([sys.executable.split(os.sep)[-1], *sys.argv]),
@@ -87,7 +83,7 @@ def main() -> None:
         "test_set": {"domain": "wild", "n": args.test_n, "seed": args.test_seed, "masks": "inferred"},
         "segmenter": args.segmenter,
         "gaze_estimator": "weights/gaze",
-        "raw_deg": error(test.images),
+        "raw_deg": mean_error_deg(gaze_net, test.images, truth),
         "mask_alone_deg": mask_alone,
         "mean_error_deg_by_seed": errors,
         "mean_deg": float(values.mean()),

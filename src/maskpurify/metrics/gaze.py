@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from maskpurify.config import command_line
 from maskpurify.fileio import atomic_write_json
 from maskpurify.geometry import angular_error_deg
+from maskpurify.nets.gaze import predict_gaze
 
 THRESHOLDS_DEG = (5.0, 7.0)
 
@@ -33,6 +35,13 @@ def error_stats(errors_deg: np.ndarray) -> dict[str, float]:
     for t in THRESHOLDS_DEG:
         stats[f"within_{t:g}deg"] = float((e <= t).mean())
     return stats
+
+
+def mean_error_deg(model: torch.nn.Module, images: np.ndarray, truth: np.ndarray) -> float:
+    """Mean angular error (degrees) of a gaze net reading uint8 images (N,H,W,3), or label images for a label-map
+    net, against the true (N,2) pitch/yaw."""
+    pred = predict_gaze(model, torch.from_numpy(np.ascontiguousarray(images))).numpy().astype(np.float64)
+    return float(angular_error_deg(pred, np.asarray(truth, np.float64)).mean())
 
 
 def binned_errors(errors_deg: np.ndarray, values_deg: np.ndarray, width_deg: float = 5.0) -> list[dict[str, float]]:

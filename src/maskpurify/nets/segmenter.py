@@ -143,6 +143,9 @@ def predict_masks(model: Segmenter, images: np.ndarray | torch.Tensor, batch_siz
         batch = images[start:start + batch_size]
         if batch.dtype == torch.uint8:
             batch = batch.permute(0, 3, 1, 2).float() / 255.0
+        # channels-last memory (the permuted uint8 view already is) runs oneDNN's narrow convolutions about 1.8x
+        # faster than (N,C,H,W) here (README, Speed)
+        batch = batch.contiguous(memory_format=torch.channels_last)
         out.append(model(batch.to(device)).argmax(1).to(torch.uint8).cpu())
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, *images.shape[1:3]), np.uint8)

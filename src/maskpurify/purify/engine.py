@@ -201,7 +201,10 @@ class Purification:
         with torch.inference_mode():
             for start in range(0, len(rgb), self.batch_size):
                 stop = min(len(rgb), start + self.batch_size)
-                x = torch.from_numpy(rgb[start:stop]).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+                # contiguous (N,C,H,W): the purifier runs about 10% faster than on the permuted channels-last view
+                # (the segmenter is the other way round, see predict_masks; README, Speed)
+                x = (torch.from_numpy(rgb[start:stop]).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+                     .contiguous())
                 m = torch.from_numpy(masks[start:stop].astype(np.int64)).to(self.device)
                 y = self.purifier(x, m)
                 self.forward_passes += 1
