@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from maskpurify.cli import main
+from maskpurify.evaluation.conditions import CONDITIONS
+from maskpurify.evaluation.experiment import CONDITION_METHODS
 from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, save_gaze_net
 from maskpurify.nets.purifier import Purifier, PurifierConfig, save_purifier
 from maskpurify.nets.segmenter import build_segmenter, save_segmenter
@@ -29,7 +31,7 @@ def test_evaluate_writes_report_and_reproduces(tmp_path, capsys):
     weights.mkdir()
     _weights(weights)
     args = ["evaluate", "--out", str(tmp_path / "r1"), "--set", f"weights={weights}", "--set", "test.n=24",
-            "--set", "test.reference_n=24", "--set", "kid_subsets=2", "--set", "grid_examples=3"]
+            "--set", "test.reference_n=24", "--set", "kid_subsets=2", "--set", "grid_examples=3", "--set", "conditions.n=12"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     for name in ("raw", "mask alone", "reinhard", "histogram", "simgan", "ours, no mask", "ours -task", "ours",
@@ -58,6 +60,14 @@ def test_evaluate_writes_report_and_reproduces(tmp_path, capsys):
     twins = rows["control: clean synthetic"]["region_colour"]
     assert twins["skin"]["delta_e_to_synthetic"] < raw["region_colour"]["skin"]["delta_e_to_synthetic"]
     assert "Style, region by region" in report
+    # the headline's controls again under every condition outside the wild preset, with its own floor
+    unseen = first["unseen_conditions"]
+    assert unseen["n"] == 12 and set(unseen["conditions"]) == set(CONDITIONS) and unseen["floor_deg"] > 0
+    for condition in unseen["conditions"].values():
+        assert set(condition["mean_error_deg"]) == set(CONDITION_METHODS)
+        assert 0 <= condition["segmenter_miou"] <= 1
+    assert "Conditions the methods never saw" in report and "conditions outside the wild preset" in printed
+    assert unseen["conditions"]["harsh"]["mean_error_deg"]["raw"] != unseen["conditions"]["wild"]["mean_error_deg"]["raw"]
 
     # the same command again gives the same numbers
     args[2] = str(tmp_path / "r2")
@@ -67,6 +77,7 @@ def test_evaluate_writes_report_and_reproduces(tmp_path, capsys):
         assert a["gaze"]["mean_deg"] == b["gaze"]["mean_deg"]
         if "kid" in a:
             assert a["kid"] == pytest.approx(b["kid"], rel=1e-6)
+    assert first["unseen_conditions"] == second["unseen_conditions"]
 
 
 def test_evaluate_refuses_to_overwrite(tmp_path, capsys):

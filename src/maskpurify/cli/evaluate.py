@@ -37,13 +37,13 @@ def evaluate(config: Any, out: Path, overwrite: bool, quick: bool) -> dict[str, 
     """Run the experiment into ``out`` and print the table; shared with ``maskpurify demo``."""
     from maskpurify.config import command_line, save_run_record, to_dict
     from maskpurify.evaluation.experiment import run_experiment
-    from maskpurify.evaluation.report import text_table, write_report
+    from maskpurify.evaluation.report import conditions_text, text_table, write_report
     from maskpurify.fileio import ensure_writable
 
     ensure_writable(out / "results.json", overwrite)
     if quick:
         config = dataclasses.replace(config, kid_subsets=5, test=dataclasses.replace(
-            config.test, n=200, reference_n=500))
+            config.test, n=200, reference_n=500), conditions=dataclasses.replace(config.conditions, n=200))
     save_run_record(out, config, config.test.seed)
     print(f"evaluating on {config.test.n} wild test eyes (masks inferred from the images; exact masks only in "
           "oracle rows) ...")
@@ -63,6 +63,10 @@ def evaluate(config: Any, out: Path, overwrite: bool, quick: bool) -> dict[str, 
           f"test eyes, {seg['synthetic']['miou']:.3f} on their synthetic twins, {real['mean_iou']:.3f} on "
           f"{real['n']} real eye crops (FaceMesh reference); {results['eye_check_flagged']} wild eyes failed the eye "
           "check and were passed through")
+    unseen = results.get("unseen_conditions")
+    if unseen:
+        print(f"\nconditions outside the wild preset ({unseen['n']} other eyes; floor {unseen['floor_deg']:.2f}°):")
+        print(conditions_text(unseen))
     for note in results["notes"]:
         print(f"note: {note}")
     print(f"\nreport: {page}\nnumbers: {out / 'results.json'}")

@@ -16,6 +16,9 @@ Rows (each skipped with a note when its weights are missing):
   ours                      the full mask-guided purifier, inferred masks (the headline)
   oracle: ...               the exact renderer masks: gaze from the exact mask alone, ours with exact masks
   control: ...              a uniform grey image with the same inferred masks; clean synthetic twins purified
+
+Then raw, mask alone, the domain-randomised estimator, ours and the grey control again under each condition of
+:mod:`maskpurify.evaluation.conditions` (outside the wild preset, other eyes): the control for fitting the preset.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from maskpurify.baselines.classical import ReinhardTransfer, RegionHistogramMatc
 from maskpurify.batch import EyeBatch
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import parse_size
+from maskpurify.evaluation.conditions import CONDITIONS, render_condition
 from maskpurify.evaluation.real_eyes import evaluate_real_eyes
 from maskpurify.fileio import read_json
 from maskpurify.geometry import angular_error_deg
@@ -48,6 +52,8 @@ from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
 from maskpurify.purify.engine import Purification, eye_check
 from maskpurify.world.dataset import load_arrays_checked, render_once
+from maskpurify.world.domains import synthetic_preset
+from maskpurify.world.renderer import render_samples
 
 DEFAULT_WEIGHTS = str(WEIGHTS_DIR)
 
@@ -66,8 +72,19 @@ class TestSetConfig:
 
 
 @dataclass
+class ConditionsConfig:
+    """The eyes of :data:`maskpurify.evaluation.conditions.CONDITIONS` (n 0: skip them)."""
+
+    n: int = 1000
+    #: a seed used nowhere else, so that no choice was made on these eyes
+    seed: int = 7311
+
+
+@dataclass
 class ExperimentConfig:
     test: TestSetConfig = field(default_factory=TestSetConfig)
+    #: the methods and their controls under conditions outside the wild preset
+    conditions: ConditionsConfig = field(default_factory=ConditionsConfig)
     weights: str = DEFAULT_WEIGHTS
     ablations: bool = True
     #: the oracle rows (exact renderer masks) and the control rows (grey image, clean synthetic eyes)
@@ -179,6 +196,52 @@ def build_methods(config: ExperimentConfig, reference: EyeBatch, notes: list[str
     return methods
 
 
+def _outputs(method: Method, images: np.ndarray, masks: np.ndarray, not_an_eye: np.ndarray) -> np.ndarray:
+    """What the gaze estimator reads for ``method``: the label image of the masks, the method's output (an eye
+    whose automatic mask failed the eye check passed through, as ``purify --masks auto`` does), or the input."""
+    if method.mask_only:
+        return label_image(masks)
+    if method.transform is None:
+        return images
+    outputs = method.transform(images, masks)
+    if method.inputs == "wild" and method.masks == "inferred" and not_an_eye.any():
+        outputs = np.where(not_an_eye[:, None, None, None], images, outputs)
+    return outputs
+
+
+#: the rows scored under every condition: the headline, its controls and the baseline a user would pick instead
+CONDITION_METHODS = ("raw", "mask alone", "domain-randomised estimator", "ours", "control: grey image")
+
+
+def _unseen_conditions(config: ExperimentConfig, methods: list[Method], segmenter: torch.nn.Module,
+                       gaze_errors: Callable[[str, np.ndarray, np.ndarray], np.ndarray], gaze_default: str,
+                       progress: Callable[[str], None]) -> dict[str, Any]:
+    """Mean gaze error of the :data:`CONDITION_METHODS` under each of :data:`CONDITIONS`, with the segmenter's IoU
+    (the renderer's masks are test labels here) and the floor: the same eyes rendered synthetic."""
+    size, n, seed = parse_size(config.test.size), config.conditions.n, config.conditions.seed
+    chosen = [m for m in methods if m.name in CONDITION_METHODS]
+    reference = render_samples(synthetic_preset(), n, size, seed)
+    floor = float(gaze_errors(gaze_default, reference.images, reference.gaze).mean())
+    result: dict[str, Any] = {"n": n, "seed": seed, "floor_deg": floor, "conditions": {}}
+    for name, condition in CONDITIONS.items():
+        progress(f"  condition: {name} ...")
+        images = render_condition(condition, n, size, seed)
+        masks = predict_masks(segmenter, images)
+        not_an_eye = np.array([problem is not None for problem in eye_check(masks)], bool)
+        inputs = {"wild": images, "grey": np.full_like(images, 128)}
+        errors = {m.name: float(gaze_errors(m.gaze_model or gaze_default,
+                                            _outputs(m, inputs[m.inputs], masks, not_an_eye), reference.gaze).mean())
+                  for m in chosen}
+        raw, ours = errors["raw"], errors.get("ours")
+        result["conditions"][name] = {
+            "description": condition.description, "mean_error_deg": errors,
+            "gap_closed": (raw - ours) / (raw - floor) if ours is not None and raw != floor else None,
+            "segmenter_miou": segmentation_summary(masks, reference.masks)["miou"],
+            "passed_through": int(not_an_eye.sum()),
+        }
+    return result
+
+
 def _nanmean(values: np.ndarray) -> float:
     """Mean over the finite entries; NaN (without a warning) when there are none."""
     finite = values[np.isfinite(values)]
@@ -251,14 +314,7 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
         images_in = inputs[method.inputs]
         method_masks = mask_sources[(method.inputs, method.masks)]
         started = time.perf_counter()
-        if method.mask_only:
-            outputs = label_image(method_masks)
-        elif method.transform:
-            outputs = method.transform(images_in, method_masks)
-            if method.inputs == "wild" and method.masks == "inferred" and not_an_eye.any():
-                outputs = np.where(not_an_eye[:, None, None, None], images_in, outputs)
-        else:
-            outputs = images_in
+        outputs = _outputs(method, images_in, method_masks, not_an_eye)
         seconds = time.perf_counter() - started
         errors = gaze_errors(method.gaze_model or gaze_default, outputs, wild.gaze)
         row: dict[str, Any] = {
@@ -287,8 +343,11 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
     raw = next(r for r in rows if r["method"] == "raw")["gaze"]["mean_deg"]
     for row in rows:
         row["gap_closure"] = (raw - row["gaze"]["mean_deg"]) / (raw - floor) if raw != floor else float("nan")
+    conditions = (_unseen_conditions(config, methods, segmenter, gaze_errors, gaze_default, progress)
+                  if config.conditions.n > 0 else None)
     return {
         "rows": rows, "notes": notes, "baseline_spread": _baseline_spread(Path(config.baseline_spread), t, notes),
+        "unseen_conditions": conditions,
         "eye_check_flagged": int(not_an_eye.sum()),
         "real_eyes": evaluate_real_eyes(segmenter, work),
         "segmenter": {"wild": segmentation_summary(masks_inferred, masks_exact),

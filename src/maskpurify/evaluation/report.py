@@ -42,6 +42,42 @@ def text_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def conditions_table(unseen: dict[str, Any]) -> list[list[str]]:
+    """The conditions outside the wild preset as rows of cells: condition, each method's mean error (°), ours' gap
+    closure and the segmenter's IoU; the first row is the header."""
+    methods = list(next(iter(unseen["conditions"].values()))["mean_error_deg"])
+    rows = [["condition", *(f"{m} °" for m in methods), "ours: gap closed", "segmenter IoU", "passed through"]]
+    for name, c in unseen["conditions"].items():
+        gap = "—" if c["gap_closed"] is None else f"{100 * c['gap_closed']:.0f}%"
+        rows.append([name, *(f"{c['mean_error_deg'][m]:.2f}" for m in methods), gap, f"{c['segmenter_miou']:.3f}",
+                     str(c["passed_through"])])
+    return rows
+
+
+def conditions_text(unseen: dict[str, Any]) -> str:
+    """:func:`conditions_table` as fixed-width text for the terminal."""
+    table = conditions_table(unseen)
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in table]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def _conditions_section(unseen: dict[str, Any] | None) -> str:
+    """The methods and their controls under conditions outside the wild preset (no choice was made on them)."""
+    if not unseen:
+        return ""
+    table = conditions_table(unseen)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in table[1:])
+    items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(c['description'])}</li>"
+                    for k, c in unseen["conditions"].items())
+    return (f"<h2>Conditions the methods never saw</h2><p>{unseen['n']} other eyes (seed {unseen['seed']}), the same "
+            "eyes under each condition, masks inferred by the segmenter; floor (the same eyes rendered synthetic): "
+            f"<b>{unseen['floor_deg']:.2f}°</b>. A method that fits the wild preset rather than real eyes falls "
+            f"apart here.</p><table><tr>{head}</tr>{body}</table><ul>{items}</ul>")
+
+
 def _plots(out: Path, rows: list[dict[str, Any]], arrays: dict[str, Any], logs: dict[str, Path]) -> list[str]:
     import matplotlib
 
@@ -258,6 +294,7 @@ Training budget: {html.escape(results.get('budget', ''))}</p>
 <p>Command: <code>{html.escape(results['command'])}</code></p>
 <h2>Methods</h2>{table_html(main)}
 <h2>Ablations: what each term contributes</h2>{table_html(ablation)}
+{_conditions_section(results.get('unseen_conditions'))}
 {_colour_section(rows, results.get('synthetic_region_colour'))}
 {_spread_section(results.get('baseline_spread'))}
 <h2>Error per method</h2><img src="errors.png"><img src="curves.png">
