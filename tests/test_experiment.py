@@ -67,6 +67,7 @@ def test_evaluate_writes_report_and_reproduces(tmp_path, capsys):
         assert set(condition["mean_error_deg"]) == set(CONDITION_METHODS)
         assert 0 <= condition["segmenter_miou"] <= 1
     assert "Conditions the methods never saw" in report and "conditions outside the wild preset" in printed
+    assert 'src="conditions.png"' in report and (tmp_path / "r1" / "conditions.png").is_file()
     assert unseen["conditions"]["harsh"]["mean_error_deg"]["raw"] != unseen["conditions"]["wild"]["mean_error_deg"]["raw"]
 
     # the same command again gives the same numbers

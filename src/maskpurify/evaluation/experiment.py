@@ -215,23 +215,30 @@ CONDITION_METHODS = ("raw", "mask alone", "domain-randomised estimator", "ours",
 
 def _unseen_conditions(config: ExperimentConfig, methods: list[Method], segmenter: torch.nn.Module,
                        gaze_errors: Callable[[str, np.ndarray, np.ndarray], np.ndarray], gaze_default: str,
-                       progress: Callable[[str], None]) -> dict[str, Any]:
+                       progress: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
     """Mean gaze error of the :data:`CONDITION_METHODS` under each of :data:`CONDITIONS`, with the segmenter's IoU
-    (the renderer's masks are test labels here) and the floor: the same eyes rendered synthetic."""
+    (the renderer's masks are test labels here) and the floor: the same eyes rendered synthetic. Also returns,
+    per condition, the first few eyes as rendered, their inferred masks and ours, for the report's picture."""
     size, n, seed = parse_size(config.test.size), config.conditions.n, config.conditions.seed
     chosen = [m for m in methods if m.name in CONDITION_METHODS]
     reference = render_samples(synthetic_preset(), n, size, seed)
     floor = float(gaze_errors(gaze_default, reference.images, reference.gaze).mean())
     result: dict[str, Any] = {"n": n, "seed": seed, "floor_deg": floor, "conditions": {}}
+    examples: dict[str, dict[str, np.ndarray]] = {}
+    shown = min(n, config.grid_examples // 2)
     for name, condition in CONDITIONS.items():
         progress(f"  condition: {name} ...")
         images = render_condition(condition, n, size, seed)
         masks = predict_masks(segmenter, images)
         not_an_eye = np.array([problem is not None for problem in eye_check(masks)], bool)
         inputs = {"wild": images, "grey": np.full_like(images, 128)}
-        errors = {m.name: float(gaze_errors(m.gaze_model or gaze_default,
-                                            _outputs(m, inputs[m.inputs], masks, not_an_eye), reference.gaze).mean())
-                  for m in chosen}
+        errors = {}
+        for method in chosen:
+            outputs = _outputs(method, inputs[method.inputs], masks, not_an_eye)
+            errors[method.name] = float(gaze_errors(method.gaze_model or gaze_default, outputs,
+                                                    reference.gaze).mean())
+            if method.name == "ours":
+                examples[name] = {"input": images[:shown], "mask": masks[:shown], "ours": outputs[:shown]}
         raw, ours = errors["raw"], errors.get("ours")
         result["conditions"][name] = {
             "description": condition.description, "mean_error_deg": errors,
@@ -239,7 +246,7 @@ def _unseen_conditions(config: ExperimentConfig, methods: list[Method], segmente
             "segmenter_miou": segmentation_summary(masks, reference.masks)["miou"],
             "passed_through": int(not_an_eye.sum()),
         }
-    return result
+    return result, examples
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -343,8 +350,9 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
     raw = next(r for r in rows if r["method"] == "raw")["gaze"]["mean_deg"]
     for row in rows:
         row["gap_closure"] = (raw - row["gaze"]["mean_deg"]) / (raw - floor) if raw != floor else float("nan")
-    conditions = (_unseen_conditions(config, methods, segmenter, gaze_errors, gaze_default, progress)
-                  if config.conditions.n > 0 else None)
+    conditions, condition_examples = (
+        _unseen_conditions(config, methods, segmenter, gaze_errors, gaze_default, progress)
+        if config.conditions.n > 0 else (None, {}))
     return {
         "rows": rows, "notes": notes, "baseline_spread": _baseline_spread(Path(config.baseline_spread), t, notes),
         "unseen_conditions": conditions,
@@ -356,5 +364,5 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
         "synthetic_region_colour": synthetic_colours,
         "floor_deg": floor, "raw_deg": raw,
         "_arrays": {"wild": wild, "synthetic": synthetic, "masks_in": masks_inferred, "errors": errors_by_method,
-                    "outputs": outputs_by_method},
+                    "outputs": outputs_by_method, "conditions": condition_examples},
     }

@@ -63,10 +63,13 @@ def conditions_text(unseen: dict[str, Any]) -> str:
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
-def _conditions_section(unseen: dict[str, Any] | None) -> str:
+def _conditions_section(unseen: dict[str, Any] | None, picture: str | None) -> str:
     """The methods and their controls under conditions outside the wild preset (no choice was made on them)."""
     if not unseen:
         return ""
+    shown = (f'<p>Rows, top to bottom: {html.escape(", ".join(unseen["conditions"]))}. Each row shows the same eyes; '
+             f'for each eye: as rendered | inferred mask | ours.</p><img src="{html.escape(picture)}">'
+             if picture else "")
     table = conditions_table(unseen)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table[0])
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in table[1:])
@@ -75,7 +78,7 @@ def _conditions_section(unseen: dict[str, Any] | None) -> str:
     return (f"<h2>Conditions the methods never saw</h2><p>{unseen['n']} other eyes (seed {unseen['seed']}), the same "
             "eyes under each condition, masks inferred by the segmenter; floor (the same eyes rendered synthetic): "
             f"<b>{unseen['floor_deg']:.2f}°</b>. A method that fits the wild preset rather than real eyes falls "
-            f"apart here.</p><table><tr>{head}</tr>{body}</table><ul>{items}</ul>")
+            f"apart here.</p><table><tr>{head}</tr>{body}</table><ul>{items}</ul>{shown}")
 
 
 def _plots(out: Path, rows: list[dict[str, Any]], arrays: dict[str, Any], logs: dict[str, Path]) -> list[str]:
@@ -153,21 +156,31 @@ def _plots(out: Path, rows: list[dict[str, Any]], arrays: dict[str, Any], logs: 
     return files
 
 
+def _save_tiles(path: Path, rows: list[list[np.ndarray]], scale: int = 3) -> None:
+    """Save rows of equally sized uint8 RGB images as one picture, each enlarged ``scale`` times, with white gaps."""
+    lines = []
+    for cells in rows:
+        cells = [np.kron(c, np.ones((scale, scale, 1), np.uint8)) for c in cells]
+        gap = np.full((cells[0].shape[0], 3, 3), 255, np.uint8)
+        lines.append(np.concatenate([x for c in cells for x in (c, gap)][:-1], 1))
+    hgap = np.full((3, lines[0].shape[1], 3), 255, np.uint8)
+    save_image(path, np.concatenate([x for r in lines for x in (r, hgap)][:-1], 0))
+
+
 def _grid(path: Path, arrays: dict[str, Any], indices: np.ndarray, scale: int = 3) -> list[str]:
     """Rows: wild input | mask given | each method's output | the same eye rendered synthetic."""
     outputs = arrays["outputs"]
     columns = ["wild input", "mask"] + list(outputs) + ["synthetic"]
-    rows = []
-    for i in indices:
-        cells = [arrays["wild"].images[i], overlay(arrays["wild"].images[i], arrays["masks_in"][i])]
-        cells += [outputs[name][i] for name in outputs]
-        cells.append(arrays["synthetic"].images[i])
-        cells = [np.kron(c, np.ones((scale, scale, 1), np.uint8)) for c in cells]
-        gap = np.full((cells[0].shape[0], 3, 3), 255, np.uint8)
-        rows.append(np.concatenate([x for c in cells for x in (c, gap)][:-1], 1))
-    hgap = np.full((3, rows[0].shape[1], 3), 255, np.uint8)
-    save_image(path, np.concatenate([x for r in rows for x in (r, hgap)][:-1], 0))
+    _save_tiles(path, [[arrays["wild"].images[i], overlay(arrays["wild"].images[i], arrays["masks_in"][i]),
+                        *(outputs[name][i] for name in outputs), arrays["synthetic"].images[i]]
+                       for i in indices], scale)
     return columns
+
+
+def _conditions_grid(path: Path, examples: dict[str, dict[str, np.ndarray]], scale: int = 3) -> None:
+    """One row per condition, the same eyes in every row: as rendered | the inferred mask | ours, eye by eye."""
+    _save_tiles(path, [[cell for image, mask, ours in zip(e["input"], e["mask"], e["ours"])
+                        for cell in (image, overlay(image, mask), ours)] for e in examples.values()], scale)
 
 
 def _segmenter_summary(seg: dict[str, Any]) -> str:
@@ -257,6 +270,10 @@ def write_report(out_dir: str | Path, results: dict[str, Any], logs: dict[str, P
     worst = np.argsort(arrays["errors"][key])[::-1][:examples]
     columns = _grid(out / "examples_fixed.png", arrays, fixed)
     _grid(out / "examples_worst.png", arrays, worst)
+    conditions_picture = None
+    if arrays.get("conditions"):
+        conditions_picture = "conditions.png"
+        _conditions_grid(out / conditions_picture, arrays["conditions"])
 
     def table_html(selected: list[dict[str, Any]]) -> str:
         head = "".join(f"<th>{html.escape(c[0])}</th>" for c in COLUMNS)
@@ -294,7 +311,7 @@ Training budget: {html.escape(results.get('budget', ''))}</p>
 <p>Command: <code>{html.escape(results['command'])}</code></p>
 <h2>Methods</h2>{table_html(main)}
 <h2>Ablations: what each term contributes</h2>{table_html(ablation)}
-{_conditions_section(results.get('unseen_conditions'))}
+{_conditions_section(results.get('unseen_conditions'), conditions_picture)}
 {_colour_section(rows, results.get('synthetic_region_colour'))}
 {_spread_section(results.get('baseline_spread'))}
 <h2>Error per method</h2><img src="errors.png"><img src="curves.png">
