@@ -73,8 +73,9 @@ class TestSetConfig:
 
 @dataclass
 class ConditionsConfig:
-    """The eyes of :data:`maskpurify.evaluation.conditions.CONDITIONS` (n 0: skip them)."""
+    """The eyes of :data:`maskpurify.evaluation.conditions.CONDITIONS`."""
 
+    enabled: bool = True
     n: int = 1000
     #: a seed used nowhere else, so that no choice was made on these eyes
     seed: int = 7311
@@ -352,7 +353,7 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
         row["gap_closure"] = (raw - row["gaze"]["mean_deg"]) / (raw - floor) if raw != floor else float("nan")
     conditions, condition_examples = (
         _unseen_conditions(config, methods, segmenter, gaze_errors, gaze_default, progress)
-        if config.conditions.n > 0 else (None, {}))
+        if config.conditions.enabled else (None, {}))
     return {
         "rows": rows, "notes": notes, "baseline_spread": _baseline_spread(Path(config.baseline_spread), t, notes),
         "unseen_conditions": conditions,
