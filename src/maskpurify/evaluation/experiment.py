@@ -197,6 +197,11 @@ def build_methods(config: ExperimentConfig, reference: EyeBatch, notes: list[str
     return methods
 
 
+def _not_an_eye(masks: np.ndarray) -> np.ndarray:
+    """(N,) bool: the automatic masks that fail the eye check; ``purify --masks auto`` passes those eyes through."""
+    return np.array([problem is not None for problem in eye_check(masks)], bool)
+
+
 def _outputs(method: Method, images: np.ndarray, masks: np.ndarray, not_an_eye: np.ndarray) -> np.ndarray:
     """What the gaze estimator reads for ``method``: the label image of the masks, the method's output (an eye
     whose automatic mask failed the eye check passed through, as ``purify --masks auto`` does), or the input."""
@@ -231,7 +236,7 @@ def _unseen_conditions(config: ExperimentConfig, methods: list[Method], segmente
         progress(f"  condition: {name} ...")
         images = render_condition(condition, n, size, seed)
         masks = predict_masks(segmenter, images)
-        not_an_eye = np.array([problem is not None for problem in eye_check(masks)], bool)
+        not_an_eye = _not_an_eye(masks)
         inputs = {"wild": images, "grey": np.full_like(images, 128)}
         errors = {}
         for method in chosen:
@@ -298,7 +303,7 @@ def run_experiment(config: ExperimentConfig, work_dir: str | Path, progress: Cal
     masks_exact = wild.masks
     masks_inferred = predict_masks(segmenter, wild.images)
     # as `maskpurify purify --masks auto` does: an eye whose automatic mask is implausible is passed through
-    not_an_eye = np.array([problem is not None for problem in eye_check(masks_inferred)], bool)
+    not_an_eye = _not_an_eye(masks_inferred)
     inputs = {"wild": wild.images, "grey": np.full_like(wild.images, 128), "synthetic": synthetic.images}
     mask_sources = {("wild", "inferred"): masks_inferred, ("wild", "exact"): masks_exact,
                     ("grey", "inferred"): masks_inferred,

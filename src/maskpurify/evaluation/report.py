@@ -30,16 +30,19 @@ def _cell(row: dict[str, Any], getter: Any, fmt: str) -> str:
     return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else fmt.format(value)
 
 
+def _fixed_width(table: list[list[str]]) -> str:
+    """Rows of cells (the first is the header) as terminal text: first column left-aligned, the rest right-aligned,
+    a dashed line under the header."""
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in table]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
 def text_table(rows: list[dict[str, Any]]) -> str:
     """A fixed-width table of the main numbers, one line per method."""
     header = ["method"] + [c[0] for c in COLUMNS]
-    body = [[r["method"]] + [_cell(r, g, f) for _, g, f in COLUMNS] for r in rows]
-    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-              for line in body]
-    return "\n".join(lines)
+    return _fixed_width([header, *([r["method"]] + [_cell(r, g, f) for _, g, f in COLUMNS] for r in rows)])
 
 
 def conditions_table(unseen: dict[str, Any]) -> list[list[str]]:
@@ -56,11 +59,7 @@ def conditions_table(unseen: dict[str, Any]) -> list[list[str]]:
 
 def conditions_text(unseen: dict[str, Any]) -> str:
     """:func:`conditions_table` as fixed-width text for the terminal."""
-    table = conditions_table(unseen)
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in table]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+    return _fixed_width(conditions_table(unseen))
 
 
 def _conditions_section(unseen: dict[str, Any] | None, picture: str | None) -> str:
