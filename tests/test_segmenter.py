@@ -71,3 +71,25 @@ def test_augmentation_keeps_range_and_is_reproducible():
     assert torch.equal(a, b) and a.shape == x.shape
     assert 0 <= a.min() and a.max() <= 1 and not torch.allclose(a, x)
     assert torch.equal(photometric_augment(x, torch.Generator(), strength=0), x)
+
+
+def test_clean_share_leaves_that_share_of_crops_as_rendered():
+    from maskpurify.training.segmenter import SegmenterTrainConfig, training_crops
+    from maskpurify.world.renderer import render_samples
+
+    batch = render_samples("synthetic", 64, seed=5)
+    images, masks = batch.images, batch.masks
+
+    def unchanged(clean: float) -> np.ndarray:
+        config = SegmenterTrainConfig(no_eye=0.0, clean=clean)
+        out, out_masks = training_crops(images, masks, np.random.default_rng(1), config)
+        assert out.shape == images.shape and out_masks.shape == masks.shape
+        return np.array([np.array_equal(a, b) and np.array_equal(m, n)
+                         for a, b, m, n in zip(out, images, out_masks, masks)])
+
+    assert not unchanged(0.0).any()          # the shipped recipe degrades every crop
+    assert unchanged(1.0).all()
+    share = unchanged(0.5).mean()
+    assert 0.3 < share < 0.7
+    with pytest.raises(UserError, match="clean"):
+        SegmenterTrainConfig(clean=1.5)

@@ -51,6 +51,9 @@ class SegmenterTrainConfig(LoopConfig):
     #: share of training crops replaced by crops without an eye (labelled all skin, then degraded as well), so
     #: that blank, noisy or closed-eye crops give no eye instead of a hallucinated one
     no_eye: float = 0.04
+    #: share of training crops left as rendered (the degradation skipped), so that clean synthetic eyes keep
+    #: their sharp boundaries; 0 = every crop degraded
+    clean: float = 0.0
     eval_every: int = 500
     #: start from this segmenter checkpoint (its network config must equal ``model``); None = random init
     init: str | None = None
@@ -66,6 +69,8 @@ class SegmenterTrainConfig(LoopConfig):
     unlabelled_strength: float = 0.5
 
     def __post_init__(self) -> None:
+        if not 0 <= self.clean <= 1:
+            raise UserError(f"segmenter config: clean must be in [0, 1], got {self.clean}")
         if self.self_training < 0 or not 0 < self.confidence < 1 or not 0 <= self.teacher_decay < 1:
             raise UserError("segmenter config: self_training must be >= 0, confidence in (0, 1) and teacher_decay "
                             f"in [0, 1), got {self.self_training}, {self.confidence}, {self.teacher_decay}")
@@ -81,6 +86,21 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: f
     denom = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
     dice = 1 - ((2 * inter + 1) / (denom + 1)).mean()
     return ce + dice_weight * dice, ce, dice
+
+
+def training_crops(images: np.ndarray, masks: np.ndarray, rng: np.random.Generator, config: SegmenterTrainConfig
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """A training batch as the segmenter sees it: a share of the crops swapped for eyeless ones (``no_eye``), then
+    every crop degraded, except a share ``clean`` left as rendered. Returns new arrays."""
+    images, masks = images.copy(), masks.copy()
+    for i in np.flatnonzero(rng.random(len(images)) < config.no_eye):
+        images[i], masks[i] = no_eye(images[i], masks[i], rng)
+    # drawn only when used, so that a recipe without clean crops keeps its random stream
+    keep = rng.random(len(images)) < config.clean if config.clean > 0 else None
+    degraded, degraded_masks = degrade(images, masks, rng, config.degradation)
+    if keep is not None:
+        degraded[keep], degraded_masks[keep] = images[keep], masks[keep]
+    return degraded, degraded_masks
 
 
 class SegmenterTask(SupervisedTask):
@@ -113,10 +133,7 @@ class SegmenterTask(SupervisedTask):
         self.net.train()
         idx = self.sampler.indices(step)
         rng = np.random.default_rng([config.seed, step, ctx.rank])
-        images_u8, masks_u8 = train["images"][idx].numpy().copy(), train["masks"][idx].numpy().copy()
-        for i in np.flatnonzero(rng.random(len(idx)) < config.no_eye):
-            images_u8[i], masks_u8[i] = no_eye(images_u8[i], masks_u8[i], rng)
-        images_u8, masks_u8 = degrade(images_u8, masks_u8, rng, config.degradation)
+        images_u8, masks_u8 = training_crops(train["images"][idx].numpy(), train["masks"][idx].numpy(), rng, config)
         images = to_float_images(torch.from_numpy(images_u8), ctx.device)
         target = torch.from_numpy(masks_u8).to(ctx.device).long()
         lr = lr_at(step, config.steps, config.lr, config.schedule, config.warmup)
