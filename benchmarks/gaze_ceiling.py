@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--train-n", type=int, default=12000,
                         help="labelled wild training eyes (seed 2001; the first 12000 are the purifier's content set)")
     parser.add_argument("--name", help="run name under --work and key in the JSON (default: the reader)")
+    parser.add_argument("--segmenter-oracles", default="runs/segmenter_ceiling",
+                        help="segmenter_ceiling.py's work folder: its oracle segmenters' masks are read too, if there")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--work", default="runs/gaze_ceiling")
     parser.add_argument("--out", default="benchmarks/results/gaze_ceiling.json",
@@ -106,19 +108,30 @@ def main() -> None:
 
     out = Path(args.out)
     result = json.loads(out.read_text()) if out.is_file() else {}
+    gaze_net, label_net = load_gaze_net(WEIGHTS_DIR / "gaze"), load_gaze_net(WEIGHTS_DIR / "gaze_from_labels")
+    names = [f"eye {i}" for i in range(len(test.images))]
     if "floor_deg" not in result.get("shipped", {}):
-        gaze_net = load_gaze_net(WEIGHTS_DIR / "gaze")
-        names = [f"eye {i}" for i in range(len(test.images))]
         engine = Purification(load_purifier(WEIGHTS_DIR / "purifier"), segmenter, batch_size=256)
         purified = engine.purify_batch(test.images, None, names).images
         raw, floor = mean_error_deg(gaze_net, test.images, truth), mean_error_deg(gaze_net, twin.images, truth)
-        mask_alone = mean_error_deg(load_gaze_net(WEIGHTS_DIR / "gaze_from_labels"), label_image(test_masks), truth)
+        mask_alone = mean_error_deg(label_net, label_image(test_masks), truth)
         result["shipped"] = {
             "floor_deg": round(floor, 3), "raw_deg": round(raw, 3),
             "mask_alone_inferred_deg": round(mask_alone, 3),
+            "mask_alone_exact_deg_oracle": round(mean_error_deg(label_net, label_image(test.masks), truth), 3),
             "ours_deg": round(mean_error_deg(gaze_net, purified, truth), 3),
             "issue_13_bars": {"gap_80_percent_deg": round(raw - 0.8 * (raw - floor), 3),
                               "one_degree_below_mask_alone_deg": round(mask_alone - 1.0, 3)},
+        }
+    for checkpoint in sorted(Path(args.segmenter_oracles).glob("*/segmenter.safetensors")):
+        oracle = load_segmenter(checkpoint.with_suffix(""))
+        engine = Purification(load_purifier(WEIGHTS_DIR / "purifier"), oracle, batch_size=256)
+        result.setdefault("with_oracle_segmenter_masks", {})[checkpoint.parent.name] = {
+            "segmenter": str(checkpoint.with_suffix("")),
+            "mask_alone_deg": round(mean_error_deg(label_net, label_image(predict_masks(oracle, test.images)),
+                                                   truth), 3),
+            "ours_deg": round(mean_error_deg(gaze_net, engine.purify_batch(test.images, None, names).images,
+                                             truth), 3),
         }
     result["test_set"] = {"domain": "wild", "n": len(test.images), "seed": 2002,
                           "masks": "inferred by the shipped segmenter"}
