@@ -22,7 +22,6 @@ Run: .venv/bin/python benchmarks/gaze_ceiling.py --reader image|inferred_mask|im
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -31,7 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from oracle_runs import oracle_parser, parse_oracle_args
 
 from maskpurify.batch import EyeBatch
 from maskpurify.checkpoints import WEIGHTS_DIR
@@ -65,23 +65,15 @@ def reader_inputs(reader: str, data: EyeBatch, masks: np.ndarray) -> EyeBatch:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = oracle_parser(__doc__.splitlines()[0], "gaze", "runs/gaze_ceiling",
+                           "benchmarks/results/gaze_ceiling.json")
     parser.add_argument("--reader", choices=READERS, required=True)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a key of the gaze training config (repeatable)")
     parser.add_argument("--train-n", type=int, default=12000,
                         help="labelled wild training eyes (seed 2001; the first 12000 are the purifier's content set)")
     parser.add_argument("--name", help="run name under --work and key in the JSON (default: the reader)")
     parser.add_argument("--segmenter-oracles", default="runs/segmenter_ceiling",
                         help="segmenter_ceiling.py's work folder: its oracle segmenters' masks are read too, if there")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--work", default="runs/gaze_ceiling")
-    parser.add_argument("--out", default="benchmarks/results/gaze_ceiling.json",
-                        help="JSON to write; an existing one keeps its other readers")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    work = Path(args.work)
+    args, work = parse_oracle_args(parser)
     model = {"image": [], "inferred_mask": [f"model.{k}={v}" for k, v in
                                             (("inputs", "labels"), ("hidden", LABEL_GAZE_NET.hidden),
                                              ("conv_channels", list(LABEL_GAZE_NET.conv_channels)))],

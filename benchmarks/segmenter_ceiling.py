@@ -13,14 +13,14 @@ Run: .venv/bin/python benchmarks/segmenter_ceiling.py [--name NAME] [--threads 1
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
 import sys
 from pathlib import Path
 
-import torch
+
+from oracle_runs import oracle_parser, parse_oracle_args
 
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import load_config, parse_size
@@ -32,19 +32,10 @@ from maskpurify.world.dataset import load_arrays_checked, render_once
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = oracle_parser(__doc__.splitlines()[0], "segmenter", "runs/segmenter_ceiling",
+                           "benchmarks/results/segmenter_ceiling.json")
     parser.add_argument("--name", default="oracle", help="run name under --work and key in the JSON")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a key of the segmenter training config (repeatable), e.g. "
-                             "model.base_channels=16")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--work", default="runs/segmenter_ceiling")
-    parser.add_argument("--out", default="benchmarks/results/segmenter_ceiling.json",
-                        help="JSON to write; an existing one keeps its other runs")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    work = Path(args.work)
+    args, work = parse_oracle_args(parser)
     defaults = [f"num_threads={args.threads}", "degradation.strength=0", "data.limit=12000", "steps=3000",
                 f"init={WEIGHTS_DIR / 'segmenter'}"]
     config = load_config(SegmenterTrainConfig, overrides=[*defaults, *args.overrides])
