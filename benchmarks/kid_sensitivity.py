@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from maskpurify.checkpoints import WEIGHTS_DIR
+from maskpurify.evaluation.experiment import TestSetConfig
 from maskpurify.fileio import atomic_write_json
 from maskpurify.metrics.gaze import mean_error_deg
 from maskpurify.metrics.image import kernel_inception_distance, pooled_features
@@ -91,7 +92,9 @@ def main() -> None:
     wild = load_arrays_checked(render_once(work / "data" / "wild_n1000_seed2002", "wild", 1000, size, 2002))
     twin = load_arrays_checked(render_once(work / "data" / "synthetic_n1000_seed2002", "synthetic", 1000, size, 2002))
     encoder = build_encoder("efficientnet-lite0")
-    reference = pooled_features(encoder, render_samples("synthetic", 2000, size, seed=9101).images)
+    demo = TestSetConfig()  # the demo's KID reference eyes
+    reference = pooled_features(encoder, render_samples("synthetic", demo.reference_n, size,
+                                                        seed=demo.reference_seed).images)
 
     def kid(images: Images) -> int:
         return round(kernel_inception_distance(pooled_features(encoder, images), reference)[0])

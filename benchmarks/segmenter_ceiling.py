@@ -19,7 +19,6 @@ import shlex
 import sys
 from pathlib import Path
 
-
 from oracle_runs import oracle_parser, parse_oracle_args
 
 from maskpurify.checkpoints import WEIGHTS_DIR
