@@ -15,6 +15,7 @@ from maskpurify.errors import UserError
 from maskpurify.fileio import read_image, save_image
 from maskpurify.masks import IRIS, PUPIL, SCLERA, SKIN
 from maskpurify.purify import Purification
+from maskpurify.purify.pipeline import Pipeline, Result
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -42,6 +43,25 @@ def _synthetic_landmarks(cx: float, cy: float, half_width: float) -> np.ndarray:
     return points
 
 
+class _GivenEyes:
+    """A face finder that places eyes from fixed landmarks (no detector), for tests without MediaPipe."""
+
+    def __init__(self, points: np.ndarray) -> None:
+        self.points = points
+
+    def find_eyes(self, image: np.ndarray, crop_size: tuple[int, int]) -> list[faces.Eye]:
+        return faces.eyes_from_landmarks(self.points, crop_size)
+
+
+def _face(engine: Purification, photo: np.ndarray, points: np.ndarray, name: str = "image") -> Result:
+    """The pipeline on a face photo whose eyes sit at ``points``."""
+    return Pipeline(engine, "always", finder=_GivenEyes(points)).purify(photo, name=name)
+
+
+def _boxes(result: Result) -> list[tuple[int, int, int, int]]:
+    return [eye.box for eye in result.eyes]
+
+
 def test_masks_and_paste_without_mediapipe(ckpts: dict[str, Path]) -> None:
     """Rasterised labels, the 3:5 crop and pixel-identity outside the crops, with eyes given directly."""
     photo = skimage.data.astronaut()
@@ -55,11 +75,12 @@ def test_masks_and_paste_without_mediapipe(ckpts: dict[str, Path]) -> None:
     assert mask[100, 200] == PUPIL and mask[100, 200 + 4] == IRIS and mask[100, 200 + 8] == SCLERA
     assert mask[120, 200] == SKIN
     engine = Purification.load(ckpts["p"], False)
-    result = faces.purify_face_photo(engine, photo, eyes=eyes)
-    assert result is not None and result.image.shape == photo.shape
-    assert [e.side for e in result.eyes] == ["right", "left"]
-    assert [e.crop_side for e in result.eyes] == ["right", "left"]  # the subject's left eye is canonical
-    outside = _outside(photo.shape, result.boxes)
+    result = _face(engine, photo, _synthetic_landmarks(200.0, 100.0, 12.0))
+    assert result.method == "faces" and result.image.shape == photo.shape
+    assert [e.name for e in result.eyes] == ["image (right eye)", "image (left eye)"]
+    assert [e.side for e in result.eyes] == ["right", "left"]  # the subject's left eye is canonical
+    assert np.array_equal(result.mask, mask)
+    outside = _outside(photo.shape, _boxes(result))
     assert np.array_equal(result.image[outside], photo[outside])
     assert (result.image[~outside] != photo[~outside]).any()
     weights = faces.feather_weights(18, 30)
@@ -85,11 +106,11 @@ def test_other_eye_reaches_the_networks_mirrored(ckpts: dict[str, Path], monkeyp
         return y
 
     monkeypatch.setattr(Purifier, "forward", spy)
-    result = faces.purify_face_photo(engine, photo, eyes=eyes)
-    assert result is not None and len(seen) == 1
+    result = _face(engine, photo, _synthetic_landmarks(200.0, 100.0, 12.0))
+    assert len(seen) == 1
     inputs, outputs = seen[0]
     expected_photo = photo.copy()
-    for k, eye in enumerate(result.eyes):
+    for k, eye in enumerate(eyes):
         crop = eye.crop.apply_image(photo).astype(np.float32) / 255.0
         expected = crop[:, ::-1] if eye.crop_side == "right" else crop
         np.testing.assert_allclose(inputs[k].transpose(1, 2, 0), expected, atol=1e-6)
@@ -106,20 +127,19 @@ def test_closed_eye_is_left_as_it_was(ckpts: dict[str, Path]) -> None:
     points = _synthetic_landmarks(200.0, 100.0, 12.0)
     lid = list(faces.LEFT_EYELID)
     points[lid, 1] = 100.0  # upper and lower lid meet
-    eyes = faces.eyes_from_landmarks(points, (36, 60))
     engine = Purification.load(ckpts["p"], False)
-    result = faces.purify_face_photo(engine, photo, eyes=eyes, name="face.png")
-    assert result is not None and len(result.skipped) == 1
-    name, reason = result.skipped[0]
+    result = _face(engine, photo, points, name="face.png")
+    assert result.purified and len(result.passed_through) == 1
+    name, reason = result.passed_through[0]
     assert name == "face.png (left eye)" and reason
-    boxes = dict(zip([e.side for e in result.eyes], result.boxes))
+    boxes = {e.name.split("(")[1].split()[0]: e.box for e in result.eyes}
     x0, y0, w, h = boxes["left"]
     assert np.array_equal(result.image[y0:y0 + h, x0:x0 + w], photo[y0:y0 + h, x0:x0 + w])
     x0, y0, w, h = boxes["right"]
     assert not np.array_equal(result.image[y0:y0 + h, x0:x0 + w], photo[y0:y0 + h, x0:x0 + w])
     engine.check_eyes = False
-    everything = faces.purify_face_photo(engine, photo, eyes=eyes, name="face.png")
-    assert everything is not None and everything.skipped == []
+    everything = _face(engine, photo, points, name="face.png")
+    assert everything.passed_through == []
     x0, y0, w, h = boxes["left"]
     assert not np.array_equal(everything.image[y0:y0 + h, x0:x0 + w], photo[y0:y0 + h, x0:x0 + w])
 
@@ -143,23 +163,21 @@ def mediapipe() -> object:
 def test_astronaut_face_photo(ckpts: dict[str, Path], mediapipe: object) -> None:
     photo = skimage.data.astronaut()
     engine = Purification.load(ckpts["p"], False)
-    result = faces.purify_face_photo(engine, photo, required=True)
-    assert result is not None and len(result.eyes) == 2
+    with Pipeline(engine, "always") as pipeline:
+        result = pipeline.purify(photo)
+    assert result.method == "faces" and len(result.eyes) == 2
     # The eyes of skimage's astronaut (Eileen Collins) are around x 190-260, y 95-110. Her left eye (on the
     # image's right, inner corner towards the nose on its left) is the canonical side; her right eye is mirrored.
-    assert {e.side: e.crop_side for e in result.eyes} == {"right": "right", "left": "left"}
+    assert {e.name: e.side for e in result.eyes} == {"image (right eye)": "right", "image (left eye)": "left"}
     for eye in result.eyes:
-        outer, inner = eye.corners
-        assert (inner[0] < outer[0]) == (eye.side == "left")
         x0, y0, w, h = eye.box
         assert 170 < x0 + w / 2 < 270 and 85 < y0 + h / 2 < 120 and abs(h / w - 0.6) < 0.05
-        crop_labels = set(np.unique(eye.crop.apply_mask(result.mask)))
-        assert {SCLERA, IRIS, PUPIL} <= crop_labels
-    outside = _outside(photo.shape, result.boxes)
+        assert {SCLERA, IRIS, PUPIL} <= set(np.unique(eye.mask))
+        assert eye.crop.shape == (36, 60, 3) and eye.output.shape == (36, 60, 3)
+    outside = _outside(photo.shape, _boxes(result))
     assert outside.mean() > 0.99
     assert np.array_equal(result.image[outside], photo[outside])  # pixel-identical outside the crops
     assert (result.image[~outside] != photo[~outside]).any(axis=-1).mean() > 0.3  # purified inside
-    assert result.overlay().shape == photo.shape
 
 
 def test_cli_auto_face_photo_and_eye_crop(tmp_path: Path, ckpts: dict[str, Path],

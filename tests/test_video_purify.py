@@ -75,6 +75,7 @@ _MEMORY_PROBE = """
 import ctypes, ctypes.util, json, os, sys
 from maskpurify.purify import Purification
 from maskpurify.purify.drivers import purify_video
+from maskpurify.purify.pipeline import Pipeline
 
 def current_rss_bytes():
     # resident set size of this process now (Linux /proc; 0 elsewhere)
@@ -95,7 +96,7 @@ def sample(n):
     libc.malloc_trim(0)  # hand freed heap back first, so RSS follows live memory, not allocator caching
     samples.append((n, current_rss_bytes()))
 
-stats = purify_video(engine, src, out, out + ".masks.mp4", progress=False, on_frames=sample)
+stats = purify_video(Pipeline(engine, "never", video=True), src, out, out + ".masks.mp4", progress=False, on_frames=sample)
 print(json.dumps({"frames": stats.frames, "samples": samples}))
 """
 

@@ -89,30 +89,28 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from maskpurify.fileio import IMAGE_SUFFIXES
-    from maskpurify.purify import Purification
-    from maskpurify.purify.drivers import (VIDEO_SUFFIXES, MaskSource, is_dataset, purify_dataset, purify_folder,
-                                           purify_image_file, purify_video)
-
     from maskpurify.config import save_run_record
+    from maskpurify.purify import Purification
+    from maskpurify.purify.drivers import purify_dataset, purify_folder, purify_image_file, purify_video
+    from maskpurify.purify.inputs import MaskSource, input_kind
+    from maskpurify.purify.pipeline import Pipeline
 
     config = resolve_config(PurifyConfig, args, FLAGS)
     src, out = Path(args.input), Path(args.out)
-    if not src.exists():
-        raise UserError(f"--input {src}: no such file or folder")
+    kind = input_kind(src)
     crop_size = _parse_size(config.face_crop_size) if config.face_crop_size else None
     masks = MaskSource.parse(args.masks)
-    if args.mask_video is not None and src.suffix.lower() not in VIDEO_SUFFIXES:
+    if args.mask_video is not None and kind != "video":
         raise UserError("--mask-video applies to video inputs only")
-    if src.is_file() and src.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
-        raise UserError(f"--input {src}: not an image ({', '.join(IMAGE_SUFFIXES)}) or video "
-                        f"({', '.join(VIDEO_SUFFIXES)})")
     segmenter = False if config.segmenter == "none" else config.segmenter
     engine = Purification.load(config.checkpoint, segmenter, config.device, config.batch_size,
                                check_eyes=config.eye_check)
     if crop_size is None:
         crop_size = engine.working_size
         config = replace(config, face_crop_size=f"{crop_size[0]}x{crop_size[1]}")  # the run record's resolved value
+    # Videos: FaceMesh only when asked (--masks faces), tracking across frames; an eye video never pays for it.
+    faces_mode = ("always" if masks.kind == "faces" else "never") if kind == "video" else masks.faces_mode
+    pipeline = Pipeline(engine, faces_mode, crop_size, video=kind == "video")
     settings: dict[str, Any] = {
         "checkpoint": str(Path(config.checkpoint).resolve()) if config.checkpoint else "default",
         "segmenter": str(Path(segmenter).resolve()) if segmenter else ("none" if segmenter is False else "default"),
@@ -124,39 +122,41 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.quiet
     eye = config.eye
     record = {"input": str(src), "output": str(out), "masks": args.masks}
-    if src.is_dir() and is_dataset(src):
-        data = purify_dataset(engine, src, out, overwrite=args.overwrite, resume=args.resume, progress=progress,
-                              settings=settings, masks=masks, eye=eye)
-        save_run_record(out, config, None, {**record, "kind": "dataset", "samples": data.samples,
-                                            "not_purified": data.not_purified})
-        if data.not_purified:
-            print(f"purified {data.samples - data.not_purified} of {data.samples} samples into dataset {out} "
-                  f"({data.not_purified} kept unchanged: no plausible eye in the automatic mask)")
+    with pipeline:
+        if kind == "dataset":
+            data = purify_dataset(pipeline, src, out, overwrite=args.overwrite, resume=args.resume,
+                                  progress=progress, settings=settings, masks=masks, eye=eye)
+            save_run_record(out, config, None, {**record, "kind": "dataset", "samples": data.samples,
+                                                "not_purified": data.not_purified})
+            if data.not_purified:
+                print(f"purified {data.samples - data.not_purified} of {data.samples} samples into dataset {out} "
+                      f"({data.not_purified} kept unchanged: no plausible eye in the automatic mask)")
+            else:
+                print(f"purified {data.samples} samples into dataset {out}")
+        elif kind == "folder":
+            stats = purify_folder(pipeline, src, out, masks=masks, recursive=args.recursive,
+                                  overwrite=args.overwrite, resume=args.resume, save_masks=args.save_masks,
+                                  progress=progress, settings=settings, eye=eye)
+            save_run_record(out, config, None, {**record, "kind": "folder", "purified": stats.purified,
+                                                "already_done": stats.skipped, "not_purified": stats.not_purified})
+            extra = f", {stats.faces} face photos" if stats.faces else ""
+            extra += f", {stats.not_purified} not purified: no plausible eye" if stats.not_purified else ""
+            print(f"purified {stats.purified} images into {out} ({stats.skipped} already done, "
+                  f"{stats.automatic} automatic masks{extra})")
+        elif kind == "video":
+            video = purify_video(pipeline, src, out, Path(args.mask_video) if args.mask_video else None,
+                                 overwrite=args.overwrite, masks=masks, progress=progress, eye=eye)
+            left = f"; {video.not_purified} written unchanged: no plausible eye" if video.not_purified else ""
+            print(f"purified {video.frames} frames ({video.width}x{video.height} at {video.fps:g} fps) into "
+                  f"{out}{left}")
         else:
-            print(f"purified {data.samples} samples into dataset {out}")
-    elif src.is_dir():
-        stats = purify_folder(engine, src, out, masks=masks, recursive=args.recursive, overwrite=args.overwrite,
-                              resume=args.resume, save_masks=args.save_masks, face_crop_size=crop_size,
-                              progress=progress, settings=settings, eye=eye)
-        save_run_record(out, config, None, {**record, "kind": "folder", "purified": stats.purified,
-                                            "already_done": stats.skipped, "not_purified": stats.not_purified})
-        extra = f", {stats.faces} face photos" if stats.faces else ""
-        extra += f", {stats.not_purified} not purified: no plausible eye" if stats.not_purified else ""
-        print(f"purified {stats.purified} images into {out} ({stats.skipped} already done, "
-              f"{stats.automatic} automatic masks{extra})")
-    elif src.suffix.lower() in VIDEO_SUFFIXES:
-        video = purify_video(engine, src, out, Path(args.mask_video) if args.mask_video else None,
-                             overwrite=args.overwrite, masks=masks, face_crop_size=crop_size, progress=progress,
-                             eye=eye)
-        left = f"; {video.not_purified} written unchanged: no plausible eye" if video.not_purified else ""
-        print(f"purified {video.frames} frames ({video.width}x{video.height} at {video.fps:g} fps) into {out}{left}")
-    else:
-        result = purify_image_file(engine, src, out, masks=masks, overwrite=args.overwrite,
-                                   save_masks=args.save_masks, face_crop_size=crop_size, eye=eye)
-        where = f", {len(result.boxes)} eyes" if result.method == "faces" else ""
-        if not result.purified:
-            print(f"not purified {src} -> {out} unchanged (mask: {result.method}{where}; no plausible eye)")
-        else:
-            left = f", {len(result.not_purified)} left as they were" if result.not_purified else ""
-            print(f"purified {src} -> {out} (mask: {result.method}{where}{left})")
+            result = purify_image_file(pipeline, src, out, masks=masks, overwrite=args.overwrite,
+                                       save_masks=args.save_masks, eye=eye)
+            method = "mask file" if result.method == "given" else result.method
+            where = f", {len(result.eyes)} eyes" if result.method == "faces" else ""
+            if not result.purified:
+                print(f"not purified {src} -> {out} unchanged (mask: {method}{where}; no plausible eye)")
+            else:
+                left = f", {len(result.passed_through)} left as they were" if result.passed_through else ""
+                print(f"purified {src} -> {out} (mask: {method}{where}{left})")
     return 0

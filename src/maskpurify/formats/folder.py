@@ -7,6 +7,7 @@ mask file get the masker's mask, or None.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,23 @@ from maskpurify.masks import BINARY_LABELS, EYE_LABELS, LabelSet, load_mask
 from maskpurify.pairs import RGBMaskPair
 
 MASK_SUFFIX = "_mask.png"
+
+
+def mask_file_for(image: Path, rel: Path | None = None, masks_dir: Path | None = None) -> Path | None:
+    """The one mask-file rule: ``NAME_mask.png`` under ``masks_dir`` (at the image's relative path ``rel``) or,
+    without a masks folder, beside the image; None when there is none. Something under that name that is not a
+    file (a folder, a broken link) is a UserError, never a silent fall-back to an automatic mask."""
+    if masks_dir is not None:
+        rel = Path(image.name) if rel is None else rel
+        candidate = masks_dir / rel.with_name(rel.stem + MASK_SUFFIX)
+    else:
+        candidate = image.with_name(image.stem + MASK_SUFFIX)
+    if candidate.is_file():
+        return candidate
+    if os.path.lexists(candidate):
+        what = "a folder" if candidate.is_dir() else "not a regular file (a broken link?)"
+        raise UserError(f"{candidate}: is {what}, not a mask file; remove or rename it, or give --masks")
+    return None
 
 
 class FolderReader(Reader):
@@ -46,8 +64,8 @@ class FolderReader(Reader):
     def _pairs(self) -> Iterator[RGBMaskPair]:
         for path in self.files:
             image = read_image(path, max_pixels=self.max_pixels)
-            mask_path = path.with_name(path.stem + MASK_SUFFIX)
+            mask_path = mask_file_for(path)
             mask = (load_mask(mask_path, image.shape, self.labels, binary=self.binary)
-                    if mask_path.is_file() else None)
+                    if mask_path is not None else None)
             yield RGBMaskPair(image=image, mask=mask, name=path.relative_to(self.root).with_suffix("").as_posix(),
                               extra={"path": str(path)})

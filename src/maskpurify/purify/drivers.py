@@ -1,22 +1,21 @@
-"""The streaming drivers behind ``maskpurify purify``: folders, single images, rendered datasets and videos, all
-through the one engine (:class:`~maskpurify.purify.engine.Purification`), plus the shard loop SimGAN's refiner
-shares.
+"""The thin drivers behind ``maskpurify purify``: folders, single images, rendered datasets and videos. Each reads
+its input, hands images to the one pipeline (:class:`~maskpurify.purify.pipeline.Pipeline`) and writes what comes
+back; the shard loop is shared with SimGAN's refiner.
 
 Every file read is checked (masks by :func:`maskpurify.masks.load_mask` against the purifier's label set, once),
-every output is claimed before it is written and written atomically, and folders and datasets resume. An
-automatic mask that is no plausible eye is never used (the engine's eye check): the image passes through
+every output is claimed before it is written and written atomically, and folders and datasets resume. An eye
+whose automatic mask is no plausible eye is never purified (the pipeline's eye check): the image passes through
 unchanged (folders skip it), with one line on stderr naming it and the reason.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -24,40 +23,15 @@ from maskpurify.config import command_line
 from maskpurify.errors import UserError
 from maskpurify.fileio import IMAGE_SUFFIXES, OutputGuard, atomic_write_json, check_outputs, input_fingerprint, \
     read_image, save_image
-from maskpurify.masks import CANONICAL_EYE, EYE_LABELS, LabelSet, colourise, load_mask, overlay
-from maskpurify.purify import faces
+from maskpurify.formats.folder import mask_file_for
+from maskpurify.masks import colourise, load_mask, overlay
 from maskpurify.purify.engine import Purification, palette_for, resolve_device
+from maskpurify.purify.inputs import MASK_SUFFIX, VIDEO_SUFFIXES, MaskSource, list_images, single_image_mask
 from maskpurify.purify.output import OutputDir
+from maskpurify.purify.pipeline import Pipeline, Result
 
-MASK_SUFFIX = "_mask.png"
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv")
-
-
-@dataclass(frozen=True)
-class MaskSource:
-    """Where masks come from, parsed once from ``--masks``: ``default`` (``NAME_mask.png`` beside each image, else
-    automatic; a rendered dataset's stored masks), ``auto`` (the segmenter, or FaceMesh for face photos), ``faces``
-    (FaceMesh only) or ``path`` (a folder of ``NAME_mask.png``, or for one image a mask file)."""
-
-    kind: Literal["default", "auto", "faces", "path"] = "default"
-    path: Path | None = None
-
-    @classmethod
-    def parse(cls, text: str | None) -> MaskSource:
-        """The value of ``--masks`` (None when not given)."""
-        if text is None:
-            return cls()
-        if text in ("auto", "faces"):
-            return cls(text)  # type: ignore[arg-type]
-        return cls("path", Path(text))
-
-    @property
-    def automatic(self) -> bool:
-        """Whether every mask is made here (no mask files are looked for)."""
-        return self.kind in ("auto", "faces")
-
-    def __str__(self) -> str:
-        return str(self.path) if self.kind == "path" else self.kind
+__all__ = ["MaskSource", "NotPurified", "FolderStats", "purify_folder", "purify_image_file", "map_shards",
+           "purify_dataset", "refine_dataset", "purify_video", "report_passed_through"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -93,37 +67,15 @@ class FolderStats:
     skipped: int = 0
     faces: int = 0
     automatic: int = 0
-    #: Images not written because their automatic mask is no plausible eye (a face photo: none of its eyes).
+    #: Images not written because no eye in them was purified (an automatic mask that is no plausible eye).
     not_purified: int = 0
 
 
-def list_images(root: Path, recursive: bool) -> list[Path]:
-    candidates = root.rglob("*") if recursive else root.glob("*")
-    files = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                   and not p.name.endswith(MASK_SUFFIX) and not p.name.startswith(".")
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts[:-1]))
-    if not files:
-        raise UserError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
-    return files
-
-
-def _mask_file(candidate: Path) -> Path | None:
-    """``candidate`` when it is a mask file, None when nothing is there; a folder (or anything else that is not a
-    file) under a mask's name is refused rather than silently replaced by an automatic mask."""
-    if candidate.is_file():
-        return candidate
-    if os.path.lexists(candidate):
-        what = "a folder" if candidate.is_dir() else "not a regular file (a broken link?)"
-        raise UserError(f"{candidate}: is {what}, not a mask file; remove or rename it, or give --masks")
-    return None
-
-
-def find_mask(image_path: Path, rel: Path, masks_dir: Path | None) -> Path | None:
-    """``NAME_mask.png`` under ``masks_dir`` (same relative path) or beside the image; None when there is none.
-    A folder under that name is a UserError."""
-    if masks_dir is not None:
-        return _mask_file(masks_dir / rel.with_name(rel.stem + MASK_SUFFIX))
-    return _mask_file(image_path.with_name(image_path.stem + MASK_SUFFIX))
+def report_passed_through(notes: NotPurified, result: Result, whole: str, part: str = "left as it was") -> None:
+    """One line per eye left as it was: ``whole`` when nothing of the image was purified, else ``part``."""
+    action = part if result.purified else whole
+    for name, reason in result.passed_through:
+        notes.add(name, reason, action)
 
 
 def _fingerprint(image_path: Path, mask_path: Path | None) -> dict[str, Any]:
@@ -132,83 +84,76 @@ def _fingerprint(image_path: Path, mask_path: Path | None) -> dict[str, Any]:
             "mask": input_fingerprint(mask_path) if mask_path is not None else None}
 
 
-def purify_folder(engine: Purification, src: Path, out: Path, masks: MaskSource = MaskSource(), recursive: bool = False,
-                  overwrite: bool = False, resume: bool = True, save_masks: bool = False,
-                  face_crop_size: tuple[int, int] | None = None, progress: bool = True,
-                  settings: dict[str, Any] | None = None, eye: str = CANONICAL_EYE) -> FolderStats:
+def purify_folder(pipeline: Pipeline, src: Path, out: Path, masks: MaskSource = MaskSource(), recursive: bool = False,
+                  overwrite: bool = False, resume: bool = True, save_masks: bool = False, progress: bool = True,
+                  settings: dict[str, Any] | None = None, eye: str = "auto") -> FolderStats:
     """Purify every image under ``src`` into ``out`` (same relative paths and names).
 
     masks: default -> ``NAME_mask.png`` beside each image when present, else automatic; a folder -> masks from
     there (same relative path), else automatic; auto -> always automatic; faces -> always the face path.
-    Automatic masks: FaceMesh when mediapipe is installed and finds a face, else the segmenter. eye: which eye
-    the crops show (``right`` crops are mirrored for the networks and back); face photos find each eye's side.
+    Images without a mask file go through the pipeline's automatic masks (FaceMesh for face photos, else the
+    segmenter). eye: which eye the crops show (``right`` crops are mirrored for the networks and back).
 
     Every output (and saved mask) is claimed through one :class:`~maskpurify.fileio.OutputGuard` before anything
     is written: never an input, never two outputs on one file, never outside ``out``. A resumed run redoes an
-    image whose content (or mask file) changed since it was purified.
+    image whose content (or mask file) changed since it was purified. With ``recursive``, an output folder inside
+    the input is never read as input.
     """
     from tqdm import tqdm
 
     src, out = Path(src), Path(out)
-    if out.resolve() == src.resolve() or (recursive and src.resolve() in out.resolve().parents):
-        raise UserError(f"--out {out}: must not be the input folder{' or inside it' if recursive else ''}")
+    if out.resolve() == src.resolve():
+        raise UserError(f"--out {out}: must not be the input folder")
     masks_dir = masks.path
-    if masks_dir is not None:
-        if not masks_dir.is_dir():
-            raise UserError(f"--masks {masks}: not a folder (use --masks auto or a folder of NAME_mask.png)")
-    files = list_images(src, recursive)
+    if masks_dir is not None and not masks_dir.is_dir():
+        raise UserError(f"--masks {masks}: not a folder (use --masks auto or a folder of NAME_mask.png)")
+    files = list_images(src, recursive, skip=out)
     guard = OutputGuard(out, inputs=[src] + ([masks_dir] if masks_dir is not None else []), overwrite=True)
     guard.claim(out, "--out", folder=True)
     plan: list[tuple[Path, Path, Path, Path | None]] = []
     for path in files:
         rel = path.relative_to(src)
         dest = out / rel
-        mask_path = None if masks.automatic else find_mask(path, rel, masks_dir)
+        mask_path = None if masks.automatic else mask_file_for(path, rel, masks_dir)
         guard.claim(dest, "output", inputs=(path, mask_path))
         if save_masks:
             guard.claim(dest.with_name(dest.stem + MASK_SUFFIX), "saved mask", inputs=(path, mask_path))
+            guard.claim(dest.with_name(dest.stem + "_overlay.png"), "overlay", inputs=(path, mask_path))
         plan.append((path, rel, dest, mask_path))
     run_settings = dict(settings or {})
     masks_setting = str(masks_dir.resolve()) if masks_dir else (None if masks.kind == "default" else masks.kind)
-    run_settings.update({"input": str(src.resolve()), "masks": masks_setting,
-                         "recursive": recursive})
+    run_settings.update({"input": str(src.resolve()), "masks": masks_setting, "recursive": recursive})
     target = OutputDir(out, run_settings, overwrite=overwrite, resume=resume)
     stats = FolderStats()
     notes = NotPurified()
     batch: list[tuple[str, Path, np.ndarray, np.ndarray | None, dict[str, Any]]] = []
-
-    def write(dest: Path, image: np.ndarray, mask: np.ndarray, overlay_image: np.ndarray | None,
-              inputs: tuple[Path, ...] = ()) -> None:
-        target.begin()
-        target.clean(dest.parent)
-        if overlay_image is not None:
-            guard.claim(dest.with_name(dest.stem + "_overlay.png"), "overlay", inputs=inputs)
-        _write_result(dest, image, mask, save_masks, engine.labels, overlay_image)
+    labels = pipeline.engine.labels
 
     def flush() -> None:
         if not batch:
             return
-        names = [b[0] for b in batch]
-        have = [b[3] for b in batch]
-        done = engine.purify_batch(np.stack([b[2] for b in batch]), have, names, eye)
-        stats.automatic += sum(m is None for m in have)
-        keep = []
-        for i, problem in enumerate(done.problems):
-            if problem is None:
-                keep.append(i)
-            else:
-                notes.add(names[i], problem, "skipped")
-        stats.not_purified += len(batch) - len(keep)
-        if keep:
-            for i in keep:
-                key, dest, source = batch[i][0], batch[i][1], batch[i][4]
-                write(dest, done.images[i], done.masks[i], None)
-                target.mark(key, dest, source)
+        results = pipeline.run([b[2] for b in batch], [b[3] for b in batch], [b[0] for b in batch], eye)
+        wrote = False
+        for (key, dest, image, given, source), result in zip(batch, results):
+            stats.automatic += given is None and result.method != "faces"
+            report_passed_through(notes, result, "skipped")
+            if not result.purified:
+                stats.not_purified += 1
+                continue
+            target.begin()
+            target.clean(dest.parent)
+            save_image(dest, result.image)
+            if save_masks:
+                save_image(dest.with_name(dest.stem + MASK_SUFFIX), result.mask)
+                save_image(dest.with_name(dest.stem + "_overlay.png"), _overlay(image, result, labels))
+            target.mark(key, dest, source)
+            wrote = True
+            stats.purified += 1
+            stats.faces += result.method == "faces"
+        if wrote:
             target.save()
-        stats.purified += len(keep)
         batch.clear()
 
-    finder = None
     bar = tqdm(plan, unit="img", desc="purify", disable=not progress, leave=False)
     for path, rel, dest, mask_path in bar:
         key = rel.as_posix()
@@ -217,77 +162,31 @@ def purify_folder(engine: Purification, src: Path, out: Path, masks: MaskSource 
             stats.skipped += 1
             continue
         image = read_image(path)
-        mask = load_mask(mask_path, image.shape, engine.labels) if mask_path is not None else None
-        if mask is None and _use_faces(image, masks, engine):
-            if finder is None:
-                finder = faces.FaceFinder(static=True)
-            result = faces.purify_face_photo(engine, image, crop_size=face_crop_size, name=key,
-                                             required=masks.kind == "faces", finder=finder)
-            if result is not None and len(result.skipped) == len(result.eyes):
-                for eye_name, problem in result.skipped:
-                    notes.add(eye_name, problem, "skipped")
-                stats.not_purified += 1
-                continue
-            if result is not None:
-                for eye_name, problem in result.skipped:
-                    notes.add(eye_name, problem, "left as it was")
-                flush()
-                write(dest, result.image, result.mask, result.overlay() if save_masks else None, (path,))
-                target.mark(key, dest, source)
-                target.save()
-                stats.purified += 1
-                stats.faces += 1
-                continue
-        if batch and (batch[0][2].shape != image.shape or len(batch) >= engine.batch_size):
-            flush()
+        mask = load_mask(mask_path, image.shape, labels) if mask_path is not None else None
         batch.append((key, dest, image, mask, source))
+        if len(batch) >= pipeline.engine.batch_size:
+            flush()
     flush()
     bar.close()
-    if finder is not None:
-        finder.close()
     target.save(complete=True)
     return stats
 
 
-def _use_faces(image: np.ndarray, masks: MaskSource, engine: Purification) -> bool:
-    """Whether to try the FaceMesh path for an image without a mask file."""
-    if masks.kind == "faces":
-        return True
-    if not faces.mediapipe_available():
-        return False
-    if engine.labels is not EYE_LABELS:
-        return False
-    # FaceMesh cannot find a face in a close-up eye crop; do not spend time on tiny images.
-    return min(image.shape[:2]) >= faces.MIN_FACE_IMAGE_SIDE
+def _overlay(image: np.ndarray, result: Result, labels: Any) -> np.ndarray:
+    """The input with the mask used blended in and, for a face photo, the eye boxes outlined."""
+    import cv2
 
-
-def _write_result(dest: Path, purified: np.ndarray, mask: np.ndarray, save_masks: bool, labels: LabelSet,
-                  overlay_image: np.ndarray | None) -> None:
-    save_image(dest, purified)
-    if save_masks:
-        save_image(dest.with_name(dest.stem + MASK_SUFFIX), mask)
-        if overlay_image is not None:
-            save_image(dest.with_name(dest.stem + "_overlay.png"), overlay_image)
+    picture = overlay(image, result.mask, palette=palette_for(labels)).copy()
+    if result.method == "faces":
+        for eye in result.eyes:
+            x0, y0, w, h = eye.box
+            cv2.rectangle(picture, (x0, y0), (x0 + w - 1, y0 + h - 1), (255, 220, 0), 1)
+    return picture
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Single images.
 # ----------------------------------------------------------------------------------------------------------
-
-@dataclass
-class ImageResult:
-    image: np.ndarray
-    mask: np.ndarray
-    method: str  # "mask file", "segmenter" or "faces"
-    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
-    #: (image or eye name, reason) for what was left unpurified: its automatic mask is no plausible eye.
-    not_purified: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def purified(self) -> bool:
-        """Whether anything was purified (False: the output is the input, unchanged)."""
-        return not self.not_purified or (self.method == "faces" and len(self.not_purified) < len(self.boxes))
-
 
 def _output_file(out: str | Path, kind: str, suffixes: Sequence[str]) -> Path:
     """Check that ``--out`` for a single-file input has the right kind of name (the rest of the output checks are
@@ -299,39 +198,18 @@ def _output_file(out: str | Path, kind: str, suffixes: Sequence[str]) -> Path:
     return out
 
 
-def _image_mask_path(src: Path, masks: MaskSource) -> Path | None:
-    """The mask file for one image: ``--masks FILE``, ``--masks DIR/NAME_mask.png`` or ``NAME_mask.png`` beside
-    the image; None for an automatic mask. A folder under the mask's name is a UserError, never a silent
-    fallback to an automatic mask."""
-    if masks.automatic:
-        return None
-    if masks.path is None:
-        return _mask_file(src.with_name(src.stem + MASK_SUFFIX))
-    candidate = masks.path
-    if candidate.is_dir():
-        return _mask_file(candidate / (src.stem + MASK_SUFFIX))
-    if candidate.is_file():
-        return candidate
-    raise UserError(f"--masks {masks}: no such mask file or folder")
-
-
-def purify_image_file(engine: Purification, src: Path, out: Path, masks: MaskSource = MaskSource(),
-                      overwrite: bool = False,
-                      save_masks: bool = False, face_crop_size: tuple[int, int] | None = None,
-                      eye: str = CANONICAL_EYE) -> ImageResult:
-    """Purify one image file into ``out`` (a file; its suffix picks the format). eye: which eye an eye crop
-    shows (``right`` is mirrored for the networks and back); a face photo finds each eye's side itself.
+def purify_image_file(pipeline: Pipeline, src: Path, out: Path, masks: MaskSource = MaskSource(),
+                      overwrite: bool = False, save_masks: bool = False, eye: str = "auto") -> Result:
+    """Purify one image file into ``out`` (a file; its suffix picks the format).
 
     Every output (the image, and with ``save_masks`` the mask and overlay) is claimed through one
     :class:`~maskpurify.fileio.OutputGuard` before anything is read or written: never the input image or its
-    mask, never two outputs on one file, never an existing file without ``overwrite``.
-
-    An automatic mask that is no plausible eye (``engine.mask_problems``) is not used: the image (or that eye of
-    a face photo) is written unchanged, one line on stderr says why, and ``result.not_purified`` lists it."""
+    mask, never two outputs on one file, never an existing file without ``overwrite``. An eye whose automatic
+    mask is no plausible eye is left as it was, with one line on stderr saying why."""
     src, out = Path(src), _output_file(out, "image", IMAGE_SUFFIXES)
     mask_out = out.with_name(out.stem + MASK_SUFFIX)
     overlay_out = out.with_name(out.stem + "_overlay.png")
-    mask_path = _image_mask_path(src, masks)
+    mask_path = single_image_mask(src, masks)
     guard = OutputGuard(inputs=[src, *([masks.path] if masks.path is not None else []),
                                 *([mask_path] if mask_path is not None else [])], overwrite=overwrite)
     guard.claim(out, "--out")
@@ -339,42 +217,19 @@ def purify_image_file(engine: Purification, src: Path, out: Path, masks: MaskSou
         guard.claim(mask_out, "saved mask")
         guard.claim(overlay_out, "overlay")
     image = read_image(src)
-    result: ImageResult | None = None
-    if mask_path is not None:
-        mask = load_mask(mask_path, image.shape, engine.labels)
-        done = engine.purify_batch(image[None], [mask], [str(src)], eye)
-        result = ImageResult(done.images[0], mask, "mask file")
-    elif _use_faces(image, masks, engine):
-        face = faces.purify_face_photo(engine, image, crop_size=face_crop_size, name=str(src),
-                                       required=masks.kind == "faces")
-        if face is not None:
-            result = ImageResult(face.image, face.mask, "faces", [e.box for e in face.eyes], list(face.skipped))
-            if save_masks:
-                save_image(overlay_out, face.overlay())
-    if result is None:
-        done = engine.purify_batch(image[None], None, [str(src)], eye)
-        problem = done.problems[0]
-        result = ImageResult(done.images[0], done.masks[0], "segmenter",
-                             not_purified=[] if problem is None else [(str(src), problem)])
-    notes = NotPurified()
-    unchanged = "written unchanged" if not result.purified else "left as it was"
-    for name, problem in result.not_purified:
-        notes.add(name, problem, unchanged)
+    mask = load_mask(mask_path, image.shape, pipeline.engine.labels) if mask_path is not None else None
+    result = pipeline.purify(image, mask, eye, name=str(src))
+    report_passed_through(NotPurified(), result, "written unchanged")
     save_image(out, result.image)
     if save_masks:
         save_image(mask_out, result.mask)
-        if result.method != "faces":
-            save_image(overlay_out, overlay(image, result.mask, palette=palette_for(engine.labels)))
+        save_image(overlay_out, _overlay(image, result, pipeline.engine.labels))
     return result
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Rendered datasets (meta.json + shard-*.npz).
 # ----------------------------------------------------------------------------------------------------------
-
-def is_dataset(path: Path) -> bool:
-    return (path / "meta.json").is_file() and any(path.glob("shard-*.npz"))
-
 
 @dataclass
 class DatasetStats:
@@ -446,9 +301,9 @@ def map_shards(src: Path, out: Path, settings: dict[str, Any], transform: Callab
     return count
 
 
-def purify_dataset(engine: Purification, src: Path, out: Path, overwrite: bool = False, resume: bool = True,
+def purify_dataset(pipeline: Pipeline, src: Path, out: Path, overwrite: bool = False, resume: bool = True,
                    progress: bool = True, settings: dict[str, Any] | None = None, masks: MaskSource = MaskSource(),
-                   eye: str = CANONICAL_EYE) -> DatasetStats:
+                   eye: str = "auto") -> DatasetStats:
     """Purify a rendered dataset shard by shard (:func:`map_shards`) into ``out`` in the same format.
 
     masks: default -> the dataset's stored masks (the renderer's exact masks: an oracle); auto -> the
@@ -464,6 +319,7 @@ def purify_dataset(engine: Purification, src: Path, out: Path, overwrite: bool =
         raise UserError(f"--masks {masks}: a rendered dataset carries its own masks; omit --masks to use them or "
                         "give --masks auto for the segmenter's")
     auto = masks.kind == "auto"
+    engine = pipeline.engine
     if auto and engine.segmenter is None:
         raise UserError(f"--masks auto: no segmenter for {src}; give --segmenter CKPT")
     run_settings = dict(settings or {})
@@ -480,15 +336,12 @@ def purify_dataset(engine: Purification, src: Path, out: Path, overwrite: bool =
         for start in range(0, len(images), engine.batch_size):
             stop = min(len(images), start + engine.batch_size)
             names = [f"{name}[{i}]" for i in range(start, stop)]
-            given = None if auto else [engine.check_mask(shard["masks"][i], images.shape[1:3], f"mask of {names[j]}")
-                                       for j, i in enumerate(range(start, stop))]
-            done = engine.purify_batch(images[start:stop], given, names, eye)
-            for j, problem in enumerate(done.problems):
-                if problem is not None:
-                    notes.add(names[j], problem, "kept unchanged")
-                    left[start + j] = True
-            purified[start:stop] = done.images
-            used[start:stop] = done.masks
+            given = [None] * (stop - start) if auto else list(shard["masks"][start:stop])
+            for j, result in enumerate(pipeline.run(list(images[start:stop]), given, names, eye)):
+                report_passed_through(notes, result, "kept unchanged")
+                left[start + j] = not result.purified
+                purified[start + j] = result.image
+                used[start + j] = result.mask
         shard["images"] = purified
         if auto:
             shard["auto_masks"] = used
@@ -561,7 +414,7 @@ class VideoStats:
     fps: float
     width: int
     height: int
-    #: Frames written unchanged because their automatic mask is no plausible eye (face videos: no eye purified).
+    #: Frames written unchanged because no eye in them was purified.
     not_purified: int = 0
 
 
@@ -576,17 +429,16 @@ def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray
         yield chunk
 
 
-def purify_video(engine: Purification, src: Path, out: Path, mask_video: Path | None = None,
-                 overwrite: bool = False, masks: MaskSource = MaskSource(),
-                 face_crop_size: tuple[int, int] | None = None, progress: bool = True,
-                 on_frames: Callable[[int], None] | None = None, eye: str = CANONICAL_EYE) -> VideoStats:
-    """Stream a video through the purifier: same fps, size and frame count; masks automatic per frame.
+def purify_video(pipeline: Pipeline, src: Path, out: Path, mask_video: Path | None = None,
+                 overwrite: bool = False, masks: MaskSource = MaskSource(), progress: bool = True,
+                 on_frames: Callable[[int], None] | None = None, eye: str = "auto") -> VideoStats:
+    """Stream a video through the pipeline: same fps, size and frame count; masks automatic per frame.
 
-    Frames are read, purified and written ``engine.batch_size`` at a time, so memory does not grow with the
-    video's length. mask_video: also write the colourised masks as a second video. masks faces: per-frame
-    FaceMesh (face videos); otherwise the segmenter. on_frames(n): called after each batch with the number
-    of frames done (progress hooks, memory probes). eye: which eye an eye video shows (``right`` frames are
-    mirrored for the networks and back).
+    Frames are read, purified and written ``batch_size`` at a time, so memory does not grow with the video's
+    length. mask_video: also write the colourised masks as a second video. masks faces: FaceMesh on every frame
+    (face videos; the pipeline should be made with ``video=True`` so FaceMesh tracks); otherwise eye frames and
+    the segmenter. on_frames(n): called after each batch with the number of frames done (progress hooks, memory
+    probes). eye: which eye an eye video shows.
     """
     from tqdm import tqdm
 
@@ -601,11 +453,11 @@ def purify_video(engine: Purification, src: Path, out: Path, mask_video: Path | 
     check_outputs({"--out": out, "--mask-video": mask_video}, {"--input": src}, overwrite=overwrite)
     if masks.kind == "path":
         raise UserError(f"--masks {masks}: a video takes automatic masks only (--masks auto or --masks faces)")
-    if masks.kind != "faces" and engine.segmenter is None:
+    if masks.kind != "faces" and pipeline.engine.segmenter is None:
         raise UserError(f"no mask for {src} and no segmenter; give --segmenter (videos use automatic masks)")
     info = video_info(src)
     fps = info.fps if info.fps > 0 else 30.0
-    palette = palette_for(engine.labels)
+    palette = palette_for(pipeline.engine.labels)
     frames_done = 0
     notes = NotPurified()
     left_frames = 0
@@ -613,38 +465,18 @@ def purify_video(engine: Purification, src: Path, out: Path, mask_video: Path | 
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(VideoWriter(out, fps, (info.width, info.height)))
         mwriter = stack.enter_context(VideoWriter(mask_video, fps, (info.width, info.height))) if mask_video else None
-        finder = None
-        for chunk in _chunks(iter_frames(src), engine.batch_size):
-            frames = np.stack(chunk)
-            del chunk
-            if masks.kind == "faces":
-                if finder is None:
-                    finder = stack.enter_context(faces.FaceFinder(static=False))
-                results = [faces.purify_face_photo(engine, f, crop_size=face_crop_size,
-                                                   name=f"{src} frame {frames_done + i}", finder=finder)
-                           for i, f in enumerate(frames)]
-                for r in results:
-                    if r is not None and r.skipped:
-                        for eye_name, problem in r.skipped:
-                            notes.add(eye_name, problem, "left as it was")
-                        left_frames += len(r.skipped) == len(r.eyes)
-                purified = [r.image if r is not None else f for r, f in zip(results, frames)]
-                mask_arr = [r.mask if r is not None else np.zeros(f.shape[:2], np.uint8)
-                            for r, f in zip(results, frames)]
-            else:
-                names = [f"{src} frame {frames_done + i}" for i in range(len(frames))]
-                done = engine.purify_batch(frames, None, names, eye)
-                purified, mask_arr = done.images, done.masks
-                for i, problem in enumerate(done.problems):
-                    if problem is not None:
-                        notes.add(names[i], problem, "written unchanged")
-                        left_frames += 1
-            for i in range(len(frames)):
-                writer.write(purified[i])
+        for chunk in _chunks(iter_frames(src), pipeline.engine.batch_size):
+            names = [f"{src} frame {frames_done + i}" for i in range(len(chunk))]
+            results = pipeline.run(chunk, None, names, eye)
+            for result in results:
+                report_passed_through(notes, result, "written unchanged")
+                left_frames += not result.purified
+                writer.write(result.image)
                 if mwriter is not None:
-                    mwriter.write(colourise(mask_arr[i], palette))
-            frames_done += len(frames)
-            bar.update(len(frames))
+                    mwriter.write(colourise(result.mask, palette))
+            frames_done += len(chunk)
+            bar.update(len(chunk))
+            del chunk, results
             if on_frames is not None:
                 on_frames(frames_done)
     bar.close()

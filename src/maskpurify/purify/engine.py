@@ -252,20 +252,23 @@ class Purification:
         return self.purify_arrays(np.asarray(image)[None], masks, [name], eye)[0]
 
     def purify_batch(self, images: np.ndarray, masks: Sequence[np.ndarray | None] | None, names: Sequence[str],
-                     eye: str | Sequence[str] = CANONICAL_EYE, automatic: bool = False) -> Purified:
+                     eye: str | Sequence[str] = CANONICAL_EYE, automatic: bool | Sequence[bool] = False
+                     ) -> Purified:
         """The drivers' call: purify images of one size with the eye check on automatic masks.
 
         masks: one per image, already validated (:func:`maskpurify.masks.load_mask`, or made here); None (for
         all, or for one image) -> the segmenter's mask. Masks made here, and all masks when ``automatic`` (the
-        caller's own automatic masks, e.g. FaceMesh's), go through :meth:`mask_problems`: an image whose
-        mask is no plausible eye is returned unchanged, with the reason in ``problems``.
+        caller's own automatic masks, e.g. FaceMesh's; a bool for all images or one per image), go through
+        :meth:`mask_problems`: an image whose mask is no plausible eye is returned unchanged, with the reason in
+        ``problems``.
         """
         rgb, grey = _as_rgb(images)
         n = len(rgb)
         given: list[np.ndarray | None] = list(masks) if masks is not None else [None] * n
         flags = mirror_flags(eye, n)
         auto = [i for i, m in enumerate(given) if m is None]
-        checked = list(range(n)) if automatic else auto
+        made_elsewhere = [automatic] * n if isinstance(automatic, bool) else list(automatic)
+        checked = [i for i in range(n) if made_elsewhere[i] or given[i] is None]
         if auto:
             sides = eye if isinstance(eye, str) else [eye[i] for i in auto]
             made = self.masks_for(rgb[auto], [names[i] for i in auto], sides)

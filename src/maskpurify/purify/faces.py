@@ -1,5 +1,6 @@
-"""Automatic eye masks for face photos: MediaPipe FaceMesh (with iris landmarks) finds the eyes, each eye is
-cropped, purified at the purifier's working size and pasted back with a feathered blend.
+"""Eyes in face photos: MediaPipe FaceMesh (with iris landmarks) finds them, :func:`rasterise` draws their masks,
+and :func:`paste` blends a purified crop back; the pipeline (:mod:`maskpurify.purify.pipeline`) purifies the crops
+at the purifier's working size between the two.
 
 MediaPipe is an optional extra (``make setup-faces`` installs ``mediapipe==0.10.21`` without its declared
 dependencies; it runs with the project's numpy 2). It is imported lazily, only when a face photo is purified.
@@ -28,7 +29,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -36,8 +37,7 @@ import numpy as np
 
 from maskpurify.errors import UserError
 from maskpurify.formats.base import CropBox
-from maskpurify.masks import CANONICAL_EYE, IRIS, PUPIL, SCLERA, SKIN, overlay
-from maskpurify.purify.engine import Purification
+from maskpurify.masks import CANONICAL_EYE, IRIS, PUPIL, SCLERA, SKIN
 
 RIGHT_EYELID = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
 LEFT_EYELID = (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385, 384, 398)
@@ -193,29 +193,6 @@ class FaceFinder:
         self.close()
 
 
-@dataclass
-class FaceResult:
-    """A purified face photo: the new image, the full-size label map and the eyes (with their crop boxes)."""
-
-    image: np.ndarray
-    mask: np.ndarray
-    eyes: list[Eye]
-    source: np.ndarray = field(repr=False)
-    #: ("NAME (side eye)", reason) for each eye left as it was: its mask is no plausible eye (a closed eye).
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def boxes(self) -> list[tuple[int, int, int, int]]:
-        return [eye.box for eye in self.eyes]
-
-    def overlay(self) -> np.ndarray:
-        """The source photo with the eye masks blended in and the crop rectangles outlined, for inspection."""
-        picture = overlay(self.source, self.mask).copy()
-        for x0, y0, w, h in self.boxes:
-            cv2.rectangle(picture, (x0, y0), (x0 + w - 1, y0 + h - 1), (255, 220, 0), 1)
-        return picture
-
-
 def paste(photo: np.ndarray, patch: np.ndarray, crop: CropBox, feather: float = FEATHER) -> None:
     """Blend ``patch`` (the crop's output-size purified image) back into ``photo`` in place, inside the crop
     rectangle only (the part of it that lies inside the photo)."""
@@ -232,45 +209,3 @@ def paste(photo: np.ndarray, patch: np.ndarray, crop: CropBox, feather: float = 
     region = photo[y0:y1, x0:x1].astype(np.float32)
     blended = a * big[sy, sx].astype(np.float32) + (1.0 - a) * region
     photo[y0:y1, x0:x1] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
-
-
-def purify_face_photo(engine: Purification, image: np.ndarray, crop_size: Sequence[int] | None = None,
-                      name: str = "image", required: bool = False, finder: FaceFinder | None = None,
-                      eyes: list[Eye] | None = None, feather: float = FEATHER) -> FaceResult | None:
-    """Find the eyes in a face photo, purify each eye crop and paste it back.
-
-    Returns None when no face is found and ``required`` is False (the caller then treats the image as an eye
-    crop); raises UserError when ``required``. ``eyes``: skip detection and use these. ``finder``: reuse a
-    FaceFinder (e.g. one in video mode) instead of making a static one. The crop of the non-canonical eye
-    (:attr:`Eye.crop_side`) is mirrored for the networks and back. An eye whose crop mask is no plausible eye
-    (the engine's eye check: closed, or the iris hidden) is not purified; it is listed in ``skipped``.
-    ``crop_size``: what each eye crop is purified at; None: the purifier's working size.
-    """
-    crop_hw = check_crop_size(engine.working_size if crop_size is None else crop_size)
-    image = np.ascontiguousarray(image[..., :3]) if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
-    if eyes is None:
-        if finder is None:
-            with FaceFinder(static=True) as own:
-                eyes = own.find_eyes(image, crop_hw)
-        else:
-            eyes = finder.find_eyes(image, crop_hw)
-    if not eyes:
-        if required:
-            raise UserError(f"{name}: FaceMesh found no face (--masks faces needs a face photo; use --masks auto "
-                            "for eye crops)")
-        return None
-    # Crops share the working size whatever crop_size the eyes were found with.
-    eyes = [Eye(e.side, e.eyelid, e.iris_center, e.iris_radius, e.corners,
-                CropBox(e.crop.x0, e.crop.y0, e.crop.width, e.crop.height, crop_hw[0], crop_hw[1])) for e in eyes]
-    mask = rasterise(image.shape, eyes)
-    crops = np.stack([eye.crop.apply_image(image) for eye in eyes])
-    crop_masks = np.stack([eye.crop.apply_mask(mask) for eye in eyes])
-    names = [f"{name} ({eye.side} eye)" for eye in eyes]
-    checked = [engine.check_mask(m, crop_hw, f"mask of {n}") for m, n in zip(crop_masks, names)]
-    done = engine.purify_batch(crops, checked, names, [eye.crop_side for eye in eyes], automatic=True)
-    skipped = [(names[i], problem) for i, problem in enumerate(done.problems) if problem is not None]
-    result = image.copy()
-    for i, problem in enumerate(done.problems):
-        if problem is None:
-            paste(result, done.images[i], eyes[i].crop, feather)
-    return FaceResult(result, mask, eyes, image, skipped)

@@ -1,0 +1,310 @@
+"""The one purification pipeline: an image (and optionally its mask) in, the purified image, the mask used and one
+record per eye out.
+
+Every way in goes through :meth:`Pipeline.run`: the library call :func:`maskpurify.purify`, ``maskpurify purify``
+for single images, folders, rendered datasets and videos, ``maskpurify gaze`` and the web page. Per image:
+
+1. **Eyes.** A face photo (no mask given, FaceMesh available and the image large enough) gives one crop per eye
+   found by FaceMesh, with FaceMesh's mask. Anything else is one eye crop: the smallest box of the working aspect
+   (3:5) that holds the whole image, centred on it (edge-replicated where it overhangs).
+2. **Working size.** Each crop is resized to the purifier's working size (36x60 for the shipped one), so a crop
+   of any size meets the networks at the scale they were trained at, and the verdict of the eye check does not
+   depend on the crop's resolution.
+3. **Masks.** A mask given is cut with the crop and trusted; otherwise the segmenter makes one (or FaceMesh did).
+4. **Eye check.** Automatic masks that are no plausible eye (:func:`maskpurify.purify.engine.eye_check`) leave
+   the crop as it was; the reason is kept.
+5. **Engine.** The purifier on every kept crop of the batch, mirrored for crops of the non-canonical eye.
+6. **Back.** Each purified crop is resized back and pasted into its box: a whole crop replaces the image, a face's
+   eye is blended in with feathered edges, and pixels outside the boxes are never touched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from maskpurify.errors import UserError
+from maskpurify.formats.base import CropBox
+from maskpurify.masks import CANONICAL_EYE, EYE_LABELS, EYE_SIDES
+from maskpurify.purify import faces
+from maskpurify.purify.engine import Purification
+
+#: What ``eye`` may be: the side an eye crop shows, or ``auto`` (``left`` unless a face photo tells).
+EYE_CHOICES = (*EYE_SIDES, "auto")
+
+
+@dataclass
+class EyeResult:
+    """One eye of an image: where it is, which side it shows, what happened to it and the working-size arrays.
+
+    ``crop``, ``output`` and ``mask`` are at the working size in the canonical orientation (inner corner on the
+    left, as the networks see it): the input a gaze model trained on synthetic eyes takes, purified or not."""
+
+    name: str
+    box: tuple[int, int, int, int]  # x0, y0, width, height in the input image (may overhang its border)
+    side: str  # "left" (canonical) or "right" (mirrored for the networks)
+    purified: bool
+    reason: str | None  # why the eye was left as it was, or None
+    crop: np.ndarray = field(repr=False)
+    output: np.ndarray = field(repr=False)
+    mask: np.ndarray = field(repr=False)
+
+
+@dataclass
+class Result:
+    """What :meth:`Pipeline.run` returns per image: the output (same size and layout as the input), the label map
+    used at the input's size, how it was made (``given``, ``segmenter`` or ``faces``) and one record per eye."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    method: str
+    eyes: list[EyeResult]
+
+    @property
+    def purified(self) -> bool:
+        """Whether any eye was purified (False: the output is the input, unchanged)."""
+        return any(eye.purified for eye in self.eyes)
+
+    @property
+    def passed_through(self) -> list[tuple[str, str]]:
+        """(eye name, reason) for every eye left as it was."""
+        return [(eye.name, eye.reason) for eye in self.eyes if eye.reason is not None]
+
+
+@dataclass
+class _Job:
+    """One eye crop on its way through the networks."""
+
+    image: int  # index of the image it comes from
+    box: CropBox
+    side: str
+    mask: np.ndarray | None  # working-size mask in the input's orientation; None: the segmenter's
+    automatic: bool  # whether the eye check applies (FaceMesh's masks and the segmenter's)
+    name: str
+    feather: float  # 0: the crop replaces the whole image
+
+
+def whole_image_box(height: int, width: int, working_size: tuple[int, int]) -> CropBox:
+    """The smallest box of the working aspect that holds a ``height`` x ``width`` image, centred on it (an image
+    of the working aspect is its own box)."""
+    wh, ww = working_size
+    box_w = max(width, math.ceil(height * ww / wh - 1e-6))
+    box_h = max(height, math.ceil(box_w * wh / ww - 1e-6))
+    return CropBox(-((box_w - width) // 2), -((box_h - height) // 2), box_w, box_h, wh, ww)
+
+
+def _to_rgb(image: np.ndarray, name: str) -> tuple[np.ndarray, bool]:
+    """uint8 HxW, HxWx1, HxWx3 or HxWx4 -> HxWx3 and whether it was grey (alpha dropped)."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise UserError(f"{name}: images must be uint8, got {image.dtype}")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 1):
+        return np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=2), True
+    if image.ndim != 3 or image.shape[-1] not in (3, 4):
+        raise UserError(f"{name}: expected an HxW grey or HxWx3 RGB image, got shape {tuple(image.shape)}")
+    if min(image.shape[:2]) < 8:
+        raise UserError(f"{name}: image of {image.shape[0]}x{image.shape[1]} pixels is too small (at least 8x8)")
+    return np.ascontiguousarray(image[..., :3]), False
+
+
+def _like_input(rgb: np.ndarray, original: np.ndarray, grey: bool) -> np.ndarray:
+    if not grey:
+        return rgb
+    out = np.round(rgb.astype(np.float32).mean(-1)).astype(np.uint8)
+    return out if np.asarray(original).ndim == 2 else out[..., None]
+
+
+def _mask_back(box: CropBox, mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A working-size label map of a whole-image box resized to the image (nearest: labels never blend)."""
+    big = cv2.resize(mask, (box.width, box.height), interpolation=cv2.INTER_NEAREST)
+    h, w = shape
+    out = np.zeros((h, w), np.uint8)
+    x0, y0 = max(0, box.x0), max(0, box.y0)
+    x1, y1 = min(w, box.x0 + box.width), min(h, box.y0 + box.height)
+    out[y0:y1, x0:x1] = big[y0 - box.y0:y1 - box.y0, x0 - box.x0:x1 - box.x0]
+    return out
+
+
+class Pipeline:
+    """The purifier, the segmenter and FaceMesh (when installed) behind one call, :meth:`run`.
+
+    engine: the loaded networks (:class:`~maskpurify.purify.engine.Purification`). faces_mode: ``auto`` (an image
+    without a mask goes through FaceMesh when it is installed and the image is large enough to hold a face),
+    ``always`` (``--masks faces``: FaceMesh must find a face) or ``never`` (every image is an eye crop).
+    face_crop_size: what each eye of a face is purified at (default: the working size). video: FaceMesh tracks
+    faces from one image to the next. finder: a face finder to use instead of FaceMesh (anything with
+    ``find_eyes(image, crop_size)``; tests use it to place eyes without a detector).
+    """
+
+    def __init__(self, engine: Purification, faces_mode: str = "auto",
+                 face_crop_size: tuple[int, int] | None = None, video: bool = False,
+                 finder: faces.FaceFinder | None = None) -> None:
+        if faces_mode not in ("auto", "always", "never"):
+            raise ValueError(f"faces_mode must be auto, always or never, got {faces_mode!r}")
+        self.engine = engine
+        self.faces_mode = faces_mode
+        self.face_crop_size = faces.check_crop_size(face_crop_size or engine.working_size)
+        self._video = video
+        self._finder = finder
+        self._own_finder = finder is None
+
+    @classmethod
+    def load(cls, checkpoint: str | Path | None = None, segmenter: str | Path | None | bool = None,
+             device: str = "auto", batch_size: int = 64, check_eyes: bool = True, faces_mode: str = "auto"
+             ) -> Pipeline:
+        """The shipped networks (or the checkpoints given) on ``device`` (``auto``: CUDA when present)."""
+        return cls(Purification.load(checkpoint, segmenter, device, batch_size, check_eyes), faces_mode)
+
+    @property
+    def working_size(self) -> tuple[int, int]:
+        return self.engine.working_size
+
+    def close(self) -> None:
+        """Release FaceMesh (if it was started)."""
+        if self._finder is not None and self._own_finder:
+            self._finder.close()
+            self._finder = None
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- one image ------------------------------------------------------------------------------------------
+    def purify(self, image: np.ndarray, mask: np.ndarray | None = None, eye: str = "auto",
+               name: str = "image") -> Result:
+        """One image (an eye crop of any size or a face photo) and optionally its label map -> :class:`Result`."""
+        return self.run([image], [mask], [name], eye)[0]
+
+    # -- many images ----------------------------------------------------------------------------------------
+    def run(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | None = None,
+            names: Sequence[str] | None = None, eye: str | Sequence[str] = "auto") -> list[Result]:
+        """Purify images of any sizes, each with its mask or None; the eye crops of all of them are batched.
+
+        eye: which eye the eye crops show (``left``, ``right``, or ``auto``: the canonical ``left``), one for all
+        or one per image; a face photo's eyes take their side from FaceMesh."""
+        n = len(images)
+        names = list(names) if names is not None else [f"image {i}" for i in range(n)]
+        given = list(masks) if masks is not None else [None] * n
+        sides = [eye] * n if isinstance(eye, str) else list(eye)
+        if len(given) != n or len(names) != n or len(sides) != n:
+            raise UserError(f"got {n} images but {len(given)} masks, {len(names)} names and {len(sides)} eye sides")
+        for side in set(sides):
+            if side not in EYE_CHOICES:
+                raise UserError(f"eye {side!r}: choose left, right or auto (left is the canonical side: inner "
+                                "corner on the image's left)")
+        rgbs, greys, methods, jobs, face_masks = [], [], [], [], {}
+        for i, image in enumerate(images):
+            rgb, grey = _to_rgb(image, names[i])
+            rgbs.append(rgb)
+            greys.append(grey)
+            face = self._face_jobs(i, rgb, names[i]) if given[i] is None else None
+            if face is not None:
+                methods.append("faces")
+                face_jobs, face_masks[i] = face
+                jobs.extend(face_jobs)
+                continue
+            box = whole_image_box(*rgb.shape[:2], self.working_size)
+            mask = None
+            if given[i] is not None:
+                full = self.engine.check_mask(np.asarray(given[i]), rgb.shape[:2], f"mask of {names[i]}")
+                mask = box.apply_mask(full)
+            side = CANONICAL_EYE if sides[i] == "auto" else sides[i]
+            methods.append("given" if mask is not None else "segmenter")
+            jobs.append(_Job(i, box, side, mask, mask is None, names[i], 0.0))
+        outputs = self._purify_jobs(jobs, rgbs)
+        per_image: list[list[tuple[_Job, EyeResult]]] = [[] for _ in range(n)]
+        for job, out in zip(jobs, outputs):
+            per_image[job.image].append((job, out))
+        results = []
+        for i, mine in enumerate(per_image):
+            picture = rgbs[i].copy()
+            for job, out in mine:
+                if out.purified:
+                    patch = out.output[:, ::-1] if job.side != CANONICAL_EYE else out.output
+                    if job.feather > 0:
+                        faces.paste(picture, patch, job.box, job.feather)
+                    else:
+                        picture = _paste_whole(picture, patch, job.box)
+            if methods[i] == "faces":
+                label_map = face_masks[i]
+            elif given[i] is not None:
+                label_map = np.asarray(given[i]).astype(np.uint8)
+            else:
+                job, out = mine[0]
+                canonical = out.mask[:, ::-1] if job.side != CANONICAL_EYE else out.mask
+                label_map = _mask_back(job.box, np.ascontiguousarray(canonical), rgbs[i].shape[:2])
+            results.append(Result(_like_input(picture, images[i], greys[i]), label_map, methods[i],
+                                  [out for _, out in mine]))
+        return results
+
+    # -- pieces ---------------------------------------------------------------------------------------------
+    def _face_jobs(self, i: int, rgb: np.ndarray, name: str) -> tuple[list[_Job], np.ndarray] | None:
+        """The eye crops of a face photo with FaceMesh's masks, or None when the image is no face photo."""
+        if self.faces_mode == "never" or self.engine.labels is not EYE_LABELS:
+            return None
+        if self.faces_mode == "auto" and (min(rgb.shape[:2]) < faces.MIN_FACE_IMAGE_SIDE or
+                                          (self._finder is None and not faces.mediapipe_available())):
+            return None
+        if self._finder is None:
+            self._finder = faces.FaceFinder(static=not self._video)
+        eyes = self._finder.find_eyes(rgb, self.face_crop_size)
+        if not eyes:
+            if self.faces_mode == "always":
+                raise UserError(f"{name}: FaceMesh found no face (--masks faces needs a face photo; use --masks "
+                                "auto for eye crops)")
+            return None
+        full = faces.rasterise(rgb.shape, eyes)
+        jobs = [_Job(i, e.crop, e.crop_side, e.crop.apply_mask(full), True, f"{name} ({e.side} eye)", faces.FEATHER)
+                for e in eyes]
+        return jobs, full
+
+    def _purify_jobs(self, jobs: list[_Job], rgbs: list[np.ndarray]) -> list[EyeResult]:
+        """All crops through the engine, one batch per crop size (face crops may have their own size)."""
+        crops = [_cut(job.box, rgbs[job.image]) for job in jobs]
+        outputs: list[EyeResult | None] = [None] * len(jobs)
+        for shape in dict.fromkeys(c.shape for c in crops):
+            idx = [k for k, c in enumerate(crops) if c.shape == shape]
+            done = self.engine.purify_batch(np.stack([crops[k] for k in idx]), [jobs[k].mask for k in idx],
+                                            [jobs[k].name for k in idx], [jobs[k].side for k in idx],
+                                            automatic=[jobs[k].automatic for k in idx])
+            for j, k in enumerate(idx):
+                outputs[k] = self._eye_result(jobs[k], crops[k], done.images[j], done.masks[j], done.problems[j])
+        return outputs  # type: ignore[return-value]
+
+    def _eye_result(self, job: _Job, crop: np.ndarray, output: np.ndarray, mask: np.ndarray,
+                    problem: str | None) -> EyeResult:
+        """The working-size arrays in the canonical orientation (the engine returns them in the crop's own)."""
+        flip = job.side != CANONICAL_EYE
+
+        def canon(a: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(a[:, ::-1]) if flip else a
+
+        box = job.box
+        return EyeResult(job.name, (box.x0, box.y0, box.width, box.height), job.side, problem is None, problem,
+                         canon(crop), canon(output), canon(mask))
+
+
+def _cut(box: CropBox, image: np.ndarray) -> np.ndarray:
+    """The box's working-size crop (the image itself when it already is one: no resampling)."""
+    if (box.x0, box.y0, box.width, box.height, box.out_height, box.out_width) == (0, 0, image.shape[1],
+                                                                                    image.shape[0], *image.shape[:2]):
+        return image
+    return box.apply_image(image)
+
+
+def _paste_whole(picture: np.ndarray, patch: np.ndarray, box: CropBox) -> np.ndarray:
+    """The purified crop of a whole-image box, resized back to the box and cut to the image."""
+    if (box.x0, box.y0, box.width, box.height) == (0, 0, picture.shape[1], picture.shape[0]) \
+            and patch.shape[:2] == picture.shape[:2]:
+        return patch.copy()
+    shrink = box.width < patch.shape[1]
+    big = cv2.resize(patch, (box.width, box.height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    h, w = picture.shape[:2]
+    return np.ascontiguousarray(big[-box.y0:-box.y0 + h, -box.x0:-box.x0 + w])
