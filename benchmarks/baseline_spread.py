@@ -40,7 +40,7 @@ from maskpurify.geometry import angular_error_deg
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import load_gaze_net, predict_gaze
 from maskpurify.nets.purifier import load_purifier
-from maskpurify.purify import Purification
+from maskpurify.purification import Purification
 from maskpurify.world.dataset import load_arrays_checked, render_once
 
 BASELINES = ("randomised", "simgan", "simgan-reverse")

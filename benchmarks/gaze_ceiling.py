@@ -42,7 +42,7 @@ from maskpurify.metrics.gaze import mean_error_deg
 from maskpurify.nets.gaze import LABEL_GAZE_NET, LUMA, gaze_net_inputs, load_gaze_net
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import Segmenter, load_segmenter, predict_masks
-from maskpurify.purify import Purification
+from maskpurify.purification import Purification
 from maskpurify.training.gaze import GazeTrainConfig, train_gaze
 from maskpurify.world.dataset import load_arrays_checked, render_once
 

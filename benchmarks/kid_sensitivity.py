@@ -33,7 +33,7 @@ from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import load_gaze_net
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import load_segmenter
-from maskpurify.purify import Purification
+from maskpurify.purification import Purification
 from maskpurify.world.dataset import load_arrays_checked, render_once
 from maskpurify.world.renderer import render_samples
 

@@ -30,7 +30,7 @@ from maskpurify.nets.encoders import build_encoder
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import load_segmenter
-from maskpurify.purify import Purification
+from maskpurify.purification import Purification
 from maskpurify.world.renderer import render_samples
 
 

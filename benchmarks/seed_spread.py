@@ -32,7 +32,7 @@ from maskpurify.nets.gaze import load_gaze_net
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
 from maskpurify.masks import label_image
-from maskpurify.purify import Purification
+from maskpurify.purification import Purification
 from maskpurify.world.dataset import load_arrays_checked, render_once
 from maskpurify.training.purifier import PurifierTrainConfig, train_purifier
 

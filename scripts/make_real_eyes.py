@@ -40,9 +40,9 @@ from PIL import Image
 
 from maskpurify.errors import UserError
 from maskpurify.masks import mirror_eyes
-from maskpurify.purify import faces
+from maskpurify.purification import faces
 from maskpurify.nets.purifier import load_purifier
-from maskpurify.purify.engine import DEFAULT_PURIFIER
+from maskpurify.purification.engine import DEFAULT_PURIFIER
 from maskpurify.world.dataset import save_npz_deterministic
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "maskpurify" / "data" / "real_eyes.npz"

@@ -14,7 +14,7 @@ from maskpurify.masks import BINARY_LABELS, EYE_LABELS, DataSpec, LabelSet
 from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, load_gaze_net, save_gaze_net
 from maskpurify.nets.purifier import Purifier, PurifierConfig, load_purifier, save_purifier
 from maskpurify.nets.segmenter import SegmenterConfig, build_segmenter, load_segmenter, save_segmenter
-from maskpurify.purify import Purification
+from maskpurify.purification import Purification
 
 LOADERS = {"purifier": load_purifier, "segmenter": load_segmenter, "gaze": load_gaze_net}
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import skimage.data
 
-from maskpurify.purify import faces
+from maskpurify.purification import faces
 from maskpurify.cli import main
 from maskpurify.errors import UserError
 from maskpurify.fileio import read_image, save_image
 from maskpurify.masks import IRIS, PUPIL, SCLERA, SKIN
-from maskpurify.purify import Purification
-from maskpurify.purify.pipeline import Pipeline, Result
+from maskpurify.purification import Purification
+from maskpurify.purification.pipeline import Pipeline, Result
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -13,7 +13,7 @@ from maskpurify.errors import UserError
 from maskpurify.fileio import read_image, save_image
 from maskpurify.geometry import pitchyaw_to_vector, vector_to_pitchyaw
 from maskpurify.masks import CANONICAL_EYE, PUPIL, mirror_eyes, mirror_flags, mirror_gaze, region_centroid
-from maskpurify.purify.engine import DEFAULT_SEGMENTER, Purification, checkpoint_exists
+from maskpurify.purification.engine import DEFAULT_SEGMENTER, Purification, checkpoint_exists
 from maskpurify.world.renderer import render_samples
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -15,8 +15,8 @@ from maskpurify.errors import UserError
 from maskpurify.fileio import read_image, save_image
 from maskpurify.masks import BINARY_LABELS, EYE_LABELS, IRIS, PUPIL, SCLERA
 from maskpurify.nets.purifier import Purifier
-from maskpurify.purify import Purification
-from maskpurify.purify.output import PROGRESS_FILE
+from maskpurify.purification import Purification
+from maskpurify.purification.output import PROGRESS_FILE
 
 
 def _eye(h: int = 36, w: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ import pytest
 from _cli import assert_one_line_refusal, run_cli
 from maskpurify.fileio import save_image
 from maskpurify.masks import IRIS, PUPIL, SCLERA
-from maskpurify.purify.output import PROGRESS_FILE
+from maskpurify.purification.output import PROGRESS_FILE
 from maskpurify.world.dataset import load_shard, save_npz_deterministic, write_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -13,7 +13,7 @@ from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, load_gaze_net, s
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.training.gaze import GazeTrainConfig
 from maskpurify.training.refined_gaze import shipped_gaze_config, train_refined_gaze
-from maskpurify.purify import Purification
+from maskpurify.purification import Purification
 from maskpurify.training.simgan import HistoryBuffer, RefinerNetConfig, SimGANTrainConfig, train_simgan
 
 H, W = 16, 24

@@ -128,7 +128,7 @@ def _coco_purifier_config(tmp_path: Path, overrides: list[str]) -> PurifierTrain
 
 
 def test_train_two_label_purifier_from_coco(tmp_path: Path) -> None:
-    from maskpurify.purify import Purification
+    from maskpurify.purification import Purification
 
     torch.manual_seed(0)
     config = _coco_purifier_config(tmp_path, [])

@@ -73,9 +73,9 @@ def test_video_end_to_end_with_mask_video(tmp_path: Path, ckpts: dict[str, Path]
 
 _MEMORY_PROBE = """
 import ctypes, ctypes.util, json, os, sys
-from maskpurify.purify import Purification
-from maskpurify.purify.drivers import purify_video
-from maskpurify.purify.pipeline import Pipeline
+from maskpurify.purification import Purification
+from maskpurify.purification.drivers import purify_video
+from maskpurify.purification.pipeline import Pipeline
 
 def current_rss_bytes():
     # resident set size of this process now (Linux /proc; 0 elsewhere)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from maskpurify import __version__
+from maskpurify.version import __version__
 from maskpurify.errors import UserError
 from maskpurify.fileio import atomic_write_json, atomic_write_text
 

@@ -14,7 +14,7 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskpurify import __version__
+from maskpurify.version import __version__
 from maskpurify.config import running_command
 from maskpurify.errors import UserError
 

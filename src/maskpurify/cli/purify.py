@@ -83,17 +83,17 @@ def _parse_size(text: str) -> tuple[int, int]:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise UserError(f"--face-crop-size {text}: expected HxW, e.g. 36x60") from None
-    from maskpurify.purify.faces import check_crop_size
+    from maskpurify.purification.faces import check_crop_size
 
     return check_crop_size((h, w))
 
 
 def run(args: argparse.Namespace) -> int:
     from maskpurify.config import save_run_record
-    from maskpurify.purify import Purification
-    from maskpurify.purify.drivers import purify_dataset, purify_folder, purify_image_file, purify_video
-    from maskpurify.purify.inputs import MaskSource, input_kind
-    from maskpurify.purify.pipeline import Pipeline
+    from maskpurify.purification import Purification
+    from maskpurify.purification.drivers import purify_dataset, purify_folder, purify_image_file, purify_video
+    from maskpurify.purification.inputs import MaskSource, input_kind
+    from maskpurify.purification.pipeline import Pipeline
 
     config = resolve_config(PurifyConfig, args, FLAGS)
     src, out = Path(args.input), Path(args.out)

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from maskpurify.config import save_run_record
-    from maskpurify.purify.drivers import refine_dataset
+    from maskpurify.purification.drivers import refine_dataset
 
     config = resolve_config(RefineConfig, args, ("batch_size", "device"))
     out = refine_dataset(args.refiner, args.data, args.out, config.batch_size, config.device, args.overwrite)

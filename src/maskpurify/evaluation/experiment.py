@@ -50,7 +50,7 @@ from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import load_gaze_net, predict_gaze
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.nets.segmenter import load_segmenter, predict_masks
-from maskpurify.purify.engine import Purification, eye_check
+from maskpurify.purification.engine import Purification, eye_check
 from maskpurify.world.dataset import load_arrays_checked, render_once
 from maskpurify.world.domains import synthetic_preset
 from maskpurify.world.renderer import render_samples

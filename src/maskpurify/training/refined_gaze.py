@@ -28,7 +28,7 @@ from maskpurify.fileio import atomic_write_json, read_json, save_image
 from maskpurify.nets.gaze import GazeNetConfig, gaze_config_from_dict, load_gaze_net
 from maskpurify.nets.purifier import load_purifier
 from maskpurify.training.common import choose_device, init_distributed
-from maskpurify.purify import Purification
+from maskpurify.purification import Purification
 from maskpurify.training.gaze import GazeTrainConfig, load_training_data, train_gaze
 from maskpurify.training.loop import Run
 

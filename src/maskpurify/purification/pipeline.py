@@ -11,7 +11,7 @@ for single images, folders, rendered datasets and videos, ``maskpurify gaze`` an
    of any size meets the networks at the scale they were trained at, and the verdict of the eye check does not
    depend on the crop's resolution.
 3. **Masks.** A mask given is cut with the crop and trusted; otherwise the segmenter makes one (or FaceMesh did).
-4. **Eye check.** Automatic masks that are no plausible eye (:func:`maskpurify.purify.engine.eye_check`) leave
+4. **Eye check.** Automatic masks that are no plausible eye (:func:`maskpurify.purification.engine.eye_check`) leave
    the crop as it was; the reason is kept.
 5. **Engine.** The purifier on every kept crop of the batch, mirrored for crops of the non-canonical eye.
 6. **Back.** Each purified crop is resized back and pasted into its box: a whole crop replaces the image, a face's
@@ -31,8 +31,8 @@ import numpy as np
 from maskpurify.errors import UserError
 from maskpurify.formats.base import CropBox
 from maskpurify.masks import CANONICAL_EYE, EYE_LABELS, EYE_SIDES
-from maskpurify.purify import faces
-from maskpurify.purify.engine import Purification
+from maskpurify.purification import faces
+from maskpurify.purification.engine import Purification
 
 #: What ``eye`` may be: the side an eye crop shows, or ``auto`` (``left`` unless a face photo tells).
 EYE_CHOICES = (*EYE_SIDES, "auto")
@@ -133,7 +133,7 @@ def _mask_back(box: CropBox, mask: np.ndarray, shape: tuple[int, int]) -> np.nda
 class Pipeline:
     """The purifier, the segmenter and FaceMesh (when installed) behind one call, :meth:`run`.
 
-    engine: the loaded networks (:class:`~maskpurify.purify.engine.Purification`). faces_mode: ``auto`` (an image
+    engine: the loaded networks (:class:`~maskpurify.purification.engine.Purification`). faces_mode: ``auto`` (an image
     without a mask goes through FaceMesh when it is installed and the image is large enough to hold a face),
     ``always`` (``--masks faces``: FaceMesh must find a face) or ``never`` (every image is an eye crop).
     face_crop_size: what each eye of a face is purified at (default: the working size). video: FaceMesh tracks

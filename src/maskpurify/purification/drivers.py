@@ -1,5 +1,5 @@
 """The thin drivers behind ``maskpurify purify``: folders, single images, rendered datasets and videos. Each reads
-its input, hands images to the one pipeline (:class:`~maskpurify.purify.pipeline.Pipeline`) and writes what comes
+its input, hands images to the one pipeline (:class:`~maskpurify.purification.pipeline.Pipeline`) and writes what comes
 back; the shard loop is shared with SimGAN's refiner.
 
 Every file read is checked (masks by :func:`maskpurify.masks.load_mask` against the purifier's label set, once),
@@ -25,10 +25,10 @@ from maskpurify.fileio import IMAGE_SUFFIXES, OutputGuard, atomic_write_json, ch
     read_image, save_image
 from maskpurify.formats.folder import mask_file_for
 from maskpurify.masks import colourise, load_mask, overlay
-from maskpurify.purify.engine import Purification, palette_for, resolve_device
-from maskpurify.purify.inputs import MASK_SUFFIX, VIDEO_SUFFIXES, MaskSource, list_images, single_image_mask
-from maskpurify.purify.output import OutputDir
-from maskpurify.purify.pipeline import Pipeline, Result
+from maskpurify.purification.engine import Purification, palette_for, resolve_device
+from maskpurify.purification.inputs import MASK_SUFFIX, VIDEO_SUFFIXES, MaskSource, list_images, single_image_mask
+from maskpurify.purification.output import OutputDir
+from maskpurify.purification.pipeline import Pipeline, Result
 
 __all__ = ["MaskSource", "NotPurified", "FolderStats", "purify_folder", "purify_image_file", "map_shards",
            "purify_dataset", "refine_dataset", "purify_video", "report_passed_through"]
@@ -248,7 +248,7 @@ def map_shards(src: Path, out: Path, settings: dict[str, Any], transform: Callab
 
     Every shard is checked by :func:`maskpurify.world.dataset.shard_batch` (and against the first shard's
     types and shapes) before anything is written, so a bad input is one line and leaves no output. Memory holds
-    one shard at a time. ``out`` is an :class:`~maskpurify.purify.output.OutputDir` for ``settings`` (which name
+    one shard at a time. ``out`` is an :class:`~maskpurify.purification.output.OutputDir` for ``settings`` (which name
     the input): an
     interrupted run resumes at the first missing shard (a shard whose input changed since is done again);
     meta.json (``out_meta()`` plus ``complete`` and the command) is written only at the end.

@@ -1,5 +1,5 @@
 """Eyes in face photos: MediaPipe FaceMesh (with iris landmarks) finds them, :func:`rasterise` draws their masks,
-and :func:`paste` blends a purified crop back; the pipeline (:mod:`maskpurify.purify.pipeline`) purifies the crops
+and :func:`paste` blends a purified crop back; the pipeline (:mod:`maskpurify.purification.pipeline`) purifies the crops
 at the purifier's working size between the two.
 
 MediaPipe is an optional extra (``make setup-faces`` installs ``mediapipe==0.10.21`` without its declared

@@ -5,6 +5,6 @@ Imports go one way: drivers -> faces -> engine; output stands alone. ``Purificat
 the library's entry point (``Purification.load().purify_arrays(images, masks)``).
 """
 
-from maskpurify.purify.engine import Purification
+from maskpurify.purification.engine import Purification
 
 __all__ = ["Purification"]
