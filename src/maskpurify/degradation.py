@@ -347,4 +347,75 @@ def degrade(images: np.ndarray, masks: np.ndarray, rng: np.random.Generator,
     return out_images, out_masks
 
 
-__all__ = ["DegradationConfig", "degrade", "degrade_one", "no_eye"]
+#: The mask errors of :func:`corrupt_masks`, each what an automatic mask gets wrong on real photos.
+MASK_ERRORS = ("shift", "second", "no_pupil", "no_iris", "other", "resize")
+
+
+def _disc(mask: np.ndarray) -> np.ndarray:
+    return mask >= IRIS
+
+
+def _move(region: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """A boolean region translated by whole pixels (what falls off the border is lost)."""
+    h, w = region.shape
+    out = np.zeros_like(region)
+    ys, xs = slice(max(0, dy), min(h, h + dy)), slice(max(0, dx), min(w, w + dx))
+    yt, xt = slice(max(0, -dy), min(h, h - dy)), slice(max(0, -dx), min(w, w - dx))
+    out[ys, xs] = region[yt, xt]
+    return out
+
+
+def corrupt_mask(mask: np.ndarray, rng: np.random.Generator, other: np.ndarray | None = None) -> np.ndarray:
+    """One eye label map with one error of :data:`MASK_ERRORS` drawn at random: the iris moved, a second iris
+    drawn elsewhere (on the sclera, the lids or the skin), the pupil or the whole iris missing, another eye's
+    mask, or the iris grown or shrunk. The purifier is trained to give back the clean eye whatever such a mask
+    says (``PurifierTrainConfig.mask_errors``), so that on a real photo a wrong mask paints nothing."""
+    from maskpurify.masks import PUPIL, SCLERA
+
+    mask = np.array(mask, dtype=np.uint8, copy=True)
+    h, w = mask.shape
+    eye, disc = mask > SKIN, _disc(mask)
+    kind = MASK_ERRORS[int(rng.integers(len(MASK_ERRORS)))]
+    if kind == "other" and other is not None:
+        return np.array(other, dtype=np.uint8, copy=True)
+    if not disc.any() or kind in ("no_iris", "other"):
+        mask[disc] = SCLERA
+        return mask
+    if kind == "no_pupil":
+        mask[mask == PUPIL] = IRIS
+        return mask
+    if kind == "resize":
+        k = int(rng.integers(1, 4))
+        kernel = np.ones((2 * k + 1, 2 * k + 1), np.uint8)
+        grown = cv2.dilate(disc.astype(np.uint8), kernel) if rng.random() < 0.5 else \
+            cv2.erode(disc.astype(np.uint8), kernel)
+        pupil = mask == PUPIL
+        mask[disc] = SCLERA
+        mask[(grown > 0) & eye] = IRIS
+        mask[pupil & (grown > 0)] = PUPIL
+        return mask
+    dy = int(rng.integers(-h // 4, h // 4 + 1))
+    dx = int(rng.choice([-1, 1]) * rng.integers(max(2, w // 12), w // 3 + 1))
+    moved_disc = _move(disc, dy, dx)
+    moved_pupil = _move(mask == PUPIL, dy, dx)
+    if kind == "shift":
+        mask[disc] = SCLERA
+        mask[moved_disc & eye] = IRIS
+        mask[moved_pupil & eye] = PUPIL
+    else:  # second: a copy of the iris anywhere, skin included
+        mask[moved_disc] = IRIS
+        mask[moved_pupil] = PUPIL
+    return mask
+
+
+def corrupt_masks(masks: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
+    """A batch (N,H,W) of label maps with ``share`` of them given one mask error each (:func:`corrupt_mask`;
+    "another eye's mask" takes the next one of the batch)."""
+    masks = np.asarray(masks)
+    out = np.array(masks, copy=True)
+    for i in np.flatnonzero(rng.random(len(masks)) < share):
+        out[i] = corrupt_mask(masks[i], rng, masks[(i + 1) % len(masks)])
+    return out
+
+
+__all__ = ["DegradationConfig", "MASK_ERRORS", "corrupt_mask", "corrupt_masks", "degrade", "degrade_one", "no_eye"]

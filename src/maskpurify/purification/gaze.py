@@ -100,7 +100,7 @@ def draw_gaze(image: np.ndarray, gazes: Sequence[EyeGaze]) -> np.ndarray:
         colour = (60, 200, 60) if gaze.purified else (220, 40, 40)
         cv2.rectangle(rgb, (x0, y0), (x0 + w - 1, y0 + h - 1), colour, scale)
         centre = np.array([x0 + w / 2, y0 + h / 2])
-        length = 0.8 * w
+        length = 2.0 * w
         for (pitch, yaw), arrow in (((gaze.mask_pitch, gaze.mask_yaw), (0, 200, 255)),
                                     ((gaze.pitch, gaze.yaw), (255, 220, 0))):
             p, y = np.radians(pitch), np.radians(yaw)

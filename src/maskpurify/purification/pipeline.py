@@ -155,10 +155,11 @@ class Pipeline:
 
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, segmenter: str | Path | None | bool = None,
-             device: str = "auto", batch_size: int = 64, check_eyes: bool = True, faces_mode: str = "auto"
-             ) -> Pipeline:
+             device: str = "auto", batch_size: int = 64, check_eyes: bool = True, faces_mode: str = "auto",
+             video: bool = False) -> Pipeline:
         """The shipped networks (or the checkpoints given) on ``device`` (``auto``: CUDA when present)."""
-        return cls(Purification.load(checkpoint, segmenter, device, batch_size, check_eyes), faces_mode)
+        return cls(Purification.load(checkpoint, segmenter, device, batch_size, check_eyes), faces_mode,
+                   video=video)
 
     @property
     def working_size(self) -> tuple[int, int]:

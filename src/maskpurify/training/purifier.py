@@ -21,7 +21,7 @@ from torch import nn
 from maskpurify.batch import EyeBatch
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import command_line, parse_size
-from maskpurify.degradation import DegradationConfig, degrade
+from maskpurify.degradation import DegradationConfig, corrupt_masks, degrade
 from maskpurify.errors import UserError
 from maskpurify.losses import GazeGuide, LossConfig, LossInputs, purifier_loss
 from maskpurify.masks import EYE_LABELS, DataSpec, LabelSet
@@ -114,6 +114,11 @@ class PurifierTrainConfig(LoopConfig):
     #: the gaze guide also asks the identity batch's output to show the gaze of its clean original (as its reader
     #: sees both): pixels close to the original are not enough, a one-pixel iris shift moves the gaze
     gaze_keeps_identity: bool = True
+    #: share of the identity batch whose mask gets one deliberate error (:func:`maskpurify.degradation.corrupt_mask`:
+    #: iris moved, a second iris, pupil or iris missing, another eye's mask, iris resized) while the target stays
+    #: the clean eye: where mask and image disagree the purifier must follow the image, so that on a real photo
+    #: a wrong mask paints nothing (0: off)
+    mask_errors: float = 0.0
     steps: int = 600
     lr: float = 2e-3
     warmup: int = 50
@@ -152,6 +157,10 @@ class PurifierTask(Task):
         net_config = config.net.purifier_config(gaze_prior)
         # the segmenter comes first: a class-count mismatch fails before the datasets are read
         self.paired = config.paired.strength > 0
+        if not 0.0 <= config.mask_errors <= 1.0:
+            raise UserError(f"mask_errors must lie within [0, 1], got {config.mask_errors}")
+        if config.mask_errors > 0 and config.loss.identity <= 0:
+            raise UserError("mask_errors > 0 trains through the identity term: set loss.identity > 0")
         if self.paired and config.loss.identity <= 0:
             raise UserError("paired.strength > 0 trains through the identity term: set loss.identity > 0")
         self.infer_identity_masks = config.loss.identity > 0 and (self.paired or config.identity_masks == "segmenter")
@@ -232,6 +241,10 @@ class PurifierTask(Task):
             assert self.segmenter is not None
             with torch.no_grad():
                 identity_mask = self.segmenter(identity_in).argmax(1)
+        if config.mask_errors > 0:
+            wrong = corrupt_masks(identity_mask.cpu().numpy().astype(np.uint8),
+                                  np.random.default_rng([config.seed, step, ctx.rank, 1]), config.mask_errors)
+            identity_mask = torch.from_numpy(wrong).long().to(ctx.device)
         return (to_float_images(tensors["content_images"][ci], ctx.device),
                 tensors["content_masks"][ci].to(ctx.device), style_image, style_mask, identity_in, identity_mask)
 

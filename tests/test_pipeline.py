@@ -1,0 +1,163 @@
+"""The one purification pipeline: crops of any size at the working size and back, the same eye check and outputs
+for the library call and the CLI, given masks trusted, grey in grey out, and the gaze command on top."""
+
+from __future__ import annotations
+
+import csv
+import doctest
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import maskpurify
+from maskpurify.evaluation.real_eyes import load_real_eyes
+from maskpurify.fileio import read_image, save_image
+from maskpurify.masks import mirror_eyes
+from maskpurify.purification.pipeline import Pipeline, whole_image_box
+
+from _cli import run_cli
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SIZES = ((27, 45), (36, 60), (48, 80), (72, 120))
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Pipeline:
+    """The shipped purifier and segmenter, eye crops only (no FaceMesh)."""
+    return Pipeline.load(device="cpu", faces_mode="never")
+
+
+@pytest.fixture(scope="module")
+def real_crops() -> np.ndarray:
+    """The real-eye check set's crops (canonical side, 36x60)."""
+    return load_real_eyes().images
+
+
+def _resize(image: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    h, w = size
+    if nearest:
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if h < image.shape[0] else cv2.INTER_CUBIC)
+
+
+def _mean_iou(a: np.ndarray, b: np.ndarray) -> float:
+    ious = []
+    for label in (1, 2, 3):
+        union = ((a == label) | (b == label)).sum()
+        if union:
+            ious.append(((a == label) & (b == label)).sum() / union)
+    return float(np.mean(ious))
+
+
+def test_whole_image_box_holds_the_image_at_the_working_aspect() -> None:
+    for h, w in ((36, 60), (48, 80), (72, 120), (40, 90), (100, 60), (27, 45), (37, 61)):
+        box = whole_image_box(h, w, (36, 60))
+        assert box.width >= w and box.height >= h and box.x0 <= 0 and box.y0 <= 0
+        assert box.x0 + box.width >= w and box.y0 + box.height >= h
+        assert abs(box.height / box.width - 0.6) < 0.03
+    assert whole_image_box(72, 120, (36, 60)) == type(box)(0, 0, 120, 72, 36, 60)
+
+
+def test_any_crop_size_gets_the_same_verdict_and_mask(shipped: Pipeline, real_crops: np.ndarray) -> None:
+    """The same real crop at 27x45, 36x60, 48x80 and 72x120: the same eye-check verdict, masks that agree (mean
+    IoU over sclera, iris and pupil >= 0.9 once resized to 36x60) and an output of the input's size."""
+    results = {size: shipped.run([_resize(c, size) for c in real_crops], eye="left") for size in SIZES}
+    base = results[(36, 60)]
+    assert sum(r.purified for r in base) >= 10  # the check set's open eyes pass at the working size
+    for size, rows in results.items():
+        for crop_result, reference in zip(rows, base):
+            assert crop_result.image.shape == (*size, 3) and crop_result.mask.shape == size
+            assert crop_result.purified == reference.purified, size
+            small = _resize(crop_result.mask, (36, 60), nearest=True)
+            assert _mean_iou(small, reference.mask) >= 0.9, size
+
+
+def test_library_and_cli_share_the_path(tmp_path: Path, shipped: Pipeline, real_crops: np.ndarray) -> None:
+    """maskpurify.purify and ``maskpurify purify`` give the same pixels for a 48x80 crop, and the same
+    pass-through (output byte-equal to the input's pixels) for a blank crop."""
+    crop = _resize(real_crops[0], (48, 80))
+    save_image(tmp_path / "eye.png", crop)
+    code, out, err = run_cli(["purify", "--quiet", "--input", str(tmp_path / "eye.png"), "--out",
+                              str(tmp_path / "eye_out.png"), "--masks", "auto"])
+    assert code == 0, err
+    library = maskpurify.purify(crop)
+    assert library.purified and np.array_equal(read_image(tmp_path / "eye_out.png"), library.image)
+    blank = np.full((48, 80, 3), 140, np.uint8)
+    save_image(tmp_path / "blank.png", blank)
+    code, out, err = run_cli(["purify", "--quiet", "--input", str(tmp_path / "blank.png"), "--out",
+                              str(tmp_path / "blank_out.png")])
+    assert code == 0 and "not purified" in out and "no plausible eye" in err
+    assert np.array_equal(read_image(tmp_path / "blank_out.png"), blank)
+    result = maskpurify.purify(blank)
+    assert not result.purified and result.eyes[0].reason and np.array_equal(result.image, blank)
+
+
+def test_blank_and_noise_pass_through_and_open_eyes_do_not(shipped: Pipeline, real_crops: np.ndarray) -> None:
+    rng = np.random.default_rng(0)
+    negatives = [np.full((48, 80, 3), v, np.uint8) for v in (0, 90, 200)]
+    negatives += [rng.integers(0, 256, (36, 60, 3), dtype=np.uint8) for _ in range(3)]
+    assert not any(r.purified for r in shipped.run(negatives, eye="left"))
+
+
+def test_right_eye_is_mirrored_and_given_masks_are_trusted(shipped: Pipeline, real_crops: np.ndarray) -> None:
+    """A right-eye crop (the mirror image of a left one) purifies to the mirror image of the left result; a given
+    mask is used as it is, with no eye check, even a blank one."""
+    left = shipped.purify(real_crops[1], eye="left")
+    right = shipped.purify(np.ascontiguousarray(real_crops[1][:, ::-1]), eye="right")
+    assert right.eyes[0].side == "right"
+    np.testing.assert_array_equal(right.image, mirror_eyes(left.image[None], channels=True)[0])
+    np.testing.assert_array_equal(right.eyes[0].output, left.eyes[0].output)  # canonical side in both
+    given = np.zeros((36, 60), np.uint8)
+    result = shipped.purify(real_crops[1], given, eye="left")
+    assert result.method == "given" and result.purified and np.array_equal(result.mask, given)
+
+
+def test_grey_in_grey_out_and_odd_aspect(shipped: Pipeline, real_crops: np.ndarray) -> None:
+    grey = cv2.cvtColor(_resize(real_crops[2], (50, 70)), cv2.COLOR_RGB2GRAY)
+    result = shipped.purify(grey, eye="left")
+    assert result.image.shape == grey.shape and result.image.dtype == np.uint8 and result.mask.shape == grey.shape
+
+
+def test_bad_inputs_are_one_clear_error(shipped: Pipeline) -> None:
+    with pytest.raises(maskpurify.errors.UserError, match="uint8"):
+        shipped.purify(np.zeros((36, 60, 3), np.float32))
+    with pytest.raises(maskpurify.errors.UserError, match="too small"):
+        shipped.purify(np.zeros((4, 60, 3), np.uint8))
+    with pytest.raises(maskpurify.errors.UserError, match="choose left, right or auto"):
+        shipped.purify(np.zeros((36, 60, 3), np.uint8), eye="up")
+
+
+def test_api_docstring_examples_run() -> None:
+    failures, tried = doctest.testmod(maskpurify, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert tried >= 5 and failures == 0
+
+
+def test_gaze_command(tmp_path: Path, real_crops: np.ndarray) -> None:
+    """``maskpurify gaze`` on a folder: one CSV row per eye with the purified and mask-alone angles, a JSON with
+    the command, a picture per image, the purified crops; a second run refuses to overwrite."""
+    folder = tmp_path / "eyes"
+    folder.mkdir()
+    for i in range(3):
+        save_image(folder / f"eye{i}.png", _resize(real_crops[i], (72, 120)))
+    save_image(folder / "blank.png", np.full((36, 60, 3), 128, np.uint8))
+    out = tmp_path / "gaze"
+    code, stdout, err = run_cli(["gaze", "--quiet", "--input", str(folder), "--out", str(out), "--save-crops",
+                                 "--device", "cpu"])
+    assert code == 0, err
+    with open(out / "gaze.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["input"] for r in rows] == ["blank.png", "eye0.png", "eye1.png", "eye2.png"]
+    assert rows[0]["purified"] == "False" and rows[0]["reason"]
+    for row in rows[1:]:
+        assert row["purified"] == "True" and abs(float(row["pitch"])) < 45 and abs(float(row["yaw"])) < 60
+        assert row["width"] == "120" and row["height"] == "72"
+    record = json.loads((out / "gaze.json").read_text())
+    assert record["command"].startswith("maskpurify gaze") and len(record["eyes"]) == 4
+    assert read_image(out / "eye0_gaze.png").shape == (72, 120, 3)
+    assert read_image(out / "crops" / "eye0_0.png").shape == (36, 60, 3)
+    code, _, err = run_cli(["gaze", "--quiet", "--input", str(folder), "--out", str(out), "--device", "cpu"])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "exists" in err
