@@ -38,8 +38,9 @@ from maskpurify.fileio import atomic_write_bytes, atomic_write_json, current_uma
 
 
 #: The shipped checkpoints, the one place every default checkpoint path starts from: ``$MASKPURIFY_WEIGHTS`` when
-#: set (an installed, non-editable package has no repository beside it), else ``weights/`` at the repository root.
-WEIGHTS_DIR = Path(os.environ.get("MASKPURIFY_WEIGHTS") or Path(__file__).resolve().parents[2] / "weights")
+#: set (an override), else the ``weights/`` folder inside the installed package (package data, so a wheel or
+#: ``pip install .`` purifies from any folder; ``weights/`` at the repository root links to it).
+WEIGHTS_DIR = Path(os.environ.get("MASKPURIFY_WEIGHTS") or Path(__file__).resolve().parent / "weights")
 
 #: ``format`` of a committed checkpoint's pointer file.
 POINTER_FORMAT = "maskpurify-checkpoint"
