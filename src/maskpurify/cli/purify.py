@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
                                  overwrite=args.overwrite, masks=masks, progress=progress, eye=eye)
             left = f"; {video.not_purified} written unchanged: no plausible eye" if video.not_purified else ""
             print(f"purified {video.frames} frames ({video.width}x{video.height} at {video.fps:g} fps) into "
-                  f"{out}{left}")
+                  f"{out} ({video.codec}){left}")
         else:
             result = purify_image_file(pipeline, src, out, masks=masks, overwrite=args.overwrite,
                                        save_masks=args.save_masks, eye=eye)

@@ -1,4 +1,6 @@
-"""Video I/O through OpenCV: streamed reading (never a whole video in memory) and atomic mp4 writing.
+"""Video I/O: streamed reading through OpenCV (never a whole video in memory) and atomic writing through PyAV
+(FFmpeg), as H.264 that browsers play (MP4, MOV, MKV) or MPEG-4 Part 2 in AVI, the container always the one the
+file name says.
 
 OpenCV reports a failed decode and the end of a file the same way (``read()`` returns False), so a truncated
 or corrupt video is detected by comparing the decoded frame count with the count the container declares.
@@ -7,12 +9,13 @@ or corrupt video is detected by comparing the decoded frame count with the count
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -93,39 +96,70 @@ def iter_frames(path: str | Path, every: int = 1, limit: int | None = None) -> I
         raise UserError(f"{path}: truncated or corrupt video: decoded {index} of {expected} frames")
 
 
-class VideoWriter:
-    """Write RGB frames to an mp4 (codec 'mp4v') that appears under its final name only when complete.
+#: The codec written for each container (H.264 in yuv420p is what every browser plays; AVI keeps MPEG-4 Part 2).
+CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "mpeg4"}
+CODEC_NAMES = {"libx264": "H.264", "mpeg4": "MPEG-4 Part 2"}
 
-    Frames go to a temporary file beside ``path``; leaving the ``with`` block normally renames it over
-    ``path``, an exception deletes it. ``size`` is (width, height); when None the first frame sets it.
+
+class VideoWriter:
+    """Write RGB frames to a video that appears under its final name only when complete.
+
+    The container follows the file's extension (:data:`CODECS`); frames go to a temporary file of the same
+    extension beside ``path``; leaving the ``with`` block normally renames it over ``path``, an exception deletes
+    it. ``size`` is (width, height); when None the first frame sets it. H.264 in yuv420p needs even sides: an
+    odd-sized frame gets its last row or column repeated once (the video is then one pixel larger).
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int] | None = None) -> None:
         if fps <= 0:
             raise UserError(f"{path}: video frame rate must be positive, got {fps}")
         self.path = Path(path)
+        if self.path.suffix.lower() not in CODECS:
+            raise UserError(f"{self.path}: a video file name must end in {', '.join(CODECS)}")
         self.fps = fps
         self.size = size
+        self.codec = CODECS[self.path.suffix.lower()]
         self._tmp: Path | None = None
-        self._writer: cv2.VideoWriter | None = None
+        self._container: Any = None
+        self._stream: Any = None
         self.frames_written = 0
+
+    @property
+    def codec_name(self) -> str:
+        """The codec in words (for the summary line)."""
+        return CODEC_NAMES[self.codec]
 
     def __enter__(self) -> VideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp.mp4", dir=self.path.parent)
+        for stale in self.path.parent.glob(f".{glob.escape(self.path.stem[:100])}.*.tmp{self.path.suffix.lower()}"):
+            stale.unlink(missing_ok=True)  # left by a killed run into the same file
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem[:100]}.", suffix=f".tmp{self.path.suffix.lower()}",
+                                   dir=self.path.parent)
         os.close(fd)
         self._tmp = Path(tmp)
         return self
 
-    def _start(self, width: int, height: int) -> cv2.VideoWriter:
+    def _start(self, width: int, height: int) -> None:
+        import av  # noqa: PLC0415
+
+        from fractions import Fraction  # noqa: PLC0415
+
         assert self._tmp is not None, "VideoWriter must be used as a context manager"
-        writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
-        if not writer.isOpened():
-            raise UserError(f"{self.path}: OpenCV cannot write an mp4v video here")
-        return writer
+        try:
+            self._container = av.open(str(self._tmp), "w")
+            rate = Fraction(self.fps).limit_denominator(1001)
+            self._stream = self._container.add_stream(self.codec, rate=rate)
+        except (av.FFmpegError, ValueError) as exc:
+            raise UserError(f"{self.path}: cannot write a {self.codec_name} video here ({exc})") from None
+        self._stream.width, self._stream.height = width + width % 2, height + height % 2
+        self._stream.pix_fmt = "yuv420p"
+        if self.codec == "libx264":
+            self._stream.options = {"crf": "18", "preset": "veryfast"}
 
     def write(self, frame: np.ndarray) -> None:
         """Append one HxWx3 uint8 RGB frame of the writer's size."""
+        import av  # noqa: PLC0415
+
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"video frames must be HxWx3 uint8 RGB, got {frame.shape} {frame.dtype}")
         height, width = frame.shape[:2]
@@ -133,15 +167,23 @@ class VideoWriter:
             self.size = (width, height)
         if (width, height) != tuple(self.size):
             raise ValueError(f"frame size {width}x{height} differs from the video size {self.size[0]}x{self.size[1]}")
-        if self._writer is None:
-            self._writer = self._start(width, height)
-        self._writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
+        if self._stream is None:
+            self._start(width, height)
+        if width % 2 or height % 2:
+            frame = np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+        for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            self._container.mux(packet)
         self.frames_written += 1
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._writer is not None:
-            self._writer.release()
+        if self._container is not None:
+            try:
+                if exc_type is None:
+                    for packet in self._stream.encode():
+                        self._container.mux(packet)
+            finally:
+                self._container.close()
         assert self._tmp is not None
         if exc_type is None and self.frames_written > 0:
             apply_umask(self._tmp)  # mkstemp made it 0600

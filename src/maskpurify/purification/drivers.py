@@ -416,6 +416,8 @@ class VideoStats:
     height: int
     #: Frames written unchanged because no eye in them was purified.
     not_purified: int = 0
+    #: The codec written, in words (H.264 for MP4, MOV and MKV).
+    codec: str = ""
 
 
 def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
@@ -480,4 +482,4 @@ def purify_video(pipeline: Pipeline, src: Path, out: Path, mask_video: Path | No
             if on_frames is not None:
                 on_frames(frames_done)
     bar.close()
-    return VideoStats(frames_done, fps, info.width, info.height, left_frames)
+    return VideoStats(frames_done, fps, info.width, info.height, left_frames, writer.codec_name)
