@@ -167,6 +167,16 @@ def flag_type(name: str) -> typing.Callable[[str], int]:
     return parse
 
 
+def device_type(text: str) -> str:
+    """An argparse ``type=`` for ``--device``: the values :data:`DEVICE_PATTERN` allows (one line, exit 2)."""
+    import argparse
+
+    problem = _str_rule("device", text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)

@@ -325,8 +325,9 @@ def parse_yaml(text: str, source: str) -> Any:
         raise UserError(f"{source}: YAML too large (over {_limit(MAX_STRUCTURED_BYTES)})")
     if "\x00" in text:
         raise UserError(f"{source}: contains NUL characters; YAML must be UTF-8 text")
-    loader = _YAML_LOADER(text)
+    loader = None
     try:
+        loader = _YAML_LOADER(text)  # its reader already refuses control characters
         return loader.get_single_data()
     except _Refused as exc:
         raise UserError(f"{source}: {exc}") from None
@@ -338,7 +339,8 @@ def parse_yaml(text: str, source: str) -> Any:
         raise UserError(f"{source}: not valid YAML ({str(exc).splitlines()[0][:200] if str(exc) else exc!r})") \
             from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_yaml(path: str | Path, max_bytes: int = MAX_STRUCTURED_BYTES) -> Any:
