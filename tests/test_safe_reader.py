@@ -93,7 +93,7 @@ def test_read_json_size_limit_is_checked_before_parsing(tmp_path):
     with open(path, "wb") as handle:
         handle.truncate(MAX_STRUCTURED_BYTES + 1)  # sparse: no 16 MiB write on a shared machine
     assert MAX_STRUCTURED_BYTES == 16 * 1024 * 1024
-    _one_line_error(lambda: read_json(path), rf"^{path}: JSON file too large \(over 16 MiB")
+    _one_line_error(lambda: read_json(path), rf"^{path}: JSON file too large \(over the 16 MiB limit")
     _one_line_error(lambda: read_json(tmp_path / "missing.json"), "cannot read")
 
 

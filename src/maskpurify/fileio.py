@@ -149,6 +149,8 @@ def _json_default(obj: Any) -> Any:
 #: Largest JSON or YAML file read (16 MiB): a sidecar, a progress file or a config is a few kB; a COCO index of a
 #: large dataset a few MB.
 MAX_STRUCTURED_BYTES = 16 * 1024 * 1024
+#: Largest dataset index read (COCO ``instances_train2017.json`` is 448 MB): 2 GiB.
+MAX_INDEX_BYTES = 2 * 1024 * 1024 * 1024
 #: Deepest nesting of lists and mappings accepted (our own files nest 4 levels at most).
 MAX_NESTING = 64
 #: Longest number (digits, sign, point and exponent together) accepted: no real value needs more, and int() of a
@@ -170,6 +172,8 @@ class NotValidSyntax(UserError):
 
 
 def _limit(n: int) -> str:
+    if n % (1024 ** 3) == 0:
+        return f"{n // 1024 ** 3} GiB"
     return f"{n // (1024 * 1024)} MiB" if n % (1024 * 1024) == 0 else f"{n} bytes"
 
 
@@ -181,7 +185,7 @@ def _read_limited(path: Path, kind: str, max_bytes: int) -> str:
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if len(data) > max_bytes:
-        raise UserError(f"{path}: {kind} file too large (over {_limit(max_bytes)}; the limit for a {kind} file)")
+        raise UserError(f"{path}: {kind} file too large (over the {_limit(max_bytes)} limit)")
     return _decode(data, str(path), kind)
 
 
@@ -198,42 +202,47 @@ def _decode(data: bytes, source: str, kind: str) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _json_depth(text: str) -> int:
-    """Deepest bracket nesting of JSON ``text`` (strings skipped), counted without recursion or a Python loop."""
-    stripped = _JSON_STRING.sub("", text)
-    codes = np.frombuffer(stripped.encode("utf-8"), dtype=np.uint8)
-    steps = np.isin(codes, _OPENERS).astype(np.int32) - np.isin(codes, _CLOSERS).astype(np.int32)
-    steps = steps[steps != 0]
-    return int(np.cumsum(steps).max()) if steps.size else 0
+_NUMBER_CHARS = np.frombuffer(b"-+0123456789.eE", dtype=np.uint8)
 
 
-def _json_int(text: str) -> int:
-    if len(text) > MAX_NUMBER_CHARS:
-        raise _Refused(f"number with more than {MAX_NUMBER_CHARS} characters ({text[:20]}...)")
-    return int(text)
+def _json_scan(text: str, block: int = 1 << 24) -> tuple[int, int]:
+    """(deepest bracket nesting, longest number) of JSON ``text``, strings skipped: counted before parsing,
+    without recursion or a per-character Python loop, in blocks of ``block`` bytes (a large COCO index never
+    needs more than a few copies of itself)."""
+    codes = np.frombuffer(_JSON_STRING.sub("", text).encode("utf-8"), dtype=np.uint8)
+    depth = deepest = run = longest = 0
+    for start in range(0, codes.size, block):
+        chunk = codes[start:start + block]
+        steps = np.isin(chunk, _OPENERS).astype(np.int32) - np.isin(chunk, _CLOSERS).astype(np.int32)
+        steps = steps[steps != 0]
+        if steps.size:
+            levels = np.cumsum(steps) + depth
+            deepest, depth = max(deepest, int(levels.max())), int(levels[-1])
+        breaks = np.flatnonzero(~np.isin(chunk, _NUMBER_CHARS))  # runs of number characters lie between these
+        if breaks.size == 0:
+            run += chunk.size
+            longest = max(longest, run)
+            continue
+        inner = int(np.diff(breaks).max()) - 1 if breaks.size > 1 else 0
+        longest = max(longest, run + int(breaks[0]), inner)
+        run = chunk.size - 1 - int(breaks[-1])
+        longest = max(longest, run)
+    return deepest, longest
 
 
-def _json_float(text: str) -> float:
-    if len(text) > MAX_NUMBER_CHARS:
-        raise _Refused(f"number with more than {MAX_NUMBER_CHARS} characters ({text[:20]}...)")
-    return float(text)
-
-
-def parse_json(data: str | bytes, source: str) -> Any:
+def parse_json(data: str | bytes, source: str, max_bytes: int = MAX_STRUCTURED_BYTES) -> Any:
     """Parse JSON held in memory under the limits of :func:`read_json`; ``source`` names it in the message."""
+    if len(data) > max_bytes:
+        raise UserError(f"{source}: JSON too large (over {_limit(max_bytes)})")
     if isinstance(data, bytes):
-        if len(data) > MAX_STRUCTURED_BYTES:
-            raise UserError(f"{source}: JSON too large (over {_limit(MAX_STRUCTURED_BYTES)})")
         data = _decode(data, source, "JSON")
-    elif len(data) > MAX_STRUCTURED_BYTES:
-        raise UserError(f"{source}: JSON too large (over {_limit(MAX_STRUCTURED_BYTES)})")
-    depth = _json_depth(data)
+    depth, longest = _json_scan(data)
     if depth > MAX_NESTING:
         raise UserError(f"{source}: bad JSON (nested {depth} levels deep; the limit is {MAX_NESTING})")
+    if longest > MAX_NUMBER_CHARS:
+        raise UserError(f"{source}: bad JSON (number with more than {MAX_NUMBER_CHARS} characters: {longest})")
     try:
-        return json.loads(data, parse_int=_json_int, parse_float=_json_float)
-    except _Refused as exc:
-        raise UserError(f"{source}: bad JSON ({exc})") from None
+        return json.loads(data)
     except RecursionError:
         raise UserError(f"{source}: bad JSON (nested too deeply; the limit is {MAX_NESTING} levels)") from None
     except (json.JSONDecodeError, ValueError) as exc:
@@ -246,7 +255,7 @@ def read_json(path: str | Path, max_bytes: int = MAX_STRUCTURED_BYTES) -> Any:
     :data:`MAX_NESTING` levels, numbers of at most :data:`MAX_NUMBER_CHARS` characters. Any problem (unreadable,
     too large, not UTF-8, bad JSON, too deep) is a one-line UserError naming the file."""
     path = Path(path)
-    return parse_json(_read_limited(path, "JSON", max_bytes), str(path))
+    return parse_json(_read_limited(path, "JSON", max_bytes), str(path), max_bytes)
 
 
 def _yaml_loader() -> type:
