@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
-from _cli import assert_one_line_refusal, run_cli, snapshot
+from _cli import assert_one_line_refusal, fuzz_settings, run_cli, snapshot
 from maskpurify.checkpoints import WEIGHTS_DIR, commit_checkpoint, load_checkpoint, load_committed, read_pointer
 from maskpurify.config import MAX_CHANNELS, load_config
 from maskpurify.errors import UserError
@@ -379,3 +380,22 @@ def test_purify_into_a_folder_in_use_and_same_size_corruption(tmp_path, ckpts):
     assert (out / "a.png").read_bytes() == good
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [PROGRESS_FILE, "a.png", "b.png", "config.yaml", "run.json"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Property: whatever the bytes, the reader returns a value or one line (never a traceback)
+_pieces = st.sampled_from([b"[", b"]", b"{", b"}", b'"a":', b",", b"1", b"9" * 60, b"e5", b"-", b"&x ", b"*x",
+                           b": ", b"\n  ", b"- ", b"\xff", b"\x00", b"\xfe\xff", b"!!int ", b"1:30", b"'", b'"'])
+
+
+@fuzz_settings(fast=30, long=1000)
+@given(data=st.lists(_pieces, max_size=200).map(b"".join) | st.binary(max_size=200),
+       depth=st.integers(0, 3000))
+def test_fuzz_structured_bytes_give_a_value_or_one_line(tmp_path, data, depth):
+    for name, reader in (("x.json", read_json), ("x.yaml", read_yaml)):
+        path = tmp_path / name
+        path.write_bytes(b"[" * depth + data + b"]" * depth)
+        try:
+            reader(path)
+        except UserError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith(f"{path}: ")
