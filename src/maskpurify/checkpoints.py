@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -33,8 +32,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes, load_file, save as save_bytes
 
 from maskpurify.errors import UserError
-from maskpurify.fileio import atomic_write_bytes, atomic_write_json, current_umask, fsync_dir, json_bytes, read_json, \
-    sha256_file
+from maskpurify.fileio import atomic_write_bytes, atomic_write_json, current_umask, fsync_dir, json_bytes, parse_json, \
+    read_json, sha256_file
 
 
 #: The shipped checkpoints, the one place every default checkpoint path starts from: ``$MASKPURIFY_WEIGHTS`` when
@@ -216,8 +215,8 @@ def _verified(directory: Path, entry: Any) -> tuple[dict[str, torch.Tensor], dic
         blobs[file_name] = data
     try:
         tensors = load_bytes(blobs[_WEIGHTS])
-        meta = json.loads(blobs[_META].decode("utf-8"))
-    except (SafetensorError, ValueError, UnicodeDecodeError):
+        meta = parse_json(blobs[_META], str(folder / _META))
+    except (SafetensorError, ValueError, UserError):
         return None
     return (tensors, meta) if isinstance(meta, dict) else None
 

@@ -10,6 +10,7 @@ import dataclasses
 import datetime
 import math
 import platform
+import re
 import shlex
 import sys
 import types
@@ -21,7 +22,7 @@ import yaml
 
 from maskpurify.version import __version__
 from maskpurify.errors import UserError
-from maskpurify.fileio import atomic_write_json, atomic_write_text
+from maskpurify.fileio import NotValidSyntax, atomic_write_json, atomic_write_text, parse_yaml, read_yaml
 
 T = TypeVar("T")
 
@@ -34,13 +35,28 @@ MAX_BATCH = 65_536
 MAX_SAMPLES = 2_000_000  # rendered eyes per dataset (about 6 GB of shards at 36x60)
 MAX_PREVIEW_ROWS = 100
 MAX_SEED = 2**32 - 1
+#: Widest layer of any network (``*_channels``, ``hidden``): checked before a network is built, so a typo such as
+#: ``model.hidden=100000000`` is one line, not an allocation of hundreds of GB.
+MAX_CHANNELS = 4096
+#: Most residual blocks / ResNet depth of a network.
+MAX_BLOCKS = 64
+MAX_DEPTH = 6 * MAX_BLOCKS + 2
+#: Largest weight of a loss term.
+MAX_LOSS_WEIGHT = 1e6
+#: ``device`` values: auto, cpu, cuda, cuda:N, mps.
+DEVICE_PATTERN = re.compile(r"^(?:auto|cpu|mps|cuda(?::[0-9]{1,3})?)$")
 
+#: (minimum, maximum or None) of integer fields, by name, in every config class (nested ones included) and for
+#: every CLI flag of the same name. Names matched by pattern are in :func:`_int_rule`.
 _INT_RULES: dict[str, tuple[int, int | None]] = {
     "steps": (1, MAX_STEPS), "max_steps": (0, MAX_STEPS), "batch_size": (1, MAX_BATCH),
     "n": (1, MAX_SAMPLES), "render_n": (1, MAX_SAMPLES), "reference_n": (1, MAX_SAMPLES),
     "shard_size": (1, MAX_BATCH), "limit": (1, None), "preview_n": (1, MAX_PREVIEW_ROWS),
     "seed": (0, MAX_SEED), "warmup": (0, MAX_STEPS), "num_threads": (0, 4096), "pretrain_d": (0, MAX_STEPS),
     "pretrain_r": (0, MAX_STEPS), "history_size": (1, MAX_SAMPLES), "k_d": (1, 1000), "k_g": (1, 1000),
+    "hidden": (1, MAX_CHANNELS), "num_res_blocks": (0, MAX_BLOCKS), "depth": (2, MAX_DEPTH), "levels": (1, 8),
+    "stem": (1, 2), "upsample": (1, 8), "num_labels": (2, 256), "num_classes": (2, 256),
+    "attention_labels": (0, 255), "kid_subsets": (1, 10_000), "grid_examples": (0, MAX_PREVIEW_ROWS),
 }
 
 
@@ -48,22 +64,35 @@ def _int_rule(name: str) -> tuple[int, int | None] | None:
     if name in _INT_RULES:
         return _INT_RULES[name]
     if name.endswith("_every"):
-        return 1, None
+        return 1, MAX_STEPS
     if name.endswith("_seed"):
         return 0, MAX_SEED
+    if name == "channels" or name.endswith("_channels"):
+        return 1, MAX_CHANNELS
     return None
 
 
 def _float_rule(name: str) -> tuple[float, float | None, bool] | None:
     """(minimum, maximum, minimum excluded) for float fields with a meaning fixed by their name."""
     if name == "lr" or name.startswith("lr_"):
-        return 0.0, None, True
+        return 0.0, 1e3, True
     if name.endswith("_prob") or name.endswith("_fraction"):
         return 0.0, 1.0, False
     if name == "dropout":
         return 0.0, 0.999, False
     if name == "weight_decay":
-        return 0.0, None, False
+        return 0.0, 1e3, False
+    if name in ("augment", "no_eye", "clean", "confidence", "teacher_decay"):
+        return 0.0, 1.0, False
+    if name == "strength" or name == "self_training" or name.endswith("_weight"):
+        return 0.0, MAX_LOSS_WEIGHT, False
+    return None
+
+
+def _str_rule(name: str, value: str) -> str | None:
+    """What is wrong with string field ``name`` = ``value`` (None when nothing is)."""
+    if name == "device" and not DEVICE_PATTERN.match(value):
+        return f"must be auto, cpu, cuda, cuda:N or mps, got {value[:40]!r}"
     return None
 
 
@@ -81,10 +110,20 @@ def check_ranges(config: Any, prefix: str) -> None:
 def check_field(where: str, name: str, value: Any) -> None:
     """Refuse a numeric value that cannot be meant, with one line naming ``where`` (a config key or a flag).
 
-    Every float must be finite; fields named steps, batch_size, n, seed, lr, ..._every, ..._prob and the like
-    follow the rules above, whichever config class or command they belong to.
+    Every float must be finite; fields named steps, batch_size, n, seed, lr, ..._every, ..._prob, ..._channels,
+    hidden, device and the like follow the rules above, whichever config class or command they belong to (the
+    items of a tuple or list field each follow its rule).
     """
     if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, (tuple, list)):
+        for item in value:  # conv_channels=(20, 50), attention_labels=(1, 2, 3): every item follows the rule
+            check_field(where, name, item)
+        return
+    if isinstance(value, str):
+        problem = _str_rule(name, value)
+        if problem is not None:
+            raise UserError(f"{where} {problem}")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -126,6 +165,16 @@ def flag_type(name: str) -> typing.Callable[[str], int]:
 
     parse.__name__ = name  # argparse names the type in its messages
     return parse
+
+
+def device_type(text: str) -> str:
+    """An argparse ``type=`` for ``--device``: the values :data:`DEVICE_PATTERN` allows (one line, exit 2)."""
+    import argparse
+
+    problem = _str_rule("device", text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -228,10 +277,8 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.
         path = Path(path)
         if not path.is_file():
             raise UserError(f"{path}: no such config file")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        loaded = read_yaml(path)
+        loaded = {} if loaded is None else loaded
         if not isinstance(loaded, dict):
             raise UserError(f"{path}: a config file must be a YAML mapping")
         _merge(tree, loaded)
@@ -239,12 +286,21 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.
         if "=" not in item:
             raise UserError(f"--set {item}: expected key=value")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
+        value = parse_set_value(key.strip(), raw)
         _set_path(tree, key.strip(), value)
     return from_dict(cls, tree)
+
+
+def parse_set_value(key: str, raw: str) -> Any:
+    """The value of ``--set KEY=RAW``, read as YAML 1.2 (``1e-3`` and ``030`` are numbers, ``1:30`` is a string);
+    text that is not valid YAML stays a string (the typed config then says what it expected). Anchors, aliases,
+    deep nesting and huge numbers are refused in one line naming ``--set KEY``."""
+    if not raw:
+        return ""
+    try:
+        return parse_yaml(raw, f"--set {key}")
+    except NotValidSyntax:
+        return raw
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:

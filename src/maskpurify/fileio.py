@@ -120,17 +120,6 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, json_bytes(obj))
 
 
-def read_json(path: str | Path) -> Any:
-    """Parse a JSON file; an unreadable file or bad JSON is a one-line UserError naming it."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: bad JSON ({exc})") from None
-
-
 def _finite(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
@@ -151,6 +140,225 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Structured files (JSON, YAML): the one safe reader every sidecar, progress file, dataset meta, UnityEyes sample
+# and --config goes through
+
+#: Largest JSON or YAML file read (16 MiB): a sidecar, a progress file or a config is a few kB; a COCO index of a
+#: large dataset a few MB.
+MAX_STRUCTURED_BYTES = 16 * 1024 * 1024
+#: Largest dataset index read (COCO ``instances_train2017.json`` is 448 MB): 2 GiB.
+MAX_INDEX_BYTES = 2 * 1024 * 1024 * 1024
+#: Deepest nesting of lists and mappings accepted (our own files nest 4 levels at most).
+MAX_NESTING = 64
+#: Longest number (digits, sign, point and exponent together) accepted: no real value needs more, and int() of a
+#: very long digit string is quadratic.
+MAX_NUMBER_CHARS = 100
+
+_OPENERS = np.frombuffer(b"[{", dtype=np.uint8)
+_CLOSERS = np.frombuffer(b"]}", dtype=np.uint8)
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+class _Refused(Exception):
+    """A structured file breaks one of the limits above (converted into a UserError naming the file)."""
+
+
+class NotValidSyntax(UserError):
+    """Text that is not valid JSON / YAML at all (as opposed to valid text refused by a limit): ``--set`` keeps
+    such a value as a plain string."""
+
+
+def _limit(n: int) -> str:
+    if n % (1024 ** 3) == 0:
+        return f"{n // 1024 ** 3} GiB"
+    return f"{n // (1024 * 1024)} MiB" if n % (1024 * 1024) == 0 else f"{n} bytes"
+
+
+def _read_limited(path: Path, kind: str, max_bytes: int) -> str:
+    """The text of ``path``: at most ``max_bytes`` bytes of strict UTF-8 without NUL characters."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:
+        raise UserError(f"{path}: {kind} file too large (over the {_limit(max_bytes)} limit)")
+    return _decode(data, str(path), kind)
+
+
+def _decode(data: bytes, source: str, kind: str) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start:exc.start + 1].hex()
+        raise UserError(f"{source}: not UTF-8 text (byte 0x{bad} at offset {exc.start}; save the {kind} file as "
+                        "UTF-8)") from None
+    if "\x00" in text:
+        raise UserError(f"{source}: contains NUL characters (UTF-16 or a binary file?); save the {kind} file as "
+                        "UTF-8")
+    return text.removeprefix("\ufeff")
+
+
+_NUMBER_CHARS = np.frombuffer(b"-+0123456789.eE", dtype=np.uint8)
+
+
+def _json_scan(text: str, block: int = 1 << 24) -> tuple[int, int]:
+    """(deepest bracket nesting, longest number) of JSON ``text``, strings skipped: counted before parsing,
+    without recursion or a per-character Python loop, in blocks of ``block`` bytes (a large COCO index never
+    needs more than a few copies of itself)."""
+    codes = np.frombuffer(_JSON_STRING.sub("", text).encode("utf-8"), dtype=np.uint8)
+    depth = deepest = run = longest = 0
+    for start in range(0, codes.size, block):
+        chunk = codes[start:start + block]
+        steps = np.isin(chunk, _OPENERS).astype(np.int32) - np.isin(chunk, _CLOSERS).astype(np.int32)
+        steps = steps[steps != 0]
+        if steps.size:
+            levels = np.cumsum(steps) + depth
+            deepest, depth = max(deepest, int(levels.max())), int(levels[-1])
+        breaks = np.flatnonzero(~np.isin(chunk, _NUMBER_CHARS))  # runs of number characters lie between these
+        if breaks.size == 0:
+            run += chunk.size
+            longest = max(longest, run)
+            continue
+        inner = int(np.diff(breaks).max()) - 1 if breaks.size > 1 else 0
+        longest = max(longest, run + int(breaks[0]), inner)
+        run = chunk.size - 1 - int(breaks[-1])
+        longest = max(longest, run)
+    return deepest, longest
+
+
+def parse_json(data: str | bytes, source: str, max_bytes: int = MAX_STRUCTURED_BYTES) -> Any:
+    """Parse JSON held in memory under the limits of :func:`read_json`; ``source`` names it in the message."""
+    if len(data) > max_bytes:
+        raise UserError(f"{source}: JSON too large (over {_limit(max_bytes)})")
+    if isinstance(data, bytes):
+        data = _decode(data, source, "JSON")
+    depth, longest = _json_scan(data)
+    if depth > MAX_NESTING:
+        raise UserError(f"{source}: bad JSON (nested {depth} levels deep; the limit is {MAX_NESTING})")
+    if longest > MAX_NUMBER_CHARS:
+        raise UserError(f"{source}: bad JSON (number with more than {MAX_NUMBER_CHARS} characters: {longest})")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise UserError(f"{source}: bad JSON (nested too deeply; the limit is {MAX_NESTING} levels)") from None
+    except (json.JSONDecodeError, ValueError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NotValidSyntax(f"{source}: bad JSON ({detail[:200]})") from None
+
+
+def read_json(path: str | Path, max_bytes: int = MAX_STRUCTURED_BYTES) -> Any:
+    """Parse a JSON file, safely: at most ``max_bytes`` (16 MiB), strict UTF-8, nested at most
+    :data:`MAX_NESTING` levels, numbers of at most :data:`MAX_NUMBER_CHARS` characters. Any problem (unreadable,
+    too large, not UTF-8, bad JSON, too deep) is a one-line UserError naming the file."""
+    path = Path(path)
+    return parse_json(_read_limited(path, "JSON", max_bytes), str(path), max_bytes)
+
+
+def _yaml_loader() -> type:
+    """A SafeLoader with YAML 1.2 core-schema scalars and no anchors, aliases or deep nesting (built once)."""
+    import yaml
+    from yaml.events import AliasEvent
+
+    class SafeLoader12(yaml.SafeLoader):  # type: ignore[misc]
+        """Plain scalars resolve as in YAML 1.2 (core schema): ``1e-3`` is a float, ``030`` is 30, ``1:30``
+        and ``yes`` are strings. Anchors and aliases are refused (no billion-laughs expansion), and so is
+        nesting deeper than :data:`MAX_NESTING`."""
+
+        yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+        _depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, AliasEvent) or getattr(event, "anchor", None) is not None:
+                raise _Refused("YAML anchors and aliases (&name, *name) are not allowed; write the values out")
+            self._depth += 1
+            try:
+                if self._depth > MAX_NESTING:
+                    raise _Refused(f"nested more than {MAX_NESTING} levels deep")
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+        def construct_yaml_int(self, node: Any) -> int:
+            value = str(self.construct_scalar(node))
+            if len(value) > MAX_NUMBER_CHARS:
+                raise _Refused(f"number with more than {MAX_NUMBER_CHARS} characters ({value[:20]}...)")
+            sign, digits = (-1, value[1:]) if value[:1] == "-" else (1, value.lstrip("+"))
+            if digits.startswith("0o"):
+                return sign * int(digits[2:], 8)
+            if digits.startswith("0x"):
+                return sign * int(digits[2:], 16)
+            return sign * int(digits, 10)
+
+        def construct_yaml_float(self, node: Any) -> float:
+            value = str(self.construct_scalar(node))
+            if len(value) > MAX_NUMBER_CHARS:
+                raise _Refused(f"number with more than {MAX_NUMBER_CHARS} characters ({value[:20]}...)")
+            lower = value.lower()
+            if lower in (".nan", "+.nan", "-.nan"):
+                return math.nan
+            if lower.endswith(".inf"):
+                return -math.inf if lower.startswith("-") else math.inf
+            return float(value)
+
+    core = [
+        ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+        ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+        ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+        ("tag:yaml.org,2002:float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", list("-+.0123456789")),
+    ]
+    for tag, pattern, first in core:
+        SafeLoader12.add_implicit_resolver(tag, re.compile(pattern), first)
+    SafeLoader12.add_constructor("tag:yaml.org,2002:int", SafeLoader12.construct_yaml_int)
+    SafeLoader12.add_constructor("tag:yaml.org,2002:float", SafeLoader12.construct_yaml_float)
+    return SafeLoader12
+
+
+_YAML_LOADER: type | None = None
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML held in memory (a ``--set`` value, a config file's text) with the rules of :func:`read_yaml`;
+    ``source`` names it in the message (a file, or ``--set KEY``)."""
+    import yaml
+
+    global _YAML_LOADER
+    if _YAML_LOADER is None:
+        _YAML_LOADER = _yaml_loader()
+    if len(text) > MAX_STRUCTURED_BYTES:
+        raise UserError(f"{source}: YAML too large (over {_limit(MAX_STRUCTURED_BYTES)})")
+    if "\x00" in text:
+        raise UserError(f"{source}: contains NUL characters; YAML must be UTF-8 text")
+    loader = None
+    try:
+        loader = _YAML_LOADER(text)  # its reader already refuses control characters
+        return loader.get_single_data()
+    except _Refused as exc:
+        raise UserError(f"{source}: {exc}") from None
+    except RecursionError:
+        raise UserError(f"{source}: nested too deeply (the limit is {MAX_NESTING} levels)") from None
+    except yaml.YAMLError as exc:
+        raise NotValidSyntax(f"{source}: not valid YAML ({' '.join(str(exc).split())[:200]})") from None
+    except (ValueError, OverflowError) as exc:  # a malformed explicitly tagged scalar (!!int x, !!binary ...)
+        raise UserError(f"{source}: not valid YAML ({str(exc).splitlines()[0][:200] if str(exc) else exc!r})") \
+            from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def read_yaml(path: str | Path, max_bytes: int = MAX_STRUCTURED_BYTES) -> Any:
+    """Parse a YAML file, safely: at most ``max_bytes`` (16 MiB), strict UTF-8, nested at most
+    :data:`MAX_NESTING` levels, numbers of at most :data:`MAX_NUMBER_CHARS` characters, no anchors or aliases,
+    and YAML 1.2 scalars (``1e-3`` is a number, ``030`` is 30, ``1:30`` and ``no`` are strings). Any problem is a
+    one-line UserError naming the file."""
+    path = Path(path)
+    return parse_yaml(_read_limited(path, "YAML", max_bytes), str(path))
 
 
 def ensure_writable(path: str | Path, overwrite: bool) -> Path:
@@ -441,3 +649,107 @@ def check_within(root: str | Path, path: str | Path, source: str, what: str = "f
     if real != real_root and not real.is_relative_to(real_root):
         raise UserError(f"{source}: {what} {path} leads outside {root} (to {real}); refusing to read it")
     return Path(path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One owner per folder
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no locking
+    fcntl = None  # type: ignore[assignment]
+
+
+class FolderLock:
+    """An exclusive, non-blocking ``flock`` on ``folder/name``: one owner per folder at a time.
+
+    :meth:`acquire` raises a one-line UserError naming the folder and the pid of the owner when another process
+    holds it. The kernel releases a ``flock`` when its owner exits however it exits (SIGKILL included), so a
+    killed run never leaves a stuck lock: only the file stays, and it is taken over by the next run.
+    :meth:`release` (``remove=True``) deletes the file; a process that opened it just before is not fooled, since
+    the lock is only held once the file under the name is the one locked.
+    """
+
+    def __init__(self, folder: str | Path, name: str, what: str = "maskpurify run") -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / name
+        self.what = what
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def owner(self) -> str:
+        """The pid written in the lock file, or '?'."""
+        with contextlib.suppress(OSError, ValueError):
+            text = self.path.read_bytes()[:32].decode("ascii").strip()
+            if text.isdigit():
+                return text
+        return "?"
+
+    def _busy(self) -> UserError:
+        return UserError(f"{self.folder}: is in use by another {self.what} (pid {self.owner()}); wait for it to "
+                         f"finish or choose another folder")
+
+    def check(self) -> None:
+        """Refuse now (without taking the lock, and without creating anything) when another process holds it."""
+        if fcntl is None or self.held or not self.path.is_file():
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise self._busy() from None
+        except OSError:
+            return
+        finally:
+            os.close(fd)  # closing releases the probe's lock
+
+    def acquire(self) -> None:
+        """Take the lock (creating the folder and the file) and write our pid into it; no-op when held."""
+        if fcntl is None or self.held:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for _ in range(100):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666 & ~current_umask())
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise self._busy() from None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if not same:  # the owner we waited on removed the file as it let go: lock the new one
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+            self._fd = fd
+            return
+        raise self._busy()
+
+    def release(self, remove: bool = False) -> None:
+        """Let go of the lock; ``remove`` deletes the lock file first (while still holding it)."""
+        if self._fd is None:
+            return
+        try:
+            if remove:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._fd is not None:
+                os.close(self._fd)

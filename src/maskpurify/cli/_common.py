@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from maskpurify.config import flag_type, load_config
+from maskpurify.config import check_field, device_type, flag_type, load_config
 
 T = TypeVar("T")
 
@@ -24,7 +24,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_out: str) ->
     parser.add_argument("--no-resume", dest="resume", action="store_false",
                         help="start afresh even when OUT holds a checkpoint (OUT/last.json)")
     parser.add_argument("--max-steps", type=flag_type("max_steps"), metavar="N", help="stop after N steps (resumable), e.g. to test")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--device", type=device_type, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -33,4 +33,6 @@ def resolve_config(cls: type[T], args: argparse.Namespace, flags: Iterable[str] 
     command-line flag has default None) that was given on the command line, which wins."""
     config = load_config(cls, args.config, args.overrides)
     given: dict[str, Any] = {name: getattr(args, name) for name in flags if getattr(args, name, None) is not None}
+    for name, value in given.items():  # a flag follows the same rules as the config key it replaces
+        check_field("--" + name.replace("_", "-"), name, value)
     return dataclasses.replace(config, **given) if given else config  # type: ignore[type-var]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 from maskpurify.cli._common import add_config_arguments, resolve_config
+from maskpurify.errors import UserError
+from maskpurify.fileio import read_json
 
 HELP = "run every method on the same wild test set and write report.html + results.json"
 
@@ -25,8 +26,8 @@ def _training_budget(weights: Path) -> dict[str, Any]:
     budget = {}
     for sidecar in sorted(weights.rglob("*.json")):
         try:
-            meta = json.loads(sidecar.read_text())
-        except (OSError, json.JSONDecodeError):
+            meta = read_json(sidecar)
+        except UserError:
             continue
         if isinstance(meta, dict) and "trained" in meta:
             budget[str(sidecar.relative_to(weights).with_suffix(""))] = meta["trained"]

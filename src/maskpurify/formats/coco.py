@@ -17,7 +17,7 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from maskpurify.errors import UserError
-from maskpurify.fileio import MAX_IMAGE_PIXELS, read_image, read_json, resolve_within
+from maskpurify.fileio import MAX_IMAGE_PIXELS, MAX_INDEX_BYTES, read_image, read_json, resolve_within
 from maskpurify.formats.base import Masker, Reader
 from maskpurify.masks import BINARY_LABELS, validate_mask
 from maskpurify.pairs import RGBMaskPair
@@ -26,7 +26,7 @@ from maskpurify.pairs import RGBMaskPair
 def load_coco(path: str | Path) -> COCO:
     """Parse and index a COCO annotation file, turning malformed JSON into a one-line UserError."""
     path = Path(path)
-    dataset = read_json(path)
+    dataset = read_json(path, max_bytes=MAX_INDEX_BYTES)  # a COCO index of a large dataset is hundreds of MB
     if not isinstance(dataset, dict):
         raise UserError(f"{path}: expected a JSON object with images, annotations and categories")
     missing = [k for k in ("images", "annotations", "categories") if not isinstance(dataset.get(k), list)]

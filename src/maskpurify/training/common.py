@@ -47,7 +47,10 @@ def seed_everything(seed: int) -> None:
 def choose_device(requested: str | None = None) -> torch.device:
     """``requested`` if given ('cpu', 'cuda', 'cuda:1', 'mps'), else CUDA when available, else CPU."""
     if requested and requested != "auto":
-        device = torch.device(requested)
+        try:
+            device = torch.device(requested)
+        except RuntimeError:
+            raise UserError(f"--device {requested}: not a device (use cpu, cuda, cuda:N or mps)") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise UserError(f"--device {requested}: CUDA is not available on this machine")
         return device

@@ -20,9 +20,7 @@ over the eyeball radius and ``pupil_size`` the pupil radius over the iris radius
 
 from __future__ import annotations
 
-import dataclasses
 import io
-import json
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -35,7 +33,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from maskpurify.batch import EyeBatch
-from maskpurify.config import MAX_SAMPLES, check_field, command_line, parse_size
+from maskpurify.config import MAX_SAMPLES, check_field, command_line, parse_size, to_dict
 from maskpurify.errors import UserError
 from maskpurify.fileio import atomic_write_bytes, atomic_write_json, clean_stale_temps, encode_image, is_temp_name, \
     read_json
@@ -93,8 +91,7 @@ def _meta(domain: str, n: int, size: tuple[int, int], seed: int, grey: bool, sha
     return {"format": "maskpurify-eyes", "version": FORMAT_VERSION, "domain": domain, "n": n,
             "size": [size[0], size[1]], "seed": seed, "grey": grey, "shard_size": shard_size, "chunk": CHUNK,
             "unityeyes": unityeyes, "num_shards": -(-n // shard_size),
-            "preset": json.loads(json.dumps(dataclasses.asdict(preset))),
-            "geometry": json.loads(json.dumps(dataclasses.asdict(geometry)))}
+            "preset": to_dict(preset), "geometry": to_dict(geometry)}
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -126,8 +123,10 @@ def write_dataset(out_dir: str | Path, domain: str | DomainPreset, n: int, size:
     resume = False
     if meta_path.is_file():
         try:
-            old = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
+            old = read_json(meta_path)
+        except UserError:  # unreadable or hostile: not this dataset (refused unless --overwrite)
+            old = {}
+        if not isinstance(old, dict):
             old = {}
         resume = _same(old, meta)
         if not resume:
