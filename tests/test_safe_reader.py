@@ -30,7 +30,7 @@ from maskpurify.errors import UserError
 from maskpurify.fileio import MAX_NESTING, MAX_STRUCTURED_BYTES, FolderLock, parse_json, read_json, read_yaml, \
     save_image
 from maskpurify.masks import IRIS, PUPIL, SCLERA
-from maskpurify.purify.output import LOCK_FILE, PROGRESS_FILE, OutputDir
+from maskpurify.purification.output import LOCK_FILE, PROGRESS_FILE, OutputDir
 from maskpurify.world.dataset import read_meta, write_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -302,7 +302,7 @@ def test_two_owners_of_one_folder_conflict(tmp_path):
 
 def test_a_killed_owner_does_not_block_the_next_run(tmp_path):
     out, settings = tmp_path / "out", {"input": "x"}
-    script = ("import sys, time\nfrom maskpurify.purify.output import OutputDir\n"
+    script = ("import sys, time\nfrom maskpurify.purification.output import OutputDir\n"
               f"owner = OutputDir({str(out)!r}, {settings!r})\nowner.begin()\nprint('locked', flush=True)\ntime.sleep(120)\n")
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:

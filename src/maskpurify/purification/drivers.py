@@ -155,20 +155,23 @@ def purify_folder(pipeline: Pipeline, src: Path, out: Path, masks: MaskSource = 
         batch.clear()
 
     bar = tqdm(plan, unit="img", desc="purify", disable=not progress, leave=False)
-    for path, rel, dest, mask_path in bar:
-        key = rel.as_posix()
-        source = _fingerprint(path, mask_path)
-        if not overwrite and target.is_done(key, dest, source):
-            stats.skipped += 1
-            continue
-        image = read_image(path)
-        mask = load_mask(mask_path, image.shape, labels) if mask_path is not None else None
-        batch.append((key, dest, image, mask, source))
-        if len(batch) >= pipeline.engine.batch_size:
-            flush()
-    flush()
-    bar.close()
-    target.save(complete=True)
+    try:
+        for path, rel, dest, mask_path in bar:
+            key = rel.as_posix()
+            source = _fingerprint(path, mask_path)
+            if not overwrite and target.is_done(key, dest, source):
+                stats.skipped += 1
+                continue
+            image = read_image(path)
+            mask = load_mask(mask_path, image.shape, labels) if mask_path is not None else None
+            batch.append((key, dest, image, mask, source))
+            if len(batch) >= pipeline.engine.batch_size:
+                flush()
+        flush()
+        target.save(complete=True)
+    finally:
+        bar.close()
+        target.close()  # a failed run lets go of the folder too (a library caller may try again)
     return stats
 
 
@@ -280,24 +283,27 @@ def map_shards(src: Path, out: Path, settings: dict[str, Any], transform: Callab
     target = OutputDir(out, settings, overwrite=overwrite, resume=resume)
     count = 0
     bar = tqdm(total=int(meta["n"]), unit="img", desc="purify", disable=not progress, leave=False)
-    for index in range(num_shards):
-        name = shard_name(index)
-        dest = out / name
-        source = input_fingerprint(src / name)
-        if not overwrite and target.is_done(name, dest, source):
-            bar.update(min(int(meta["shard_size"]), int(meta["n"]) - index * int(meta["shard_size"])))
-            continue
-        shard = transform(name, load(index))
-        target.begin()
-        save_npz_deterministic(dest, shard)
-        target.mark(name, dest, source)
-        target.save()
-        count += len(shard["images"])
-        bar.update(len(shard["images"]))
-        del shard
-    bar.close()
-    atomic_write_json(out / "meta.json", {**out_meta(), "complete": True, "command": command_line()})
-    target.save(complete=True)
+    try:
+        for index in range(num_shards):
+            name = shard_name(index)
+            dest = out / name
+            source = input_fingerprint(src / name)
+            if not overwrite and target.is_done(name, dest, source):
+                bar.update(min(int(meta["shard_size"]), int(meta["n"]) - index * int(meta["shard_size"])))
+                continue
+            shard = transform(name, load(index))
+            target.begin()
+            save_npz_deterministic(dest, shard)
+            target.mark(name, dest, source)
+            target.save()
+            count += len(shard["images"])
+            bar.update(len(shard["images"]))
+            del shard
+        atomic_write_json(out / "meta.json", {**out_meta(), "complete": True, "command": command_line()})
+        target.save(complete=True)
+    finally:
+        bar.close()
+        target.close()  # a failed run lets go of the folder too
     return count
 
 

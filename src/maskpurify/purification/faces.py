@@ -36,7 +36,6 @@ import cv2
 import numpy as np
 
 from maskpurify.errors import UserError
-from maskpurify.formats.base import CropBox
 from maskpurify.masks import CANONICAL_EYE, IRIS, PUPIL, SCLERA, SKIN
 
 RIGHT_EYELID = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
@@ -55,6 +54,8 @@ BOX_SCALE = 1.75
 CROP_ASPECT = (3, 5)
 #: Width of the feathered band, as a fraction of the crop's shorter side.
 FEATHER = 0.2
+#: An eye less open than this (:attr:`Eye.opening`) is closed: it is passed through, whatever its mask says.
+MIN_OPENING = 0.06
 #: Images with a shorter side below this are treated as eye crops (FaceMesh needs a face in view).
 MIN_FACE_IMAGE_SIDE = 96
 INSTALL_HINT = "run `make setup-faces` (installs mediapipe==0.10.21 into .venv)"
@@ -86,7 +87,7 @@ class Eye:
     iris_center: np.ndarray  # (2,)
     iris_radius: float
     corners: np.ndarray  # (2, 2)
-    crop: CropBox
+    crop: RotatedCrop
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -98,11 +99,94 @@ class Eye:
         return PUPIL_RATIO * self.iris_radius
 
     @property
+    def opening(self) -> float:
+        """How open the eye is: the eyelid polygon's area over the squared corner distance (about 0.2-0.3 for
+        an open eye, near 0 for a closed one; scale-free, like the eye aspect ratio of blink detectors)."""
+        x, y = self.eyelid[:, 0], self.eyelid[:, 1]
+        area = 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+        width = float(np.linalg.norm(self.corners[1] - self.corners[0]))
+        return area / max(width, 1e-6) ** 2
+
+    @property
     def crop_side(self) -> str:
         """``left`` when the crop already shows the canonical side (inner corner on the image's left, as the
         renderer draws it), else ``right``: the value for :meth:`Purification.purify_batch`'s ``eye``."""
         outer, inner = self.corners
         return CANONICAL_EYE if inner[0] < outer[0] else "right"
+
+
+@dataclass(frozen=True)
+class RotatedCrop:
+    """A box of ``width`` x ``height`` photo pixels centred on ``centre`` and turned by ``angle`` degrees (the
+    head's roll), resampled upright to ``out_height`` x ``out_width``: the eye reaches the networks level, as the
+    renderer draws it, and goes back turned. ``x0, y0, width, height`` of the upright box are kept for reports;
+    :attr:`bounds` is the axis-aligned rectangle the turned box covers."""
+
+    centre: tuple[float, float]
+    width: int
+    height: int
+    angle: float
+    out_height: int
+    out_width: int
+
+    @property
+    def x0(self) -> int:
+        return int(round(self.centre[0] - self.width / 2))
+
+    @property
+    def y0(self) -> int:
+        return int(round(self.centre[1] - self.height / 2))
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        return self.out_width / self.width, self.out_height / self.height
+
+    def matrix(self) -> np.ndarray:
+        """The 2x3 affine map from photo pixels to crop pixels (pixel centres, as cv2 uses them)."""
+        sx, sy = self.scale
+        theta = np.radians(self.angle)
+        cos, sin = np.cos(theta), np.sin(theta)
+        rotate = np.array([[cos, sin], [-sin, cos]])  # turns the box's axis level
+        linear = np.diag([sx, sy]) @ rotate
+        shift = np.array([(self.out_width - 1) / 2, (self.out_height - 1) / 2]) - linear @ np.array(self.centre)
+        return np.hstack([linear, shift[:, None]])
+
+    @property
+    def bounds(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of the photo pixels the turned box touches (may overhang the photo)."""
+        corners = np.array([[0, 0], [self.out_width - 1, 0], [0, self.out_height - 1],
+                            [self.out_width - 1, self.out_height - 1]], np.float64)
+        inverse = cv2.invertAffineTransform(self.matrix())
+        pts = corners @ inverse[:, :2].T + inverse[:, 2]
+        return (int(np.floor(pts[:, 0].min())) - 1, int(np.floor(pts[:, 1].min())) - 1,
+                int(np.ceil(pts[:, 0].max())) + 2, int(np.ceil(pts[:, 1].max())) + 2)
+
+    def apply_image(self, image: np.ndarray) -> np.ndarray:
+        """The upright crop (area-averaged first when shrinking, so a large eye is not aliased)."""
+        shrink = 1.0 / max(self.scale)
+        source = image
+        if shrink > 1.5:
+            sigma = 0.5 * np.sqrt(shrink ** 2 - 1)
+            x0, y0, x1, y1 = self.bounds
+            pad = int(3 * sigma) + 1
+            h, w = image.shape[:2]
+            ya, yb, xa, xb = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
+            source = image.copy()
+            if yb > ya and xb > xa:
+                source[ya:yb, xa:xb] = cv2.GaussianBlur(image[ya:yb, xa:xb], (0, 0), sigma)
+        return cv2.warpAffine(source, self.matrix(), (self.out_width, self.out_height), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+
+    def apply_mask(self, mask: np.ndarray) -> np.ndarray:
+        """The upright crop of a label map (nearest: labels never blend; outside the photo is label 0)."""
+        return cv2.warpAffine(mask, self.matrix(), (self.out_width, self.out_height), flags=cv2.INTER_NEAREST,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    def map_points(self, points: np.ndarray) -> np.ndarray:
+        """Map (..., 2) photo (x, y) pixel coordinates into the crop."""
+        m = self.matrix()
+        points = np.asarray(points, np.float64)
+        return points @ m[:, :2].T + m[:, 2]
 
 
 def check_crop_size(crop_size: Sequence[int]) -> tuple[int, int]:
@@ -114,10 +198,21 @@ def check_crop_size(crop_size: Sequence[int]) -> tuple[int, int]:
     return h, w
 
 
+def head_roll(points: np.ndarray) -> float:
+    """The face's roll in degrees: the angle of the line from the image-left eye's centre (between its corners)
+    to the image-right one's; 0 for a level face, positive when the image-right eye is lower."""
+    a = points[list(RIGHT_CORNERS)].mean(0)
+    b = points[list(LEFT_CORNERS)].mean(0)
+    left, right = (a, b) if a[0] <= b[0] else (b, a)
+    return float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
+
+
 def eyes_from_landmarks(points: np.ndarray, crop_size: tuple[int, int]) -> list[Eye]:
-    """Both eyes of one face from its (478, 2) FaceMesh landmarks in pixels, cropped at ``crop_size``."""
+    """Both eyes of one face from its (478, 2) FaceMesh landmarks in pixels, cropped at ``crop_size`` and turned
+    level by the head's roll (:func:`head_roll`): the networks only ever saw upright eyes."""
     if len(points) < 478:
         raise ValueError(f"need the 478 refined FaceMesh landmarks (iris included), got {len(points)}")
+    roll = head_roll(points)
     eyes = []
     for side, lid, iris, corners in (("right", RIGHT_EYELID, RIGHT_IRIS, RIGHT_CORNERS),
                                      ("left", LEFT_EYELID, LEFT_IRIS, LEFT_CORNERS)):
@@ -126,7 +221,9 @@ def eyes_from_landmarks(points: np.ndarray, crop_size: tuple[int, int]) -> list[
         corner_pts = points[list(corners)]
         width = float(np.linalg.norm(corner_pts[1] - corner_pts[0]))
         mid = corner_pts.mean(0)
-        crop = CropBox.around((float(mid[0]), float(mid[1])), max(4.0, BOX_SCALE * width), crop_size)
+        box_w = max(4, int(round(max(4.0, BOX_SCALE * width))))
+        box_h = max(1, int(round(box_w * crop_size[0] / crop_size[1])))
+        crop = RotatedCrop((float(mid[0]), float(mid[1])), box_w, box_h, roll, int(crop_size[0]), int(crop_size[1]))
         eyes.append(Eye(side, points[list(lid)].astype(np.float64), centre.astype(np.float64), radius,
                         corner_pts.astype(np.float64), crop))
     return eyes
@@ -193,19 +290,23 @@ class FaceFinder:
         self.close()
 
 
-def paste(photo: np.ndarray, patch: np.ndarray, crop: CropBox, feather: float = FEATHER) -> None:
-    """Blend ``patch`` (the crop's output-size purified image) back into ``photo`` in place, inside the crop
-    rectangle only (the part of it that lies inside the photo)."""
+def paste(photo: np.ndarray, patch: np.ndarray, crop: RotatedCrop, feather: float = FEATHER) -> None:
+    """Blend ``patch`` (the crop's purified image, upright) back into ``photo`` in place, turned back into the
+    crop's place, with weights that fall to zero at the crop's border: pixels outside it are never touched."""
     h, w = photo.shape[:2]
-    big = cv2.resize(patch, (crop.width, crop.height), interpolation=cv2.INTER_CUBIC if crop.width > patch.shape[1]
-                     else cv2.INTER_AREA)
-    alpha = feather_weights(crop.height, crop.width, feather)
-    x0, y0 = max(0, crop.x0), max(0, crop.y0)
-    x1, y1 = min(w, crop.x0 + crop.width), min(h, crop.y0 + crop.height)
+    x0, y0, x1, y1 = crop.bounds
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     if x1 <= x0 or y1 <= y0:
         return
-    sy, sx = slice(y0 - crop.y0, y1 - crop.y0), slice(x0 - crop.x0, x1 - crop.x0)
-    a = alpha[sy, sx, None]
+    inverse = cv2.invertAffineTransform(crop.matrix())
+    inverse[:, 2] -= (x0, y0)  # into the window's own pixels
+    size = (x1 - x0, y1 - y0)
+    big = cv2.warpAffine(patch, inverse, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    weights = feather_weights(crop.out_height, crop.out_width, feather)
+    weights[[0, -1], :] = 0.0  # a zero rim, so resampling leaks nothing past the crop's border
+    weights[:, [0, -1]] = 0.0
+    alpha = cv2.warpAffine(weights, inverse, size,
+                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
     region = photo[y0:y1, x0:x1].astype(np.float32)
-    blended = a * big[sy, sx].astype(np.float32) + (1.0 - a) * region
+    blended = alpha * big.astype(np.float32) + (1.0 - alpha) * region
     photo[y0:y1, x0:x1] = np.clip(np.round(blended), 0, 255).astype(np.uint8)

@@ -87,6 +87,7 @@ class _Job:
     automatic: bool  # whether the eye check applies (FaceMesh's masks and the segmenter's)
     name: str
     feather: float  # 0: the crop replaces the whole image
+    closed: str | None = None  # why the eye is known closed before any mask is looked at (face photos)
 
 
 def whole_image_box(height: int, width: int, working_size: tuple[int, int]) -> CropBox:
@@ -262,7 +263,9 @@ class Pipeline:
                                 "auto for eye crops)")
             return None
         full = faces.rasterise(rgb.shape, eyes)
-        jobs = [_Job(i, e.crop, e.crop_side, e.crop.apply_mask(full), True, f"{name} ({e.side} eye)", faces.FEATHER)
+        jobs = [_Job(i, e.crop, e.crop_side, e.crop.apply_mask(full), True, f"{name} ({e.side} eye)", faces.FEATHER,
+                     None if not self.engine.check_eyes or e.opening >= faces.MIN_OPENING else
+                     f"closed eye (eyelid opening {e.opening:.3f} < {faces.MIN_OPENING})")
                 for e in eyes]
         return jobs, full
 
@@ -270,8 +273,13 @@ class Pipeline:
         """All crops through the engine, one batch per crop size (face crops may have their own size)."""
         crops = [_cut(job.box, rgbs[job.image]) for job in jobs]
         outputs: list[EyeResult | None] = [None] * len(jobs)
+        for k, job in enumerate(jobs):
+            if job.closed is not None:
+                outputs[k] = self._eye_result(job, crops[k], crops[k], job.mask, job.closed)  # type: ignore[arg-type]
         for shape in dict.fromkeys(c.shape for c in crops):
-            idx = [k for k, c in enumerate(crops) if c.shape == shape]
+            idx = [k for k, c in enumerate(crops) if c.shape == shape and jobs[k].closed is None]
+            if not idx:
+                continue
             done = self.engine.purify_batch(np.stack([crops[k] for k in idx]), [jobs[k].mask for k in idx],
                                             [jobs[k].name for k in idx], [jobs[k].side for k in idx],
                                             automatic=[jobs[k].automatic for k in idx])
