@@ -25,7 +25,7 @@ class PurifyConfig:
     segmenter: str | None = None  # None: the shipped weights/segmenter when present; 'none': no automatic masks
     batch_size: int = 64
     device: str = "cpu"
-    eye: Literal["left", "right"] = "left"
+    eye: Literal["left", "right", "auto"] = "auto"
     eye_check: bool = True
     face_crop_size: str | None = None  # None: the purifier's working size, from its checkpoint
 
@@ -47,12 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the segmenter; for a rendered dataset: the segmenter, ignoring its stored masks); "
                              "'faces' = FaceMesh only. Default: NAME_mask.png beside each image, else automatic; "
                              "a rendered dataset's stored masks")
-    parser.add_argument("--eye", choices=("left", "right"),
-                        help="which of the subject's eyes the eye crops show. 'left' (default) is the canonical "
-                             "side the networks were trained on, as the renderer draws it: the inner corner (tear "
-                             "duct) on the image's left. 'right' crops are mirrored before the segmenter and the "
-                             "purifier and their outputs mirrored back. Face photos ignore it: FaceMesh tells "
-                             "each eye's side")
+    parser.add_argument("--eye", choices=("left", "right", "auto"),
+                        help="which of the subject's eyes the eye crops show. 'left' is the canonical side the "
+                             "networks were trained on, as the renderer draws it: the inner corner (tear duct) on "
+                             "the image's left. 'right' crops are mirrored before the segmenter and the purifier "
+                             "and their outputs mirrored back. 'auto' (default): face photos take each eye's side "
+                             "from FaceMesh, eye crops are taken as 'left'")
     parser.add_argument("--eye-check", action=argparse.BooleanOptionalAction,
                         help="leave an image (or an eye of a face photo) unpurified when its automatic mask is no "
                              "plausible eye (closed eye, no iris, blank or noise image): single images and videos "
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         "checkpoint": str(Path(config.checkpoint).resolve()) if config.checkpoint else "default",
         "segmenter": str(Path(segmenter).resolve()) if segmenter else ("none" if segmenter is False else "default"),
         "face_crop_size": list(crop_size)}
-    if config.eye != "left":  # only when not the default, so runs started before --eye existed still resume
+    if config.eye == "right":  # only when it changes anything, so runs started before --eye existed still resume
         settings["eye"] = config.eye
     if not config.eye_check:
         settings["eye_check"] = False
