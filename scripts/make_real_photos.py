@@ -338,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     save_npz_deterministic(args.out, arrays)
     n = len(arrays["images"])
     print(f"kept {n} eyes ({int(open_eyes.sum())} open), tune {int((arrays['half'] == 'tune').sum())}, report "
-          f"{int((arrays['half'] == 'report').sum())}; skipped {skipped} (narrower than {args.min_eye_width:g} px or iris fit failed) "
+          f"{int((arrays['half'] == 'report').sum())}; skipped {skipped} (narrower than {args.min_eye_width:g} px "
+          f"or iris fit failed) "
           f"-> {args.out} ({args.out.stat().st_size / 1024:.0f} KB)")
     write_sheet(args.out, args.sheet)
     return 0
