@@ -57,7 +57,7 @@ from PIL import Image
 
 from maskpurify.errors import UserError
 from maskpurify.formats.base import CropBox
-from maskpurify.purify import faces
+from maskpurify.purification import faces
 from maskpurify.world.dataset import save_npz_deterministic
 
 ROOT = Path(__file__).resolve().parents[1]

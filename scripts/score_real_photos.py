@@ -25,7 +25,7 @@ from maskpurify.evaluation.real_photos import WORKING_SIZE, score_purifier
 def shipped_purify_fn(checkpoint: Path | None, use_masks: bool) -> Any:
     """A ``purify_fn`` around :meth:`Purification.purify_batch` (automatic=True: its eye check decides which eyes
     are purified, as on face photos)."""
-    from maskpurify.purify import Purification
+    from maskpurify.purification import Purification
 
     engine = Purification.load(checkpoint)
 
