@@ -15,6 +15,7 @@ concurrent uploads queue.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import socket
@@ -33,7 +34,7 @@ import numpy as np
 from maskpurify.errors import UserError
 from maskpurify.fileio import MAX_IMAGE_PIXELS, encode_image, read_image
 from maskpurify.masks import overlay
-from maskpurify.purification.gaze import GazeReader, draw_gaze
+from maskpurify.purification.gaze import EyeGaze, GazeReader, draw_gaze
 from maskpurify.purification.pipeline import EYE_CHOICES, Pipeline
 
 DEFAULT_HOST = "127.0.0.1"
@@ -54,6 +55,22 @@ def _for_display(image: np.ndarray) -> np.ndarray:
     scale = DISPLAY_SIDE / side
     size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def eye_region(shape: tuple[int, ...], boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) around every eye box with room for the gaze arrows, inside the image; None when that is
+    most of the image anyway (an eye crop), so there is nothing to zoom into."""
+    if not boxes:
+        return None
+    height, width = shape[:2]
+    pad = 0.9 * max(w for _, _, w, _ in boxes)
+    x0 = max(0, int(min(x for x, _, _, _ in boxes) - pad))
+    y0 = max(0, int(min(y for _, y, _, _ in boxes) - pad))
+    x1 = min(width, int(math.ceil(max(x + w for x, _, w, _ in boxes) + pad)))
+    y1 = min(height, int(math.ceil(max(y + h for _, y, _, h in boxes) + pad)))
+    if x1 - x0 < 8 or y1 - y0 < 8 or (x1 - x0) * (y1 - y0) > 0.5 * width * height:
+        return None
+    return x0, y0, x1, y1
 
 
 def _one_line(text: str) -> str:
@@ -134,18 +151,42 @@ class PurifyService:
                 "mask": _png64(overlay(eye_result.crop, eye_result.mask)),
             })
         height, width = image.shape[:2]
+        pictures = {"input": image, "purified": result.image, "overlay": overlay(image, result.mask),
+                    "gaze": draw_gaze(result.image, gazes)}
+        region = eye_region(image.shape, [eye.box for eye in result.eyes])
+        zoom = None
+        if region is not None:
+            zoom = {"box": [region[0], region[1], region[2] - region[0], region[3] - region[1]],
+                    "images": {key: _png64(picture) for key, picture in _zoom(pictures, region, gazes).items()}}
         return {
             "name": name, "width": width, "height": height, "method": result.method,
             "purified": result.purified, "seconds": round(seconds, 3),
             "working_size": list(self.pipeline.working_size),
-            "images": {
-                "input": _png64(_for_display(image)),
-                "purified": _png64(result.image),
-                "overlay": _png64(_for_display(overlay(image, result.mask))),
-                "gaze": _png64(_for_display(draw_gaze(result.image, gazes))),
-            },
+            "images": {key: _png64(picture if key == "purified" else _for_display(picture))
+                       for key, picture in pictures.items()},
+            "zoom": zoom,
             "eyes": eyes,
         }
+
+
+#: The eye region is enlarged to about this width (nearest neighbour: pixels stay pixels), at most 8 times.
+ZOOM_WIDTH = 640
+
+
+def _zoom(pictures: dict[str, np.ndarray], region: tuple[int, int, int, int],
+          gazes: list[EyeGaze]) -> dict[str, np.ndarray]:
+    """The pictures cut to ``region`` and enlarged; the gaze arrows drawn anew at the enlarged size."""
+    x0, y0, x1, y1 = region
+    k = max(1, min(8, ZOOM_WIDTH // (x1 - x0)))
+
+    def big(image: np.ndarray) -> np.ndarray:
+        return cv2.resize(image[y0:y1, x0:x1], ((x1 - x0) * k, (y1 - y0) * k), interpolation=cv2.INTER_NEAREST)
+
+    moved = [dataclasses.replace(g, box=((g.box[0] - x0) * k, (g.box[1] - y0) * k, g.box[2] * k, g.box[3] * k))
+             for g in gazes]
+    out = {key: big(picture) for key, picture in pictures.items() if key != "gaze"}
+    out["gaze"] = draw_gaze(out["purified"], moved)
+    return out
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -329,7 +370,8 @@ _PAGE = r"""<!doctype html>
   #drop select { font: inherit; padding: 4px; }
   #status { margin: 14px 0 0; min-height: 1.4em; color: var(--muted); }
   #status.error { color: var(--bad); font-weight: 600; }
-  #panels { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); gap: 16px; margin-top: 16px; }
+  h2 small { font-weight: normal; color: var(--muted); font-size: 14px; }
+  .panels { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); gap: 16px; margin-top: 16px; }
   figure { margin: 0; background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 10px; }
   figcaption { font-weight: 600; margin-bottom: 6px; }
   figcaption small { font-weight: normal; color: var(--muted); }
@@ -369,16 +411,25 @@ _PAGE = r"""<!doctype html>
   </div>
   <p id="status" role="status">Pick an image to start.</p>
   <section id="result" hidden>
-    <div id="panels">
+    <div id="panels" class="panels">
       <figure><figcaption>Input <small id="cap-input"></small></figcaption><img id="img-input" alt="input"></figure>
       <figure><figcaption>Purified <small>synthetic style</small></figcaption><img id="img-purified" alt="purified"></figure>
       <figure><figcaption>Mask <small id="cap-mask"></small></figcaption><img id="img-overlay" alt="mask overlay">
         <div class="legend"><span class="sw" style="background:#e6e6e6;border:1px solid #999"></span>sclera
           <span class="sw" style="background:#28a0dc"></span>iris <span class="sw" style="background:#dc283c"></span>pupil</div></figure>
       <figure><figcaption>Gaze <small>from the purified eye / from the mask</small></figcaption><img id="img-gaze" alt="gaze">
-        <div class="legend"><span class="sw" style="background:#ffdc00"></span>purified eye
-          <span class="sw" style="background:#00c8ff"></span>mask alone
-          <span class="sw" style="background:#3cc83c"></span>purified box <span class="sw" style="background:#dc2828"></span>passed through</div></figure>
+        <div class="legend">arrows: <span class="sw" style="background:#ffdc00"></span>purified
+          <span class="sw" style="background:#00c8ff"></span>mask; boxes: <span class="sw" style="background:#3cc83c"></span>purified
+          <span class="sw" style="background:#dc2828"></span>skipped</div></figure>
+    </div>
+    <div id="zoom" hidden>
+      <h2>Around the eyes <small id="cap-zoom"></small></h2>
+      <div class="panels">
+        <figure><figcaption>Input</figcaption><img id="zoom-input" alt="input around the eyes"></figure>
+        <figure><figcaption>Purified</figcaption><img id="zoom-purified" alt="purified around the eyes"></figure>
+        <figure><figcaption>Mask</figcaption><img id="zoom-overlay" alt="mask around the eyes"></figure>
+        <figure><figcaption>Gaze</figcaption><img id="zoom-gaze" alt="gaze around the eyes"></figure>
+      </div>
     </div>
     <h2>Eyes</h2>
     <table id="eyes">
@@ -434,6 +485,12 @@ function render(data) {
   $("cap-input").textContent = data.name + ", " + data.width + "\u00d7" + data.height;
   $("cap-mask").textContent = data.method === "faces" ? "from FaceMesh" : "from the segmenter";
   $("crops-head").textContent = "Working-size crops (" + data.working_size[0] + "\u00d7" + data.working_size[1] + ")";
+  $("zoom").hidden = !data.zoom;
+  if (data.zoom) {
+    for (const key of ["input", "purified", "overlay", "gaze"]) show($("zoom-" + key), data.zoom.images[key]);
+    const b = data.zoom.box;
+    $("cap-zoom").textContent = b[2] + "\u00d7" + b[3] + " pixels at (" + b[0] + ", " + b[1] + ")";
+  }
   const body = $("eyes").querySelector("tbody");
   body.replaceChildren();
   for (const eye of data.eyes) {
