@@ -208,3 +208,39 @@ def test_page_in_headless_chromium(tmp_path: Path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
     width, height = Image.open(shot).size
     assert width >= 1000 and height >= 900
+
+
+def test_command_prints_the_url_and_exits_cleanly_on_ctrl_c(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from maskpurify.cli import main
+    from maskpurify.web import PurifyServer, PurifyService
+
+    class Fake:
+        closed = False
+
+        def close(self) -> None:
+            Fake.closed = True
+
+    def interrupted(self: PurifyServer, *args: object) -> None:
+        assert self.service is not None and self.max_upload_bytes == 3 << 20
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PurifyService, "load", classmethod(lambda cls, device: Fake()))
+    monkeypatch.setattr(PurifyServer, "serve_forever", interrupted)
+    assert main(["serve", "--port", "0", "--max-upload-mb", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("serving on http://127.0.0.1:") and "stopped" in err and Fake.closed
+
+
+def test_a_port_in_use_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from maskpurify.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"maskpurify serve: error: cannot listen on 127.0.0.1:{port} (") and err.count("\n") == 1
