@@ -106,6 +106,11 @@ def _region_scale(region_width: int) -> int:
     return 1
 
 
+def _as_in_photo(array: np.ndarray, side: str) -> np.ndarray:
+    """A working-size array (canonical side) turned back the way the eye sits in the photo."""
+    return np.ascontiguousarray(array[:, ::-1]) if side != CANONICAL_EYE else array
+
+
 def photo_block(name: str, source: str, image: np.ndarray, result: Any) -> np.ndarray:
     """One photo's part of the picture: caption, eye region before | after, and per eye crop | mask | purified."""
     eyes = sorted(result.eyes, key=lambda e: e.box[0])  # as they sit in the photo, left to right
@@ -119,13 +124,10 @@ def photo_block(name: str, source: str, image: np.ndarray, result: Any) -> np.nd
         regions.append(stack([head, big], gap=0, align="center"))
     columns, tiles = [], []
     for eye in eyes:
-        flip = eye.side != CANONICAL_EYE  # shown as in the photo (the networks see it mirrored)
-        def shown(a: np.ndarray, flip: bool = flip) -> np.ndarray:
-            return np.ascontiguousarray(a[:, ::-1]) if flip else a
         side = f"{eye.side} eye"
         columns += [f"{side}: crop {eye.crop.shape[0]}x{eye.crop.shape[1]}", f"{side}: mask used",
                     f"{side}: {'purified' if eye.purified else 'passed through'}"]
-        tiles += [shown(eye.crop), shown(overlay(eye.crop, eye.mask)), shown(eye.output)]
+        tiles += [_as_in_photo(a, eye.side) for a in (eye.crop, overlay(eye.crop, eye.mask), eye.output)]
     crops = labelled_grid([tiles], columns, EYE_SCALE)
     body = stack([side_by_side(regions), crops], gap=6)
     caption = f"{name} ({source}): " + "; ".join(f"{e.side} eye {verdict(e)}" for e in eyes)

@@ -200,12 +200,15 @@ def _example_pages(arrays: dict[str, Any], rows: list[dict[str, Any]]) -> list[t
     outputs = list(arrays["outputs"])
     main = [m for m in outputs if groups.get(m) != "ablation"]
     ablations = [m for m in outputs if groups.get(m) == "ablation"]
-    pages = [("inputs, baselines, ours, oracle and the same eye rendered synthetic", cols)
-             for cols in _pages(["wild input", "synthetic"], ["mask", *main], MAX_COLUMNS)]
+    def numbered(what: str, parts: list[list[str]]) -> list[tuple[str, list[str]]]:
+        return [(what + (f" ({k + 1} of {len(parts)})" if len(parts) > 1 else ""), cols)
+                for k, cols in enumerate(parts)]
+
+    pages = numbered("inputs, baselines, ours, oracle and the same eye rendered synthetic",
+                     _pages(["wild input", "synthetic"], ["mask", *main], MAX_COLUMNS))
     if ablations:
         reference = ["wild input", *(["ours"] if "ours" in outputs else [])]
-        pages += [("ablations, next to the wild input and ours", cols)
-                  for cols in _pages(reference, ablations, MAX_COLUMNS)]
+        pages += numbered("ablations, next to the wild input and ours", _pages(reference, ablations, MAX_COLUMNS))
     return pages
 
 
@@ -350,8 +353,8 @@ def _real_photos_section(real: dict[str, Any] | None) -> str:
                                                f"passed through: {html.escape(str(e['reason']))}")
             for e in p["eyes"]) + "</li>" for p in real.get("photos", []))
     return (f"{head}<p>Face photos that ship inside installed packages, each run through the shipped pipeline "
-            "(<code>Pipeline.load(device='cpu').run</code>: FaceMesh finds the eyes, the shipped segmenter's "
-            "networks are not involved in finding them). Per photo: the eye region before | after (enlarged, "
+            "(<code>Pipeline.load(device='cpu').run</code>: FaceMesh finds the eyes and gives their masks, the "
+            "eye check decides, the shipped purifier purifies). Per photo: the eye region before | after (enlarged, "
             "pixelated), then per eye the working-size crop, the mask used and the purified output, shown as in "
             "the photo (the networks see the right eye mirrored). These are real eyes: nothing here was trained "
             f"or tuned on them.</p><ul>{verdicts}</ul><img src=\"{html.escape(real['picture'])}\">{notes}")
