@@ -408,6 +408,21 @@ def corrupt_mask(mask: np.ndarray, rng: np.random.Generator, other: np.ndarray |
     return mask
 
 
+def paint_out_eyes(images: np.ndarray, masks: np.ndarray, rng: np.random.Generator, share: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of a batch of eyes with ``share`` of them painted over by the skin around them (an eye mask on an
+    image without the eye: what a misplaced box or a closed eye gives), for the mask-error training; and which."""
+    out = np.array(images, copy=True)
+    painted = np.zeros(len(images), bool)
+    for i in np.flatnonzero(rng.random(len(images)) < share):
+        skin = masks[i] == SKIN
+        if skin.any() and not skin.all():
+            hole = cv2.dilate((~skin).astype(np.uint8), np.ones((5, 5), np.uint8))
+            out[i] = cv2.inpaint(np.ascontiguousarray(images[i]), hole, 3, cv2.INPAINT_TELEA)
+            painted[i] = True
+    return out, painted
+
+
 def corrupt_masks(masks: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
     """A batch (N,H,W) of label maps with ``share`` of them given one mask error each (:func:`corrupt_mask`;
     "another eye's mask" takes the next one of the batch)."""
@@ -418,4 +433,5 @@ def corrupt_masks(masks: np.ndarray, rng: np.random.Generator, share: float) -> 
     return out
 
 
-__all__ = ["DegradationConfig", "MASK_ERRORS", "corrupt_mask", "corrupt_masks", "degrade", "degrade_one", "no_eye"]
+__all__ = ["DegradationConfig", "MASK_ERRORS", "corrupt_mask", "corrupt_masks", "degrade", "degrade_one", "no_eye",
+           "paint_out_eyes"]

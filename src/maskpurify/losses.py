@@ -181,14 +181,18 @@ class LossInputs:
     """One step's tensors, with the encoder features the terms share computed once (output features keep their
     graph; input and style features do not).
 
-    output: purifier(image, mask); style_images/style_masks: an unpaired synthetic batch; style_output:
-    purifier(style_images, style_masks), needed only by the identity term.
+    output: purifier(image, mask); style_images/style_masks: an unpaired synthetic batch; style_output: the
+    purifier's output for the identity batch, needed only by the identity term; identity_target: what that output
+    should be (default: the style batch itself; an eye painted over, where training shows the purifier an eye mask
+    on an image without the eye).
     """
 
     def __init__(self, output: torch.Tensor, image: torch.Tensor, mask: torch.Tensor, style_images: torch.Tensor,
-                 style_masks: torch.Tensor, style_output: torch.Tensor | None = None) -> None:
+                 style_masks: torch.Tensor, style_output: torch.Tensor | None = None,
+                 identity_target: torch.Tensor | None = None) -> None:
         self.output, self.image, self.mask = output, image, mask
         self.style_images, self.style_masks, self.style_output = style_images, style_masks, style_output
+        self.identity_target = style_images if identity_target is None else identity_target
         self._features: dict[tuple[int, str], list[torch.Tensor]] = {}
 
     def features(self, encoder: FeatureEncoder, which: str) -> list[torch.Tensor]:
@@ -276,7 +280,7 @@ class Identity(nn.Module):
     def forward(self, x: LossInputs) -> torch.Tensor:
         if x.style_output is None:
             raise ValueError("loss: the identity term needs style_output (the purified style batch)")
-        return (x.style_output - x.style_images).abs().mean()
+        return (x.style_output - x.identity_target).abs().mean()
 
 
 class GazeGuide(nn.Module):
@@ -317,7 +321,7 @@ class GazeGuide(nn.Module):
         loss = (self.reader(seen) - target).abs().mean()
         if self.keep_identity and x.style_output is not None:
             with torch.no_grad():
-                original = self.reader(x.style_images)
+                original = self.reader(x.identity_target)
             loss = loss + (self.reader(x.style_output) - original).abs().mean()
         return loss
 

@@ -21,7 +21,7 @@ from torch import nn
 from maskpurify.batch import EyeBatch
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.config import command_line, parse_size
-from maskpurify.degradation import DegradationConfig, corrupt_masks, degrade
+from maskpurify.degradation import DegradationConfig, corrupt_masks, degrade, paint_out_eyes
 from maskpurify.errors import UserError
 from maskpurify.losses import GazeGuide, LossConfig, LossInputs, purifier_loss
 from maskpurify.masks import EYE_LABELS, DataSpec, LabelSet
@@ -119,6 +119,9 @@ class PurifierTrainConfig(LoopConfig):
     #: the clean eye: where mask and image disagree the purifier must follow the image, so that on a real photo
     #: a wrong mask paints nothing (0: off)
     mask_errors: float = 0.0
+    #: share of the identity batch whose eye is painted over by the skin around it while its eye mask stays: the
+    #: target is the painted-over image, so an eye mask on an image without that eye paints nothing (0: off)
+    painted_out: float = 0.0
     steps: int = 600
     lr: float = 2e-3
     warmup: int = 50
@@ -157,10 +160,14 @@ class PurifierTask(Task):
         net_config = config.net.purifier_config(gaze_prior)
         # the segmenter comes first: a class-count mismatch fails before the datasets are read
         self.paired = config.paired.strength > 0
-        if not 0.0 <= config.mask_errors <= 1.0:
-            raise UserError(f"mask_errors must lie within [0, 1], got {config.mask_errors}")
-        if config.mask_errors > 0 and config.loss.identity <= 0:
-            raise UserError("mask_errors > 0 trains through the identity term: set loss.identity > 0")
+        for name in ("mask_errors", "painted_out"):
+            share = getattr(config, name)
+            if not 0.0 <= share <= 1.0:
+                raise UserError(f"{name} must lie within [0, 1], got {share}")
+            if share > 0 and config.loss.identity <= 0:
+                raise UserError(f"{name} > 0 trains through the identity term: set loss.identity > 0")
+        if config.painted_out > 0 and self.paired:
+            raise UserError("painted_out and paired.strength > 0 both set the identity batch's input: choose one")
         if self.paired and config.loss.identity <= 0:
             raise UserError("paired.strength > 0 trains through the identity term: set loss.identity > 0")
         self.infer_identity_masks = config.loss.identity > 0 and (self.paired or config.identity_masks == "segmenter")
@@ -241,22 +248,35 @@ class PurifierTask(Task):
             assert self.segmenter is not None
             with torch.no_grad():
                 identity_mask = self.segmenter(identity_in).argmax(1)
+        identity_target = None
+        if config.painted_out > 0:
+            painted, which = paint_out_eyes(tensors["style_images"][si].numpy(),
+                                            tensors["style_masks"][si].numpy(),
+                                            np.random.default_rng([config.seed, step, ctx.rank, 2]),
+                                            config.painted_out)
+            if which.any():
+                identity_in = identity_target = to_float_images(torch.from_numpy(painted), ctx.device)
+                flags = torch.from_numpy(which).to(ctx.device)
+                # the eye's own mask, on the image without the eye
+                identity_mask = torch.where(flags[:, None, None], style_mask, identity_mask)
         if config.mask_errors > 0:
             wrong = corrupt_masks(identity_mask.cpu().numpy().astype(np.uint8),
                                   np.random.default_rng([config.seed, step, ctx.rank, 1]), config.mask_errors)
             identity_mask = torch.from_numpy(wrong).long().to(ctx.device)
         return (to_float_images(tensors["content_images"][ci], ctx.device),
-                tensors["content_masks"][ci].to(ctx.device), style_image, style_mask, identity_in, identity_mask)
+                tensors["content_masks"][ci].to(ctx.device), style_image, style_mask, identity_in, identity_mask,
+                identity_target)
 
     def step(self, step: int) -> dict[str, float]:
         config = self.config
         self.net.train()
-        image, mask, style_image, style_mask, identity_in, identity_mask = self.batch(step)
+        image, mask, style_image, style_mask, identity_in, identity_mask, identity_target = self.batch(step)
         lr = lr_at(step, config.steps, config.lr, config.schedule, config.warmup)
         set_lr(self.optimizer, lr)
         output, style_output = purify_batches(self.net, image, mask, identity_in, identity_mask,
                                               config.loss.identity > 0)
-        total, logs = self.criterion(LossInputs(output, image, mask, style_image, style_mask, style_output))
+        total, logs = self.criterion(LossInputs(output, image, mask, style_image, style_mask, style_output,
+                                                identity_target))
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
