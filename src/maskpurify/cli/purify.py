@@ -24,7 +24,7 @@ class PurifyConfig:
     checkpoint: str | None = None  # None: the shipped weights/purifier
     segmenter: str | None = None  # None: the shipped weights/segmenter when present; 'none': no automatic masks
     batch_size: int = 64
-    device: str = "cpu"
+    device: str = "auto"
     eye: Literal["left", "right", "auto"] = "auto"
     eye_check: bool = True
     face_crop_size: str | None = None  # None: the purifier's working size, from its checkpoint
@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recursive", action="store_true", help="folders: descend into sub-folders (keeps "
                         "relative paths)")
     parser.add_argument("--batch-size", type=flag_type("batch_size"), help="images per forward pass (default 64)")
-    parser.add_argument("--device", help="torch device: cpu, cuda, cuda:1 or auto (default cpu)")
+    parser.add_argument("--device", help="torch device: cpu, cuda, cuda:1 or auto (default auto: cuda when present)")
     parser.add_argument("--save-masks", action="store_true",
                         help="also write the mask used for each image (NAME_mask.png) and, for single images "
                              "and face photos, an overlay for inspection (NAME_overlay.png)")
