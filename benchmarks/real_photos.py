@@ -31,10 +31,10 @@ import numpy as np
 import torch
 
 from maskpurify.checkpoints import WEIGHTS_DIR
-from maskpurify.evaluation.real_photos import WORKING_SIZE, load_real_photos, score_purifier, working_crops, \
-    working_masks
+from maskpurify.evaluation.real_photos import WORKING_SIZE, binocular_yaw_gap, load_real_photos, score_purifier, \
+    working_crops, working_masks
 from maskpurify.fileio import atomic_write_json
-from maskpurify.masks import IRIS, SCLERA, mirror_eyes
+from maskpurify.masks import IRIS, SCLERA, label_image
 from maskpurify.nets.gaze import load_gaze_net, predict_gaze
 from maskpurify.purification import faces
 from maskpurify.purification.pipeline import Pipeline
@@ -48,8 +48,9 @@ def opening_from_mask(mask: np.ndarray, eye_width_px: float) -> float:
     return float((mask > 0).sum()) / max(eye_width_px, 1e-6) ** 2
 
 
-def gaze_fn() -> Any:
-    net = load_gaze_net(WEIGHTS_DIR / "gaze")
+def gaze_fn(name: str = "gaze") -> Any:
+    """The shipped estimator (``gaze``: images; ``gaze_from_labels``: label images) as degrees."""
+    net = load_gaze_net(WEIGHTS_DIR / name)
     return lambda crops: np.degrees(predict_gaze(net, torch.from_numpy(np.ascontiguousarray(crops))).numpy())
 
 
@@ -104,6 +105,9 @@ def score(checkpoint: str | None, half: str, way: str) -> dict[str, Any]:
                                                             for a, b in zip(m, base_masks)]))}
             for (h, w), (v, m) in by_size.items() if (h, w) != (36, 60)}
     result = score_purifier(purify_fn, half, WORKING_SIZE, gaze_fn(), pass_masks=True, data=data)
+    # the control: the same binocular check on gaze read from the mask alone (the mask this way in purifies with)
+    used = masks if way == "faces" else np.stack([r.mask for r in pipeline.run(list(crops), None, None, sides)])
+    result["binocular_yaw_gap_mask_alone"] = binocular_yaw_gap(label_image(used), data, gaze_fn("gaze_from_labels"))[0]
     rng = np.random.default_rng(0)
     negatives = [np.full((36, 60, 3), v, np.uint8) for v in np.linspace(0, 255, 20).astype(np.uint8)]
     negatives += [rng.integers(0, 256, (36, 60, 3), dtype=np.uint8) for _ in range(20)]
@@ -131,7 +135,8 @@ def main() -> None:
             print(f"{name} [{way}] open passed through {1 - r['open_passed']:.3f}, closed purified "
                   f"{r['not_open_passed']:.3f}, blank/noise purified {r['blank_noise_purified']:.3f}; damaged (a) "
                   f"{r['damaged_a']:.3f} (b) {r['damaged_b']:.3f}; corner ratio {r['corner_ratio_mean']:.2f}; "
-                  f"binocular yaw gap {r['binocular_yaw_gap_before']:.2f} -> {r['binocular_yaw_gap_after']:.2f}"
+                  f"binocular yaw gap {r['binocular_yaw_gap_before']:.2f} -> {r['binocular_yaw_gap_after']:.2f} "
+                  f"(mask alone {r['binocular_yaw_gap_mask_alone']:.2f})"
                   + (f"; IoU iris {r['mask_iou_vs_facemesh']['iris']:.3f} sclera "
                      f"{r['mask_iou_vs_facemesh']['sclera']:.3f}" if "mask_iou_vs_facemesh" in r else ""))
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
