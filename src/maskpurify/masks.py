@@ -350,10 +350,11 @@ def load_mask(path: str | Path, image_shape: Sequence[int] | None = None, labels
 
     - single-channel PNG: integer labels (``binary=True``: any non-zero value is attention, label 1);
     - 3-channel PNG: decoded through ``labels.palette``; without a palette it is refused unless all three
-      channels are equal (a grey label map saved as RGB).
+      channels are equal (a grey label map saved as RGB);
+    - a JPEG (by its content, whatever its name) is refused: lossy compression changes labels.
     """
     path = Path(path)
-    array = read_image(path, mode=None)
+    array = read_image(path, mode=None, labels=True)
     if array.ndim == 3:
         if labels.palette is not None:
             array = labels_from_colours(array, labels.palette, source=str(path))
