@@ -155,3 +155,62 @@ def test_kill_9_then_rerun_is_byte_identical(tmp_path, data, name):
         assert _temp_files(out) == [], f"{name}: temporary files left: {_temp_files(out)}"
         shutil.rmtree(out)
     assert killed >= 1  # at least one kill landed while the command was working
+
+
+def _video_frames(path: Path) -> list[bytes]:
+    from maskpurify.formats.video import iter_frames
+
+    return [frame.tobytes() for frame in iter_frames(path)]
+
+
+def _video_temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".o.") and ".tmp" in p.name)
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_video_run_then_rerun_gives_the_same_video(tmp_path, data):
+    """``maskpurify purify --input v.avi --out o.mp4`` killed (SIGKILL) while it writes, then run again: no
+    ``.o.*.tmp.mp4`` is left and the output is byte-identical to an uninterrupted run's (x264 with the same
+    settings and the same frames is deterministic, and the MP4 muxer writes no time stamp), so bytes are compared
+    first; the decoded frames are compared as well, which is what must hold whatever the encoder does."""
+    from maskpurify.formats.video import VideoWriter
+
+    arrays = load_arrays(data)
+    src = tmp_path / "v.avi"
+    with VideoWriter(src, 10, (60, 36)) as writer:
+        for image in arrays["images"]:
+            writer.write(image)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "o.mp4"
+    argv = ["purify", "--quiet", "--input", str(src), "--out", str(out), "--batch-size", "4", "--overwrite"]
+    _run(argv)
+    reference = out.read_bytes()
+    reference_frames = _video_frames(out)
+    assert len(reference_frames) == len(arrays["images"])
+    out.unlink()
+    rng = random.Random(f"video-{os.environ.get('MASKPURIFY_FUZZ_SEED', '0')}")
+    killed = 0
+    for attempt in range(max(1, KILLS // 4) if LONG else 2):
+        proc = subprocess.Popen([sys.executable, "-m", "maskpurify", *argv], env=ENV, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while not _video_temps(out_dir) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.3))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=30)
+                killed += 1
+                assert not out.exists() or out.read_bytes() == reference  # never a half-written o.mp4
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        _run(argv)
+        assert _video_temps(out_dir) == [], f"temporary files left: {_video_temps(out_dir)}"
+        assert out.read_bytes() == reference, f"run {attempt}: the video differs after a kill"
+        assert _video_frames(out) == reference_frames
+        out.unlink()
+    assert killed >= 1  # at least one kill landed while the command was writing

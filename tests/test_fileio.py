@@ -33,7 +33,7 @@ def test_pixel_limit_is_checked_from_the_header_for_every_size(tmp_path, side):
     path = tmp_path / "bomb.png"
     path.write_bytes(png_claiming(side, side))
     for call in (lambda: read_image(path), lambda: read_image(path, mode=None), lambda: image_size(path)):
-        with pytest.raises(UserError, match=r"bomb\.png: image too large .*limit 67108864 pixels"):
+        with pytest.raises(UserError, match=rf"bomb\.png: image too large.*limit {MAX_IMAGE_PIXELS} pixels"):
             call()
     assert Image.MAX_IMAGE_PIXELS == MAX_IMAGE_PIXELS  # PIL's own guard agrees with ours
 
@@ -56,7 +56,7 @@ def test_pixel_limit_applies_to_masks_and_folders(tmp_path):
 def test_small_limit_is_honoured(tmp_path):
     Image.fromarray(np.zeros((40, 50), np.uint8)).save(tmp_path / "a.png")
     assert image_size(tmp_path / "a.png") == (50, 40)
-    with pytest.raises(UserError, match=r"a\.png: image too large \(50x40 = 2000 pixels; limit 1999 pixels\)"):
+    with pytest.raises(UserError, match=r"a\.png: image too large: 50x40 RGB would take 0 MiB \(2000 pixels\); the limit is 1999 pixels"):
         read_image(tmp_path / "a.png", max_pixels=1999)
 
 

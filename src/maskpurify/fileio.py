@@ -19,15 +19,39 @@ from PIL import Image, UnidentifiedImageError
 
 from maskpurify.errors import UserError
 
-#: Images with more pixels than this are refused (decompression-bomb guard); 8k x 8k. Checked from the header,
-#: before any decoder runs. PIL's own guard is set to the same limit, so the two never disagree.
-MAX_IMAGE_PIXELS = 8192 * 8192
+#: Images with more pixels than this are refused (decompression-bomb guard and memory budget): 8192x4608 (an 8K
+#: frame, 108 MiB as RGB). Checked from the header, before any decoder runs. PIL's own guard is set to the same
+#: limit, so the two never disagree. The limit keeps ``maskpurify purify`` of any accepted image (its copies, the
+#: 3:5 working box around it, the saved mask and overlay, the networks) under 2 GB of memory
+#: (``tests/test_hardening.py`` measures the peak); a larger image is refused in one line saying how much memory
+#: it would take.
+MAX_IMAGE_PIXELS = 8192 * 4608
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
-#: Names of the temporary files :func:`atomic_write` creates (``.NAME.XXXXXXXX.tmp``).
+#: Names of the temporary files :func:`atomic_write` creates (``.NAME.XXXXXXXX.tmp``; NAME shortened and hashed,
+#: :func:`temp_stem`, when the final name is too long for that to fit the file system's name limit).
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
+#: Longest file name (bytes) of the file systems we write to (NAME_MAX of ext4, XFS, btrfs, APFS, NTFS in UTF-16).
+NAME_MAX = 255
+
+
+def fit_name(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` bytes of UTF-8 without splitting a character."""
+    return text.encode("utf-8")[:max(0, max_bytes)].decode("utf-8", errors="ignore")
+
+
+def temp_stem(name: str, extra: int = 14) -> str:
+    """What stands for the final ``name`` inside a temporary name that adds ``extra`` bytes (``.``, ``.XXXXXXXX``,
+    ``.tmp``): ``name`` itself when the result fits :data:`NAME_MAX`, else its start and a hash of the whole
+    (``start~0123456789ab``), so a legal name of up to 255 bytes can always be written through a temporary one."""
+    if len(name.encode("utf-8")) + extra <= NAME_MAX:
+        return name
+    import hashlib
+
+    digest = hashlib.sha256(name.encode("utf-8", errors="surrogateescape")).hexdigest()[:12]
+    return f"{fit_name(name, NAME_MAX - extra - 13)}~{digest}"
 
 
 def current_umask() -> int:
@@ -67,7 +91,7 @@ def clean_stale_temps(folder: str | Path, names: Iterable[str] | None = None) ->
     """Remove temporary files that a killed :func:`atomic_write` left in ``folder`` (not recursive): those of the
     given final ``names``, or all of them when None. Only the single writer of ``folder`` may call this."""
     folder = Path(folder)
-    wanted = None if names is None else set(names)
+    wanted = None if names is None else {temp_stem(name) for name in names}
     removed = []
     if not folder.is_dir():
         return removed
@@ -84,12 +108,15 @@ def clean_stale_temps(folder: str | Path, names: Iterable[str] | None = None) ->
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success it is fsynced and renamed over ``path``.
 
-    An interrupted write never leaves a truncated file under the final name.
+    An interrupted write never leaves a truncated file under the final name. The temporary name fits the file
+    system's name limit for any legal ``path`` (:func:`temp_stem`). A failure while writing (disk full, a file-size
+    limit, an I/O error) removes the temporary file and is a one-line UserError naming ``path``
+    (``PATH: cannot write: No space left on device``).
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{temp_stem(path.name)}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:  # name the file the user asked for, not our temporary one
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     try:
@@ -100,10 +127,23 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; give what a plain write would
         os.replace(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise UserError(f"{path}: cannot write: {exc.strerror or exc}") from None
         raise
+
+
+def copy_file_atomic(src: str | Path, dest: str | Path) -> None:
+    """Copy the bytes of ``src`` to ``dest`` through :func:`atomic_write` (byte-identical, never half written)."""
+    try:
+        source = open(src, "rb")
+    except OSError as exc:
+        raise UserError(f"{src}: cannot read ({exc.strerror or exc})") from None
+    with source, atomic_write(dest, "wb") as handle:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            handle.write(block)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -487,10 +527,18 @@ def input_fingerprint(path: str | Path) -> dict[str, Any]:
     return {"size": Path(path).stat().st_size, "sha256": sha256_file(path)}
 
 
+_SUFFIX_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+                   ".webp": "WEBP"}
+
+
+def suffix_format(suffix: str) -> str | None:
+    """The PIL format an output file name's suffix picks (``.jpg`` -> ``JPEG``), or None."""
+    return _SUFFIX_FORMATS.get(suffix.lower())
+
+
 def encode_image(array: np.ndarray, suffix: str = ".png", quality: int = 95) -> bytes:
     """Encode an HxW or HxWx3 uint8 array in the format named by ``suffix``."""
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
-           ".webp": "WEBP"}.get(suffix.lower())
+    fmt = suffix_format(suffix)
     if fmt is None:
         raise UserError(f"unsupported image format '{suffix}' (use one of {', '.join(IMAGE_SUFFIXES)})")
     buffer = io.BytesIO()
@@ -527,23 +575,46 @@ def image_size(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[in
     return width, height
 
 
-def read_image(path: str | Path, mode: str | None = "RGB", max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+def image_format(path: str | Path) -> str | None:
+    """The format PIL reads in ``path``'s header (``PNG``, ``JPEG``, ...; MPO is reported as JPEG), or None when
+    it is no image PIL identifies."""
+    try:
+        with _open_header(Path(path)) as img:
+            return "JPEG" if img.format == "MPO" else img.format
+    except Exception:  # noqa: BLE001 - any failure means: not an image we know
+        return None
+
+
+#: Formats whose compression changes pixel values: a label map saved in one has lost its labels.
+LOSSY_FORMATS = ("JPEG", "MPO")
+
+
+def read_image(path: str | Path, mode: str | None = "RGB", max_pixels: int = MAX_IMAGE_PIXELS,
+               labels: bool = False) -> np.ndarray:
     """Read an image as uint8 (``mode`` 'RGB' -> HxWx3, 'L' -> HxW, None -> as stored: a label map).
 
     The pixel limit is checked from the header before decoding. 16-bit images are scaled to 8 bits (for
     ``mode=None`` a 16-bit label map is kept when every value fits 8 bits), palette images become RGB (for
-    ``mode=None`` they stay palette indices, i.e. labels), alpha is dropped; float images are refused.
+    ``mode=None`` they stay palette indices, i.e. labels), alpha is dropped; float images are refused. An EXIF
+    orientation is honoured: the array is upright, as a viewer shows the file (outputs written from it carry no
+    EXIF). ``labels``: the file is a label map, so a JPEG (whatever its name) is refused, since lossy compression
+    changes labels; the format is the one PIL finds in the file, not the suffix.
     Raises UserError for a missing, unreadable, truncated, oversized or unsupported file.
     """
     path = _existing_image(path)
+    width = height = 0
     try:
         with _open_header(path) as img:
             width, height = img.size
-            _check_pixels(path, width, height, max_pixels)
+            _check_pixels(path, width, height, max_pixels, mode)
+            if labels and img.format in LOSSY_FORMATS:
+                raise UserError(f"{path}: is a JPEG: lossy compression changes labels; save masks as PNG")
             img.load()
-            array = _to_uint8(img, mode, path)
+            array = _to_uint8(_upright(img), mode, path)
     except UserError:
         raise
+    except MemoryError:
+        raise UserError(f"{path}: not enough memory to decode this {width}x{height} image") from None
     except Exception as exc:  # noqa: BLE001 - a hostile or broken file may fail anywhere inside a decoder
         raise _unreadable(path, exc, max_pixels) from None
     if array.dtype != np.uint8:
@@ -574,12 +645,31 @@ def _read_formats() -> list[str]:
     return [fmt for fmt in READ_FORMATS if fmt in Image.OPEN]
 
 
-def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
+def _upright(img: Image.Image) -> Image.Image:
+    """``img`` turned as its EXIF orientation says (itself when it has none)."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block is no orientation
+        return img
+    if orientation in (None, 1) or not isinstance(orientation, int) or not 2 <= orientation <= 8:
+        return img
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(img)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2 ** 20:.0f} MiB"
+
+
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int, mode: str | None = "RGB") -> None:
     if width < 1 or height < 1:
         raise UserError(f"{path}: image header gives an empty size ({width}x{height})")
     if width * height > max_pixels:
-        raise UserError(f"{path}: image too large ({width}x{height} = {width * height} pixels; limit "
-                        f"{max_pixels} pixels)")
+        channels, kind = (1, "grey") if mode == "L" else (3, "RGB")
+        raise UserError(f"{path}: image too large: {width}x{height} {kind} would take "
+                        f"{_mib(width * height * channels)} ({width * height} pixels); the limit is {max_pixels} "
+                        f"pixels ({_mib(max_pixels * channels)}); crop or shrink it")
 
 
 def _unreadable(path: Path, exc: Exception, max_pixels: int) -> UserError:

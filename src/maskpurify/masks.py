@@ -350,10 +350,11 @@ def load_mask(path: str | Path, image_shape: Sequence[int] | None = None, labels
 
     - single-channel PNG: integer labels (``binary=True``: any non-zero value is attention, label 1);
     - 3-channel PNG: decoded through ``labels.palette``; without a palette it is refused unless all three
-      channels are equal (a grey label map saved as RGB).
+      channels are equal (a grey label map saved as RGB);
+    - a JPEG (by its content, whatever its name) is refused: lossy compression changes labels.
     """
     path = Path(path)
-    array = read_image(path, mode=None)
+    array = read_image(path, mode=None, labels=True)
     if array.ndim == 3:
         if labels.palette is not None:
             array = labels_from_colours(array, labels.palette, source=str(path))
@@ -395,11 +396,17 @@ def colourise(mask: np.ndarray, palette: Sequence[Sequence[int]] = EYE_PALETTE) 
 
 def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45,
             palette: Sequence[Sequence[int]] = EYE_PALETTE) -> np.ndarray:
-    """Blend a colourised mask over an RGB (or grey) image; background label 0 stays untouched."""
+    """Blend a colourised mask over an RGB (or grey) image; background label 0 stays untouched. Computed in bands
+    of rows, so memory stays a small multiple of the image's whatever its size."""
     rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
-    colour = colourise(mask, palette).astype(np.float32)
-    blend = np.where(mask[..., None] > 0, (1 - alpha) * rgb + alpha * colour, rgb)
-    return blend.round().astype(np.uint8)
+    out = np.empty(rgb.shape[:2] + (3,), np.uint8)
+    rows = max(1, (1 << 20) // max(1, rgb.shape[1]))
+    for top in range(0, rgb.shape[0], rows):
+        part, labels = rgb[top:top + rows], mask[top:top + rows]
+        colour = colourise(labels, palette).astype(np.float32)
+        blend = np.where(labels[..., None] > 0, (1 - alpha) * part + alpha * colour, part)
+        out[top:top + rows] = blend.round().astype(np.uint8)
+    return out
 
 
 def region_centroid(mask: np.ndarray, label_ids: Sequence[int] | int) -> tuple[float, float] | None:

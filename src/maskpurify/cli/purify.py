@@ -155,7 +155,11 @@ def run(args: argparse.Namespace) -> int:
             method = "mask file" if result.method == "given" else result.method
             where = f", {len(result.eyes)} eyes" if result.method == "faces" else ""
             if not result.purified:
-                print(f"not purified {src} -> {out} unchanged (mask: {method}{where}; no plausible eye)")
+                from maskpurify.fileio import image_format, suffix_format
+
+                how = "unchanged" if image_format(src) == suffix_format(out.suffix) else \
+                    f"unchanged, re-encoded as {suffix_format(out.suffix)}"
+                print(f"not purified {src} -> {out} {how} (mask: {method}{where}; no plausible eye)")
             else:
                 left = f", {len(result.passed_through)} left as they were" if result.passed_through else ""
                 print(f"purified {src} -> {out} (mask: {method}{where}{left})")

@@ -23,14 +23,18 @@ MASK_SUFFIX = "_mask.png"
 def mask_file_for(image: Path, rel: Path | None = None, masks_dir: Path | None = None) -> Path | None:
     """The one mask-file rule: ``NAME_mask.png`` under ``masks_dir`` (at the image's relative path ``rel``) or,
     without a masks folder, beside the image; None when there is none. Something under that name that is not a
-    file (a folder, a broken link) is a UserError, never a silent fall-back to an automatic mask."""
+    file (a folder, a broken link) is a UserError, never a silent fall-back to an automatic mask. A candidate name
+    the file system cannot even hold (an image name of 247-255 bytes plus ``_mask``) means no mask file."""
     if masks_dir is not None:
         rel = Path(image.name) if rel is None else rel
         candidate = masks_dir / rel.with_name(rel.stem + MASK_SUFFIX)
     else:
         candidate = image.with_name(image.stem + MASK_SUFFIX)
-    if candidate.is_file():
-        return candidate
+    try:
+        if candidate.is_file():
+            return candidate
+    except OSError:  # a candidate name too long for the file system ("File name too long"): no mask file
+        return None
     if os.path.lexists(candidate):
         what = "a folder" if candidate.is_dir() else "not a regular file (a broken link?)"
         raise UserError(f"{candidate}: is {what}, not a mask file; remove or rename it, or give --masks")

@@ -4,6 +4,11 @@ file name says.
 
 OpenCV reports a failed decode and the end of a file the same way (``read()`` returns False), so a truncated
 or corrupt video is detected by comparing the decoded frame count with the count the container declares.
+
+FFmpeg's own messages (``[h264 @ 0x...] error while decoding MB``, ``moov atom not found``) are silenced: a
+corrupt input is one line from us, not a screenful from the decoder. OpenCV reads ``OPENCV_FFMPEG_LOGLEVEL`` when
+it first opens a video, so it is set (unless the user set it) when this module is imported; PyAV (the writer) logs
+nothing unless asked (its default since PyAV 13).
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ import cv2
 import numpy as np
 
 from maskpurify.errors import UserError
-from maskpurify.fileio import MAX_IMAGE_PIXELS, apply_umask
+from maskpurify.fileio import MAX_IMAGE_PIXELS, apply_umask, fit_name
+
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 
 
 class VideoInfo(NamedTuple):
@@ -131,9 +139,10 @@ class VideoWriter:
 
     def __enter__(self) -> VideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in self.path.parent.glob(f".{glob.escape(self.path.stem[:100])}.*.tmp{self.path.suffix.lower()}"):
+        stem = fit_name(self.path.stem, 100)  # bytes, so the temporary name fits any file system's limit
+        for stale in self.path.parent.glob(f".{glob.escape(stem)}.*.tmp{self.path.suffix.lower()}"):
             stale.unlink(missing_ok=True)  # left by a killed run into the same file
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem[:100]}.", suffix=f".tmp{self.path.suffix.lower()}",
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{self.path.suffix.lower()}",
                                    dir=self.path.parent)
         os.close(fd)
         self._tmp = Path(tmp)

@@ -21,8 +21,8 @@ import numpy as np
 
 from maskpurify.config import command_line
 from maskpurify.errors import UserError
-from maskpurify.fileio import IMAGE_SUFFIXES, OutputGuard, atomic_write_json, check_outputs, input_fingerprint, \
-    read_image, save_image
+from maskpurify.fileio import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, OutputGuard, atomic_write_json, check_outputs, \
+    copy_file_atomic, image_format, input_fingerprint, read_image, save_image, suffix_format
 from maskpurify.formats.folder import mask_file_for
 from maskpurify.masks import colourise, load_mask, overlay
 from maskpurify.purification.engine import Purification, palette_for, resolve_device
@@ -165,7 +165,9 @@ def purify_folder(pipeline: Pipeline, src: Path, out: Path, masks: MaskSource = 
             image = read_image(path)
             mask = load_mask(mask_path, image.shape, labels) if mask_path is not None else None
             batch.append((key, dest, image, mask, source))
-            if len(batch) >= pipeline.engine.batch_size:
+            # Memory holds one batch: at most batch_size images and, for large ones, MAX_IMAGE_PIXELS in all.
+            if len(batch) >= pipeline.engine.batch_size or \
+                    sum(b[2].shape[0] * b[2].shape[1] for b in batch) >= MAX_IMAGE_PIXELS:
                 flush()
         flush()
         target.save(complete=True)
@@ -208,7 +210,11 @@ def purify_image_file(pipeline: Pipeline, src: Path, out: Path, masks: MaskSourc
     Every output (the image, and with ``save_masks`` the mask and overlay) is claimed through one
     :class:`~maskpurify.fileio.OutputGuard` before anything is read or written: never the input image or its
     mask, never two outputs on one file, never an existing file without ``overwrite``. An eye whose automatic
-    mask is no plausible eye is left as it was, with one line on stderr saying why."""
+    mask is no plausible eye is left as it was, with one line on stderr saying why: when nothing was purified and
+    ``out`` names the input's own format (the format PIL finds in the file, not its suffix), ``out`` is a byte-
+    identical copy of the input (its EXIF included); otherwise the line says it was re-encoded.
+
+    Outputs are written upright (an EXIF orientation of the input is applied when reading) and without EXIF."""
     src, out = Path(src), _output_file(out, "image", IMAGE_SUFFIXES)
     mask_out = out.with_name(out.stem + MASK_SUFFIX)
     overlay_out = out.with_name(out.stem + "_overlay.png")
@@ -222,8 +228,13 @@ def purify_image_file(pipeline: Pipeline, src: Path, out: Path, masks: MaskSourc
     image = read_image(src)
     mask = load_mask(mask_path, image.shape, pipeline.engine.labels) if mask_path is not None else None
     result = pipeline.purify(image, mask, eye, name=str(src))
-    report_passed_through(NotPurified(), result, "written unchanged")
-    save_image(out, result.image)
+    same_format = image_format(src) == suffix_format(out.suffix)
+    report_passed_through(NotPurified(), result, "written unchanged" if same_format else
+                          f"written unchanged, re-encoded as {suffix_format(out.suffix)}")
+    if not result.purified and same_format:
+        copy_file_atomic(src, out)  # byte-identical: no re-encoding of what was not changed
+    else:
+        save_image(out, result.image)
     if save_masks:
         save_image(mask_out, result.mask)
         save_image(overlay_out, _overlay(image, result, pipeline.engine.labels))
@@ -270,7 +281,7 @@ def map_shards(src: Path, out: Path, settings: dict[str, Any], transform: Callab
     def load(index: int) -> dict[str, np.ndarray]:
         if not (src / shard_name(index)).is_file():
             raise UserError(f"{src / shard_name(index)}: missing shard")
-        return load_shard_checked(src, index)
+        return load_shard_checked(src, index, meta)
 
     first: dict[str, tuple[Any, ...]] = {}
     for index in range(num_shards):  # check them all first; one shard in memory at a time
@@ -473,7 +484,9 @@ def purify_video(pipeline: Pipeline, src: Path, out: Path, mask_video: Path | No
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(VideoWriter(out, fps, (info.width, info.height)))
         mwriter = stack.enter_context(VideoWriter(mask_video, fps, (info.width, info.height))) if mask_video else None
-        for chunk in _chunks(iter_frames(src), pipeline.engine.batch_size):
+        # Memory holds one chunk: batch_size frames, fewer for large frames (MAX_IMAGE_PIXELS in all).
+        per_chunk = max(1, min(pipeline.engine.batch_size, MAX_IMAGE_PIXELS // max(1, info.width * info.height)))
+        for chunk in _chunks(iter_frames(src), per_chunk):
             names = [f"{src} frame {frames_done + i}" for i in range(len(chunk))]
             results = pipeline.run(chunk, None, names, eye)
             for result in results:

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from maskpurify.errors import UserError
+from maskpurify.fileio import MAX_IMAGE_PIXELS
 from maskpurify.formats.base import CropBox
 from maskpurify.masks import CANONICAL_EYE, EYE_LABELS, EYE_SIDES
 from maskpurify.purification import faces
@@ -97,6 +98,21 @@ def whole_image_box(height: int, width: int, working_size: tuple[int, int]) -> C
     box_w = max(width, math.ceil(height * ww / wh - 1e-6))
     box_h = max(height, math.ceil(box_w * wh / ww - 1e-6))
     return CropBox(-((box_w - width) // 2), -((box_h - height) // 2), box_w, box_h, wh, ww)
+
+
+#: Largest working box (the 3:5 frame around a whole image) in pixels: twice the image limit. The box is cut,
+#: resized and pasted back at full size, so a very thin image (a 32768x2048 strip frames as 32768x54614) would
+#: need gigabytes; such an image is refused in one line, to be cropped closer to the eye.
+MAX_BOX_PIXELS = 2 * MAX_IMAGE_PIXELS
+
+
+def _check_box(box: CropBox, shape: tuple[int, ...], working_size: tuple[int, int], name: str) -> None:
+    pixels = box.width * box.height
+    if pixels > MAX_BOX_PIXELS:
+        raise UserError(f"{name}: a {shape[1]}x{shape[0]} image is framed as {box.width}x{box.height} for the "
+                        f"networks (aspect {working_size[1]}:{working_size[0]}), which would take "
+                        f"{pixels * 4 // 2 ** 20} MiB; the limit is {MAX_BOX_PIXELS} pixels; crop it closer to "
+                        "the eye")
 
 
 def _to_rgb(image: np.ndarray, name: str) -> tuple[np.ndarray, bool]:
@@ -190,7 +206,25 @@ class Pipeline:
         """Purify images of any sizes, each with its mask or None; the eye crops of all of them are batched.
 
         eye: which eye the eye crops show (``left``, ``right``, or ``auto``: the canonical ``left``), one for all
-        or one per image; a face photo's eyes take their side from FaceMesh."""
+        or one per image; a face photo's eyes take their side from FaceMesh. Running out of memory (numpy's or
+        OpenCV's MemoryError, torch's allocation RuntimeError) is a one-line UserError naming the image(s)."""
+        try:
+            return self._run(images, masks, names, eye)
+        except (MemoryError, RuntimeError, cv2.error) as exc:
+            text = str(exc)
+            if not isinstance(exc, MemoryError) and not any(
+                    word in text.lower() for word in ("memory", "alloc", "oom")):
+                raise
+            if names:
+                where = str(names[0]) if len(names) == 1 else f"{names[0]} (and {len(names) - 1} more)"
+            else:
+                where = f"{len(images)} images"
+            detail = (text.strip().splitlines() or [type(exc).__name__])[-1][:160]
+            raise UserError(f"{where}: out of memory while purifying ({detail}); try a smaller --batch-size or "
+                            "a smaller image") from None
+
+    def _run(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | None,
+             names: Sequence[str] | None, eye: str | Sequence[str]) -> list[Result]:
         n = len(images)
         names = list(names) if names is not None else [f"image {i}" for i in range(n)]
         given = list(masks) if masks is not None else [None] * n
@@ -213,6 +247,7 @@ class Pipeline:
                 jobs.extend(face_jobs)
                 continue
             box = whole_image_box(*rgb.shape[:2], self.working_size)
+            _check_box(box, rgb.shape[:2], self.working_size, names[i])
             mask = None
             if given[i] is not None:
                 full = self.engine.check_mask(np.asarray(given[i]), rgb.shape[:2], f"mask of {names[i]}")

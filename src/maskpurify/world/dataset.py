@@ -21,6 +21,7 @@ over the eyeball radius and ``pupil_size`` the pupil radius over the iris radius
 from __future__ import annotations
 
 import io
+import math
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -205,10 +206,74 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_shard(path: Path, index: int) -> dict[str, np.ndarray]:
-    """Shard ``index`` of the dataset at ``path`` as arrays, unchecked (see :func:`load_shard_checked`)."""
+#: Elements per sample each shard array may declare, beyond the image's pixels (``None``: H*W*3 for images,
+#: H*W for masks). Generous for landmarks, so that another landmark count is refused by the validator with its own
+#: message, not here.
+_PER_SAMPLE = {"images": None, "masks": None, "gaze": 16, "head_pose": 16, "pupil_center": 16,
+               "iris_landmarks": 4096, "eyelid_landmarks": 4096}
+#: Largest shard (all its arrays decompressed) ever read: 2 GiB.
+MAX_SHARD_BYTES = 2 * 1024 ** 3
+
+
+def _npy_header(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the header of ``member`` (an ``.npy`` inside the ``.npz``), without decompressing more
+    than the header."""
+    with archive.open(member) as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:
+            raise ValueError(f"{member}: unsupported .npy version {version}")
+    return tuple(int(v) for v in shape), dtype
+
+
+def check_shard_headers(file: Path, meta: Mapping[str, Any], index: int) -> None:
+    """Refuse shard ``file`` (number ``index``) when the arrays its ``.npy`` headers declare exceed what
+    ``meta`` allows: more samples than the shard holds (``n`` and ``shard_size``), more elements per sample than
+    the image size gives, or more than :data:`MAX_SHARD_BYTES` in all. Only the headers are read (nothing is
+    decompressed beyond them), so a small file claiming gigabytes is one line, at no cost."""
+    size = meta.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                and 0 < v <= 1 << 16 for v in size)):
+        raise UserError(f"{file.parent / 'meta.json'}: 'size' must be [height, width] in pixels, got {size!r}")
+    height, width = size
+    shard_size, n = int(meta["shard_size"]), int(meta["n"])
+    expected = max(0, min(shard_size, n - index * shard_size))
+    total = 0
+    with zipfile.ZipFile(file) as archive:
+        names = set(archive.namelist())
+        for key in SHARD_KEYS:
+            if f"{key}.npy" not in names:
+                continue  # the loader names the missing arrays
+            shape, dtype = _npy_header(archive, f"{key}.npy")
+            if dtype.hasobject:
+                raise UserError(f"{file}: '{key}' holds Python objects; a shard holds numbers only")
+            count = shape[0] if shape else 1
+            per_sample = math.prod(shape[1:]) if shape else 1
+            limit = _PER_SAMPLE[key] or height * width * (3 if key == "images" else 1)
+            nbytes = math.prod(shape) * dtype.itemsize
+            if count > expected:
+                raise UserError(f"{file}: '{key}' claims {count:,} samples; meta.json allows {expected} in this "
+                                f"shard (n {n}, shard_size {shard_size})")
+            if per_sample > limit or dtype.itemsize > 8:
+                raise UserError(f"{file}: '{key}' claims shape {shape} of {dtype} ({nbytes / 2 ** 20:,.0f} MiB); "
+                                f"meta.json's {height}x{width} images allow at most {limit} values of 8 bytes per "
+                                "sample")
+            total += nbytes
+    if total > MAX_SHARD_BYTES:
+        raise UserError(f"{file}: shard would take {total / 2 ** 30:.1f} GiB decompressed; the limit is "
+                        f"{MAX_SHARD_BYTES // 2 ** 30} GiB (render with a smaller --shard-size)")
+
+
+def load_shard(path: Path, index: int, meta: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Shard ``index`` of the dataset at ``path`` as arrays, unchecked (see :func:`load_shard_checked`) but for
+    its size: the ``.npy`` headers are checked against ``meta`` (read from ``path`` when None) before anything is
+    decompressed (:func:`check_shard_headers`), so memory stays bounded whatever the file claims."""
     file = path / shard_name(index)
     try:
+        check_shard_headers(file, read_meta(path) if meta is None else meta, index)
         with np.load(file, allow_pickle=False) as data:
             if not hasattr(data, "files"):
                 raise ValueError("not an .npz archive")
@@ -235,9 +300,9 @@ def shard_batch(arrays: Mapping[str, np.ndarray], source: str) -> EyeBatch:
                     source=source)
 
 
-def load_shard_checked(path: Path, index: int) -> dict[str, np.ndarray]:
+def load_shard_checked(path: Path, index: int, meta: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Shard ``index`` in its on-disk form, after :func:`shard_batch` has checked it."""
-    shard = load_shard(path, index)
+    shard = load_shard(path, index, meta)
     shard_batch(shard, str(path / shard_name(index)))
     return shard
 
@@ -271,7 +336,7 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     shard is a one-line UserError naming it rather than a silent upcast."""
     path = Path(path)
     meta = read_meta(path)
-    shards = [load_shard_checked(path, i) for i in range(meta["num_shards"])]
+    shards = [load_shard_checked(path, i, meta) for i in range(meta["num_shards"])]
     for index, shard in enumerate(shards):
         if index and any(shard[key].dtype != shards[0][key].dtype or shard[key].shape[1:] != shards[0][key].shape[1:]
                          for key in SHARD_KEYS):
@@ -304,7 +369,7 @@ class EyeDataset(Dataset):
 
     def _shard(self, index: int) -> dict[str, np.ndarray]:
         if self._cached is None or self._cached[0] != index:
-            self._cached = (index, load_shard(self.path, index))
+            self._cached = (index, load_shard(self.path, index, self.meta))
         return self._cached[1]
 
     def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
