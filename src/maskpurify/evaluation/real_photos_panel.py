@@ -111,8 +111,9 @@ def _as_in_photo(array: np.ndarray, side: str) -> np.ndarray:
     return np.ascontiguousarray(array[:, ::-1]) if side != CANONICAL_EYE else array
 
 
-def photo_block(name: str, source: str, image: np.ndarray, result: Any) -> np.ndarray:
-    """One photo's part of the picture: caption, eye region before | after, and per eye crop | mask | purified."""
+def photo_block(name: str, source: str, image: np.ndarray, result: Any, crops: bool = True) -> np.ndarray:
+    """One photo's part of the picture: caption, eye region before | after, and (with ``crops``) per eye
+    crop | mask | purified."""
     eyes = sorted(result.eyes, key=lambda e: e.box[0])  # as they sit in the photo, left to right
     y0, y1, x0, x1 = _eye_region(image, [e.box for e in eyes])
     scale = _region_scale(x1 - x0)
@@ -128,15 +129,15 @@ def photo_block(name: str, source: str, image: np.ndarray, result: Any) -> np.nd
         columns += [f"{side}: crop {eye.crop.shape[0]}x{eye.crop.shape[1]}", f"{side}: mask used",
                     f"{side}: {'purified' if eye.purified else 'passed through'}"]
         tiles += [_as_in_photo(a, eye.side) for a in (eye.crop, overlay(eye.crop, eye.mask), eye.output)]
-    crops = labelled_grid([tiles], columns, EYE_SCALE)
-    body = stack([side_by_side(regions), crops], gap=6)
+    body = stack([side_by_side(regions), labelled_grid([tiles], columns, EYE_SCALE)], gap=6) if crops else \
+        side_by_side(regions)
     caption = f"{name} ({source}): " + "; ".join(f"{e.side} eye {verdict(e)}" for e in eyes)
     title = text_band([wrap(caption, body.shape[1] - 8, font(14, bold=True))], [(4, body.shape[1])],
                       body.shape[1], font(14, bold=True), align="left")
     return stack([title, body], gap=2)
 
 
-def real_photos(device: str = "cpu", pipeline: Any = None) -> RealPhotos:
+def real_photos(device: str = "cpu", pipeline: Any = None, crops: bool = True) -> RealPhotos:
     """Run the photos through the shipped pipeline and compose the picture; without MediaPipe (or with no photo
     whose face FaceMesh finds) the picture is None and ``missing`` says why."""
     from maskpurify.purification import faces
@@ -163,7 +164,7 @@ def real_photos(device: str = "cpu", pipeline: Any = None) -> RealPhotos:
         if result.method != "faces" or not result.eyes:
             notes.append(f"{name}: FaceMesh found no face; not shown")
             continue
-        blocks.append(photo_block(name, source, image, result))
+        blocks.append(photo_block(name, source, image, result, crops))
         shown.append({"name": name, "source": source, "shape": list(image.shape),
                       "eyes": [{"side": e.side, "box": [int(v) for v in e.box], "purified": bool(e.purified),
                                 "reason": e.reason} for e in result.eyes]})
@@ -176,10 +177,11 @@ def real_photos(device: str = "cpu", pipeline: Any = None) -> RealPhotos:
     return RealPhotos(stack(parts, gap=4), shown, notes)
 
 
-def write_real_photos(path: str | Path, device: str = "cpu", pipeline: Any = None) -> dict[str, Any]:
+def write_real_photos(path: str | Path, device: str = "cpu", pipeline: Any = None, crops: bool = True
+                      ) -> dict[str, Any]:
     """:func:`real_photos` saved to ``path`` (PNG); returns its summary with ``picture``: the file's name, or
     None when nothing was drawn."""
-    made = real_photos(device, pipeline)
+    made = real_photos(device, pipeline, crops)
     summary = made.summary()
     summary["picture"] = None
     if made.picture is not None:
