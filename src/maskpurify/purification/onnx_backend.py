@@ -173,10 +173,30 @@ def onnx_bytes(model: nn.Module, size: tuple[int, int]) -> tuple[bytes, list[dic
             torch.onnx.export(net, tuple(example), buffer, dynamo=False, opset_version=OPSET,
                               input_names=[i["name"] for i in inputs], output_names=[o["name"] for o in outputs],
                               dynamic_axes={s["name"]: {0: "batch"} for s in (*inputs, *outputs)},
-                              do_constant_folding=True)
+                              do_constant_folding=True, keep_initializers_as_inputs=True)
+    except (RuntimeError, ValueError, TypeError, torch.onnx.errors.OnnxExporterError) as exc:
+        raise UserError(f"ONNX export of the {kind_of(model)} at {h}x{w} failed: "
+                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
     finally:
         model.to(device).train(was_training)
-    return buffer.getvalue(), inputs, outputs
+    return _initializers_not_inputs(buffer.getvalue()), inputs, outputs
+
+
+def _initializers_not_inputs(data: bytes) -> bytes:
+    """The graph with its weights as initializers only, not also graph inputs.
+
+    The export keeps them as inputs because the TorchScript exporter's pass that merges equal initializers
+    (taken otherwise) leaves dangling names when two weights are equal (e.g. the ones and zeros of untrained
+    norms); as plain initializers onnxruntime may fold them as constants."""
+    import onnx
+
+    model = onnx.load_from_string(data)
+    weights = {init.name for init in model.graph.initializer}
+    keep = [value for value in model.graph.input if value.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()  # type: ignore[no-any-return]
 
 
 def export_network(model: nn.Module, path: str | Path, size: tuple[int, int] | None = None,
@@ -300,3 +320,34 @@ class OnnxNets:
         self.purifier.session(tuple(size))  # type: ignore[arg-type]
         if self.segmenter is not None:
             self.segmenter.session(tuple(size))  # type: ignore[arg-type]
+
+
+def export_checkpoints(checkpoints: Mapping[str, str | Path | None], out: str | Path,
+                       size: tuple[int, int] | None = None, overwrite: bool = False) -> dict[str, Path]:
+    """``maskpurify export --format onnx``: each of ``checkpoints`` (kind -> checkpoint; None skips it) as
+    ``out/KIND.onnx`` + ``out/KIND.json`` (the checkpoint's sidecar plus the ``onnx`` entry), at ``size`` or each
+    network's working size. Refuses, before writing anything, when an output exists and not ``overwrite``; each
+    file is written atomically. Returns kind -> the .onnx path."""
+    from maskpurify.checkpoints import load_checkpoint
+    from maskpurify.nets.gaze import load_gaze_net
+    from maskpurify.nets.purifier import load_purifier
+    from maskpurify.nets.segmenter import load_segmenter
+
+    reason = onnx_available(("onnx",))
+    if reason is not None:
+        raise UserError(f"--format onnx: {reason}")
+    loaders = {"segmenter": load_segmenter, "purifier": load_purifier, "gaze": load_gaze_net}
+    out = Path(out)
+    wanted = {kind: path for kind, path in checkpoints.items() if path is not None}
+    if not wanted:
+        raise UserError("nothing to export")
+    existing = [str(p) for kind in wanted for p in (out / f"{kind}.onnx", out / f"{kind}.json") if os.path.lexists(p)]
+    if existing and not overwrite:
+        raise UserError(f"{', '.join(existing)} exist(s); give --overwrite to replace")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: not a folder")
+    models = {kind: (loaders[kind](path), load_checkpoint(path)[1]) for kind, path in wanted.items()}
+    written = {}
+    for kind, (model, meta) in models.items():
+        written[kind] = export_network(model, out / f"{kind}.onnx", size, meta)
+    return written
