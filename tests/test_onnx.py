@@ -210,3 +210,20 @@ def test_cli_backend_onnx_purifies_a_folder(tmp_path):
     assert outputs["onnx"].keys() == outputs["torch"].keys() and len(outputs["onnx"]) == 6
     for name, image in outputs["onnx"].items():
         assert np.abs(image.astype(int) - outputs["torch"][name].astype(int)).max() <= GREY_LEVELS_CHAIN
+
+
+def test_auto_backend_runs_onnx_and_falls_back_to_torch_when_export_fails(ckpts, tmp_path, monkeypatch):
+    kwargs = dict(checkpoint=ckpts["p"], segmenter=ckpts["s"], onnx_dir=tmp_path)
+    engine = Purification.load(backend="auto", **kwargs)
+    assert engine.backend == "onnx" and (tmp_path / "purifier_36x60.onnx").is_file()  # exported at load
+
+    def broken(*args, **kwargs):
+        raise UserError("ONNX export of the purifier at 36x60 failed: no")
+
+    monkeypatch.setattr("maskpurify.purification.onnx_backend.export_network", broken)
+    with pytest.warns(RuntimeWarning, match="running in PyTorch"):
+        engine = Purification.load(backend="auto", **{**kwargs, "onnx_dir": tmp_path / "other"})
+    assert engine.backend == "torch" and engine._onnx is None
+    with pytest.raises(UserError, match="export"):
+        Purification.load(backend="onnx", **{**kwargs, "onnx_dir": tmp_path / "third"}).purify_arrays(
+            np.zeros((1, 36, 60, 3), np.uint8), np.zeros((1, 36, 60), np.uint8))

@@ -13,6 +13,7 @@ its reason is returned, so each caller can say so.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,9 @@ def resolve_device(device: str) -> str:
 
 def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
     """'torch' or 'onnx' for ``backend`` 'torch', 'onnx' or 'auto'. 'onnx' runs on the CPU only (a UserError on
-    another device, or without onnx and onnxruntime installed). 'auto' is 'onnx' on the CPU when onnx and
-    onnxruntime are installed (measured faster at 36x60, benchmarks/onnx_speed.py), else 'torch'."""
+    another device, or without onnxruntime installed). 'auto' is 'onnx' on the CPU when onnx and onnxruntime
+    are installed (ONNX Runtime measured 1.7-3.5x faster at 36x60, batch 256, 2 threads: benchmarks/onnx_speed.py),
+    else 'torch'; a network that then fails to export runs in PyTorch, with a warning."""
     if backend not in ("auto", "torch", "onnx"):
         raise UserError(f"--backend {backend}: expected auto, torch or onnx")
     if backend == "torch":
@@ -169,6 +171,12 @@ class Purification:
             from maskpurify.purification.onnx_backend import OnnxNets
 
             self._onnx = OnnxNets(self.purifier, self.segmenter, onnx_dir)
+            if backend == "auto":  # export (or find) the working size now; a network that does not export runs in torch
+                try:
+                    self._onnx.warm_up(self.working_size)
+                except UserError as exc:
+                    warnings.warn(f"--backend auto: running in PyTorch ({exc})", RuntimeWarning, stacklevel=2)
+                    self.backend, self._onnx = "torch", None
 
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, segmenter: str | Path | None | bool = None,

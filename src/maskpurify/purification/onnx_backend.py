@@ -292,7 +292,7 @@ class OnnxNets:
 
     def __init__(self, purifier: nn.Module, segmenter: nn.Module | None = None, folder: str | Path | None = None,
                  threads: int | None = None) -> None:
-        reason = onnx_available()
+        reason = onnx_available(("onnxruntime",))  # exporting (on first use) also needs onnx; it says so then
         if reason is not None:
             raise UserError(f"--backend onnx: {reason}")
         threads = threads or torch.get_num_threads()
