@@ -2,8 +2,8 @@
 
 36x60, batch 256, fp32, CPU, ``--threads`` intra-op threads for both (torch.set_num_threads and the sessions'
 intra_op_num_threads; default 2). Measured in interleaved rounds (torch, onnx, torch, onnx, ...), each the median
-seconds per call over at least ``--min-time`` s, and the median over rounds reported, so a machine that gets busier
-during the run slows both alike; a 2048x2048 fp32 matmul timed at the start of each round is the reference for how
+seconds per call over at least ``--min-time`` s; reported: the median rate over rounds and the onnx/torch ratio of
+each round (median, min, max), so a machine that gets busier between rounds shifts both rates of a ratio alike; a 2048x2048 fp32 matmul timed at the start of each round is the reference for how
 busy the machine was. Rows:
 
 - segmenter: logits of float (N,3,H,W) images (torch: channels-last, as predict_masks feeds it)
@@ -101,6 +101,7 @@ def main() -> None:
                 rounds.append(row)
                 print(f"round {index + 1}: " + ", ".join(f"{k} {v:.0f}" for k, v in row.items()), flush=True)
     median = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    ratios = {case: [r[f"{case}_onnx"] / r[f"{case}_torch"] for r in rounds] for case in cases}
     results: dict[str, object] = {
         "command": " ".join(shlex.quote(v) for v in [sys.executable, *sys.argv]),
         "what": "eyes/s at 36x60, batch 256, fp32 CPU; PyTorch eager vs ONNX Runtime (CPUExecutionProvider) in the "
@@ -108,8 +109,12 @@ def main() -> None:
         "size": list(SIZE), "batch": BATCH, "threads": args.threads, "rounds": args.rounds,
         "torch": torch.__version__, "onnxruntime": ort.__version__, "opset": 17,
         "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+        # the ratio is taken per round (both measured back to back) and its median, min and max over rounds given:
+        # a machine whose load changes between rounds shifts both rates of a round alike
         "eyes_per_s": {case: {"torch": round(median[f"{case}_torch"], 1), "onnx": round(median[f"{case}_onnx"], 1),
-                              "onnx_over_torch": round(median[f"{case}_onnx"] / median[f"{case}_torch"], 2)}
+                              "onnx_over_torch_median": round(statistics.median(ratios[case]), 2),
+                              "onnx_over_torch_min": round(min(ratios[case]), 2),
+                              "onnx_over_torch_max": round(max(ratios[case]), 2)}
                        for case in cases},
         "matmul_2048_gflops": round(median["matmul_2048_gflops"], 1),
         "rounds_raw": [{k: round(v, 1) for k, v in r.items()} for r in rounds],

@@ -74,7 +74,8 @@ def resolve_device(device: str) -> str:
 def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
     """'torch' or 'onnx' for ``backend`` 'torch', 'onnx' or 'auto'. 'onnx' runs on the CPU only (a UserError on
     another device, or without onnxruntime installed). 'auto' is 'onnx' on the CPU when onnx and onnxruntime
-    are installed (ONNX Runtime measured 1.7-3.5x faster at 36x60, batch 256, 2 threads: benchmarks/onnx_speed.py),
+    are installed (ONNX Runtime was faster in every round of benchmarks/onnx_speed.py, 36x60, batch 256, 2 threads:
+    median 1.3-1.45x for the networks, 1.25x for this engine's uint8-to-uint8 path),
     else 'torch'; a network that then fails to export runs in PyTorch, with a warning."""
     if backend not in ("auto", "torch", "onnx"):
         raise UserError(f"--backend {backend}: expected auto, torch or onnx")
