@@ -14,7 +14,7 @@ from maskpurify.errors import UserError
 HELP = "purify real images into the synthetic style (image, folder, rendered dataset, video or face photo)"
 
 #: Settings that ``--config`` / ``--set`` may give; the flag of the same name, when given, wins.
-FLAGS = ("checkpoint", "segmenter", "batch_size", "device", "eye", "eye_check", "face_crop_size")
+FLAGS = ("checkpoint", "segmenter", "batch_size", "device", "eye", "eye_check", "face_crop_size", "backend")
 
 
 @dataclass
@@ -28,6 +28,7 @@ class PurifyConfig:
     eye: Literal["left", "right", "auto"] = "auto"
     eye_check: bool = True
     face_crop_size: str | None = None  # None: the purifier's working size, from its checkpoint
+    backend: Literal["auto", "torch", "onnx"] = "torch"  # the engine's backend (Purification.load)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "relative paths)")
     parser.add_argument("--batch-size", type=flag_type("batch_size"), help="images per forward pass (default 64)")
     parser.add_argument("--device", help="torch device: cpu, cuda, cuda:1 or auto (default auto: cuda when present)")
+    parser.add_argument("--backend", choices=("auto", "torch", "onnx"),
+                        help="run the segmenter and purifier in PyTorch or in ONNX Runtime (CPU; needs the 'onnx' "
+                             "extra; networks exported to ~/.cache/maskpurify/onnx on first use); auto: onnx when "
+                             "installed and on the CPU (default torch)")
     parser.add_argument("--save-masks", action="store_true",
                         help="also write the mask used for each image (NAME_mask.png) and, for single images "
                              "and face photos, an overlay for inspection (NAME_overlay.png)")
@@ -104,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--mask-video applies to video inputs only")
     segmenter = False if config.segmenter == "none" else config.segmenter
     engine = Purification.load(config.checkpoint, segmenter, config.device, config.batch_size,
-                               check_eyes=config.eye_check)
+                               check_eyes=config.eye_check, backend=config.backend)
     if crop_size is None:
         crop_size = engine.working_size
         config = replace(config, face_crop_size=f"{crop_size[0]}x{crop_size[1]}")  # the run record's resolved value

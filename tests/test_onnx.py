@@ -1,0 +1,229 @@
+"""ONNX export and the ONNX Runtime backend: parity with PyTorch on real and rendered eyes, the export command, the
+``--backend onnx`` CLI path and the export cache.
+
+Tolerances (what was measured on the shipped networks is in brackets; README / benchmarks/onnx_speed.py):
+segmenter logits within 1e-2 [<= 1.3e-3], argmax masks agree on >= 99.5% of pixels [100%]; purifier output
+(float, same masks) within 1e-3 [<= 7e-5]; purified uint8 images within 1 grey level with the same masks (float
+rounding at a .5 boundary) [1] and within 2 through the whole chain (automatic masks) for every image whose masks
+agree [1]; eye-check verdicts identical.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime", reason="onnxruntime not installed (the optional 'onnx' extra: "
+                    "pip install 'maskpurify[onnx]')")
+pytest.importorskip("onnx", reason="onnx not installed (the torch exporter needs it; the optional 'onnx' extra)")
+
+import onnxruntime as ort  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from maskpurify.checkpoints import WEIGHTS_DIR  # noqa: E402
+from maskpurify.errors import UserError  # noqa: E402
+from maskpurify.evaluation.real_eyes import load_real_eyes  # noqa: E402
+from maskpurify.fileio import sha256_file  # noqa: E402
+from maskpurify.nets.gaze import load_gaze_net  # noqa: E402
+from maskpurify.purification import Purification  # noqa: E402
+from maskpurify.purification.engine import resolve_backend  # noqa: E402
+from maskpurify.purification.onnx_backend import OnnxNets, export_network, exported_matches  # noqa: E402
+from maskpurify.world.renderer import render_samples  # noqa: E402
+
+from _cli import run_cli  # noqa: E402
+
+LOGIT_ATOL = 1e-2
+PURIFIER_ATOL = 1e-3
+MASK_AGREEMENT = 0.995
+GREY_LEVELS_SAME_MASKS = 1
+GREY_LEVELS_CHAIN = 2
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """Nothing in these tests writes the user's cache."""
+    old = os.environ.get("MASKPURIFY_ONNX_CACHE")
+    os.environ["MASKPURIFY_ONNX_CACHE"] = str(tmp_path_factory.mktemp("onnx_cache"))
+    yield
+    if old is None:
+        os.environ.pop("MASKPURIFY_ONNX_CACHE", None)
+    else:
+        os.environ["MASKPURIFY_ONNX_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory: pytest.TempPathFactory) -> tuple[Purification, Purification]:
+    folder = tmp_path_factory.mktemp("onnx_engine")
+    return (Purification.load(backend="torch"), Purification.load(backend="onnx", onnx_dir=folder))
+
+
+def _eye_sets() -> dict[str, np.ndarray]:
+    return {"real": np.ascontiguousarray(load_real_eyes().images),
+            "wild": render_samples("wild", 128, (36, 60), seed=11).images,
+            "synthetic": render_samples("synthetic", 64, (36, 60), seed=12).images}
+
+
+@pytest.fixture(scope="module")
+def eye_sets() -> dict[str, np.ndarray]:
+    return _eye_sets()
+
+
+def _float(images: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+
+
+@pytest.mark.parametrize("which", ["real", "wild", "synthetic"])
+def test_segmenter_parity(engines, eye_sets, which):
+    torch_engine, onnx_engine = engines
+    images = eye_sets[which]
+    x = _float(images)
+    logits = onnx_engine._onnx.segmenter.session(images.shape[1:3]).run(None, {"image": x})[0]
+    with torch.inference_mode():
+        reference = torch_engine.segmenter(torch.from_numpy(x)).numpy()
+    assert logits.shape == reference.shape
+    assert np.abs(logits - reference).max() <= LOGIT_ATOL
+    agreement = (onnx_engine.auto_masks(images) == torch_engine.auto_masks(images)).mean()
+    assert agreement >= MASK_AGREEMENT
+
+
+@pytest.mark.parametrize("which", ["real", "wild", "synthetic"])
+def test_purifier_parity_same_masks(engines, eye_sets, which):
+    torch_engine, onnx_engine = engines
+    images = eye_sets[which]
+    masks = torch_engine.auto_masks(images)
+    x, m = _float(images), masks.astype(np.int64)
+    out = onnx_engine._onnx.purify(x, m)
+    with torch.inference_mode():
+        reference = torch_engine.purifier(torch.from_numpy(x), torch.from_numpy(m)).numpy()
+    assert np.abs(out - reference).max() <= PURIFIER_ATOL
+    a, b = onnx_engine.purify_arrays(images, masks), torch_engine.purify_arrays(images, masks)
+    assert a.dtype == np.uint8 and a.shape == images.shape
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= GREY_LEVELS_SAME_MASKS
+
+
+@pytest.mark.parametrize("which", ["real", "wild", "synthetic"])
+def test_chain_parity_and_eye_check(engines, eye_sets, which):
+    """Automatic masks, eye check and purification, as ``maskpurify purify`` runs them."""
+    torch_engine, onnx_engine = engines
+    images = eye_sets[which]
+    names = [f"{which}{i}" for i in range(len(images))]
+    a, b = onnx_engine.purify_batch(images, None, names), torch_engine.purify_batch(images, None, names)
+    assert a.problems == b.problems
+    same = [i for i in range(len(images)) if np.array_equal(a.masks[i], b.masks[i])]
+    assert len(same) >= 0.99 * len(images)
+    assert np.abs(a.images[same].astype(int) - b.images[same].astype(int)).max() <= GREY_LEVELS_CHAIN
+
+
+def test_any_size_grey_and_mirrored_eyes(ckpts, tmp_path):
+    """A small random network at a size the networks pad (30x50), grey input, the other eye: the ONNX engine
+    exports that size on first use and matches PyTorch."""
+    torch.manual_seed(0)
+    kwargs = dict(checkpoint=ckpts["p"], segmenter=ckpts["s"], check_eyes=False, batch_size=5)
+    torch_engine = Purification.load(backend="torch", **kwargs)
+    onnx_engine = Purification.load(backend="onnx", onnx_dir=tmp_path, **kwargs)
+    images = np.random.default_rng(0).integers(0, 256, (7, 30, 50), dtype=np.uint8)
+    a = onnx_engine.purify_arrays(images, eye="right")
+    b = torch_engine.purify_arrays(images, eye="right")
+    assert a.shape == images.shape and a.dtype == np.uint8
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= GREY_LEVELS_CHAIN
+    assert onnx_engine.forward_passes == 2
+    assert (tmp_path / "purifier_30x50.onnx").is_file() and (tmp_path / "segmenter_30x50.onnx").is_file()
+
+
+def test_gaze_export_parity(tmp_path):
+    net = load_gaze_net(WEIGHTS_DIR / "gaze")
+    path = export_network(net, tmp_path / "gaze.onnx")
+    images = _float(load_real_eyes().images)
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": images})[0]
+    with torch.inference_mode():
+        reference = net(torch.from_numpy(images)).numpy()
+    assert np.abs(out - reference).max() <= 1e-3
+
+
+def test_export_command_writes_sidecars_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "exported"
+    code, stdout, err = run_cli(["export", "--format", "onnx", "--out", str(out)])
+    assert code == 0, err
+    for kind in ("segmenter", "purifier", "gaze"):
+        meta = json.loads((out / f"{kind}.json").read_text())
+        original = json.loads((WEIGHTS_DIR / f"{kind}.json").read_text())
+        assert {k: meta[k] for k in original} == original  # the checkpoint's sidecar, whole
+        entry = meta["onnx"]
+        assert entry["sha256"] == sha256_file(out / f"{kind}.onnx") and entry["opset"] >= 13
+        session = ort.InferenceSession(str(out / f"{kind}.onnx"), providers=["CPUExecutionProvider"])
+        assert [i.name for i in session.get_inputs()] == [i["name"] for i in entry["inputs"]]
+        assert [o.name for o in session.get_outputs()] == [o["name"] for o in entry["outputs"]]
+        assert session.get_inputs()[0].shape[0] == "batch"  # dynamic batch axis
+    purifier_inputs = json.loads((out / "purifier.json").read_text())["onnx"]["inputs"]
+    assert purifier_inputs[1] == {"name": "mask", "dtype": "int64", "shape": ["batch", 36, 60]}
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = run_cli(["export", "--out", str(out), "--gaze", "none"])
+    assert code == 2 and "--overwrite" in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    code, _, err = run_cli(["export", "--out", str(out), "--gaze", "none", "--segmenter", "none", "--overwrite"])
+    assert code == 0, err
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_backend_uses_an_exported_folder_and_reexports_a_damaged_file(tmp_path):
+    out = tmp_path / "exported"
+    assert run_cli(["export", "--out", str(out), "--gaze", "none"])[0] == 0
+    engine = Purification.load(backend="onnx", onnx_dir=out)
+    engine._onnx.warm_up((36, 60))
+    assert sorted(p.name for p in out.iterdir()) == ["purifier.json", "purifier.onnx", "segmenter.json",
+                                                      "segmenter.onnx"]
+    # a damaged cache entry is not used: it is exported again under its size-named file
+    (out / "purifier.onnx").write_bytes(b"not onnx")
+    nets = OnnxNets(engine.purifier, None, out)
+    assert not exported_matches(out / "purifier.onnx", nets.purifier.sha, (36, 60))
+    assert nets.purifier.path_for((36, 60)).name == "purifier_36x60.onnx"
+
+
+def test_backend_choice():
+    assert resolve_backend("torch") == "torch"
+    assert resolve_backend("auto", "cpu") == "onnx"  # both packages are installed here
+    assert resolve_backend("auto", "cuda") == "torch"
+    with pytest.raises(UserError, match="CPU only"):
+        resolve_backend("onnx", "cuda")
+    with pytest.raises(UserError, match="auto, torch or onnx"):
+        resolve_backend("tensorrt")
+
+
+def test_cli_backend_onnx_purifies_a_folder(tmp_path):
+    src = tmp_path / "eyes"
+    src.mkdir()
+    images = render_samples("wild", 6, (36, 60), seed=21).images
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(src / f"eye{i}.png")
+    outputs = {}
+    for backend in ("onnx", "torch"):
+        out = tmp_path / f"out_{backend}"
+        code, stdout, err = run_cli(["purify", "--input", str(src), "--out", str(out), "--backend", backend,
+                                     "--quiet"])
+        assert code == 0, err
+        assert "purified 6 images" in stdout
+        outputs[backend] = {p.name: np.asarray(Image.open(p)) for p in sorted(out.glob("eye*.png"))}
+    assert outputs["onnx"].keys() == outputs["torch"].keys() and len(outputs["onnx"]) == 6
+    for name, image in outputs["onnx"].items():
+        assert np.abs(image.astype(int) - outputs["torch"][name].astype(int)).max() <= GREY_LEVELS_CHAIN
+
+
+def test_auto_backend_runs_onnx_and_falls_back_to_torch_when_export_fails(ckpts, tmp_path, monkeypatch):
+    kwargs = dict(checkpoint=ckpts["p"], segmenter=ckpts["s"], onnx_dir=tmp_path)
+    engine = Purification.load(backend="auto", **kwargs)
+    assert engine.backend == "onnx" and (tmp_path / "purifier_36x60.onnx").is_file()  # exported at load
+
+    def broken(*args, **kwargs):
+        raise UserError("ONNX export of the purifier at 36x60 failed: no")
+
+    monkeypatch.setattr("maskpurify.purification.onnx_backend.export_network", broken)
+    with pytest.warns(RuntimeWarning, match="running in PyTorch"):
+        engine = Purification.load(backend="auto", **{**kwargs, "onnx_dir": tmp_path / "other"})
+    assert engine.backend == "torch" and engine._onnx is None
+    with pytest.raises(UserError, match="export"):
+        Purification.load(backend="onnx", **{**kwargs, "onnx_dir": tmp_path / "third"}).purify_arrays(
+            np.zeros((1, 36, 60, 3), np.uint8), np.zeros((1, 36, 60), np.uint8))
