@@ -164,3 +164,16 @@ def test_gaze_command(tmp_path: Path, real_crops: np.ndarray) -> None:
     assert read_image(out / "crops" / "eye0_0.png").shape == (36, 60, 3)
     code, _, err = run_cli(["gaze", "--quiet", "--input", str(folder), "--out", str(out), "--device", "cpu"])
     assert code == 2 and len(err.strip().splitlines()) == 1 and "exists" in err
+
+
+def test_a_photo_without_mediapipe_says_how_to_get_the_face_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image large enough to be a face photo, taken as an eye crop only because MediaPipe is missing: the
+    reason it was passed through says how to install the face path."""
+    from maskpurify.purification import faces
+
+    monkeypatch.setattr(faces, "mediapipe_available", lambda: False)
+    pipeline = Pipeline.load(device="cpu")
+    result = pipeline.purify(np.full((300, 400, 3), 120, np.uint8))
+    assert not result.purified and "MediaPipe" in result.eyes[0].reason and "setup-faces" in result.eyes[0].reason
+    small = pipeline.purify(np.full((36, 60, 3), 120, np.uint8))
+    assert "MediaPipe" not in small.eyes[0].reason

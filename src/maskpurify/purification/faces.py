@@ -60,7 +60,8 @@ FEATHER = 0.2
 MIN_OPENING = 0.125
 #: Images with a shorter side below this are treated as eye crops (FaceMesh needs a face in view).
 MIN_FACE_IMAGE_SIDE = 96
-INSTALL_HINT = "run `make setup-faces` (installs mediapipe==0.10.21 into .venv)"
+INSTALL_HINT = ("run `make setup-faces` in a clone, or `pip install --no-deps mediapipe==0.10.21 absl-py attrs "
+                "flatbuffers 'protobuf>=4.25.3,<5'`")
 
 
 def mediapipe_available() -> bool:

@@ -89,6 +89,7 @@ class _Job:
     name: str
     feather: float  # 0: the crop replaces the whole image
     closed: str | None = None  # why the eye is known closed before any mask is looked at (face photos)
+    hint: str = ""  # added to the reason when the eye is passed through
 
 
 def whole_image_box(height: int, width: int, working_size: tuple[int, int]) -> CropBox:
@@ -254,7 +255,7 @@ class Pipeline:
                 mask = box.apply_mask(full)
             side = CANONICAL_EYE if sides[i] == "auto" else sides[i]
             methods.append("given" if mask is not None else "segmenter")
-            jobs.append(_Job(i, box, side, mask, mask is None, names[i], 0.0))
+            jobs.append(_Job(i, box, side, mask, mask is None, names[i], 0.0, hint=self._face_hint(rgb)))
         outputs = self._purify_jobs(jobs, rgbs)
         per_image: list[list[tuple[_Job, EyeResult]]] = [[] for _ in range(n)]
         for job, out in zip(jobs, outputs):
@@ -282,6 +283,14 @@ class Pipeline:
         return results
 
     # -- pieces ---------------------------------------------------------------------------------------------
+    def _face_hint(self, rgb: np.ndarray) -> str:
+        """What to tell the user when an image large enough to be a face photo was taken as an eye crop only
+        because MediaPipe is missing."""
+        if self.faces_mode != "auto" or self._finder is not None or min(rgb.shape[:2]) < faces.MIN_FACE_IMAGE_SIDE \
+                or faces.mediapipe_available():
+            return ""
+        return f"; if this is a face photo, its eyes are found by MediaPipe FaceMesh, which is not installed ({faces.INSTALL_HINT})"
+
     def _face_jobs(self, i: int, rgb: np.ndarray, name: str) -> tuple[list[_Job], np.ndarray] | None:
         """The eye crops of a face photo with FaceMesh's masks, or None when the image is no face photo."""
         if self.faces_mode == "never" or self.engine.labels is not EYE_LABELS:
@@ -331,7 +340,8 @@ class Pipeline:
             return np.ascontiguousarray(a[:, ::-1]) if flip else a
 
         box = job.box
-        return EyeResult(job.name, (box.x0, box.y0, box.width, box.height), job.side, problem is None, problem,
+        reason = None if problem is None else problem + job.hint
+        return EyeResult(job.name, (box.x0, box.y0, box.width, box.height), job.side, problem is None, reason,
                          canon(crop), canon(output), canon(mask))
 
 
