@@ -210,6 +210,7 @@ class SimGANTask(Task):
     CSV column ``step`` counts all three phases."""
 
     name = "simgan"
+    outputs = ("refiner",)
 
     def __init__(self, config: SimGANTrainConfig,
                  arrays: tuple[EyeBatch, EyeBatch] | None = None) -> None:
