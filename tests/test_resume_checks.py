@@ -4,6 +4,7 @@ output folder; the video container follows the extension of ``--out``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -215,3 +216,23 @@ def test_video_container_follows_the_extension(tmp_path, ckpts):
     line = assert_one_line_refusal(["purify", "--quiet", "--input", str(src), "--out", str(tmp_path / "o.webm"),
                                     *args], tmp_path)
     assert "o.webm" in line and ".mp4" in line, line
+
+
+def test_simgan_starting_over_removes_its_earlier_refiner_and_refined_gaze_run(tmp_path):
+    from test_simgan import _arrays as simgan_arrays
+
+    from maskpurify.training.simgan import RefinerNetConfig, SimGANTrainConfig, train_simgan
+
+    config = SimGANTrainConfig(steps=2, pretrain_r=1, pretrain_d=1, batch_size=8, history_size=20, log_every=2,
+                               preview_every=2, checkpoint_every=2, net=RefinerNetConfig(8, 1, 8), device="cpu")
+    arrays = (simgan_arrays(0), simgan_arrays(1))
+    assert train_simgan(config, tmp_path, progress=False, arrays=arrays)["finished"]
+    assert (tmp_path / "refiner.safetensors").is_file() and any((tmp_path / "previews").iterdir())
+    (tmp_path / "gaze").mkdir()
+    (tmp_path / "gaze" / "config.yaml").write_text("steps: 3\n")  # as train-simgan --train-gaze leaves it
+    with pytest.raises(UserError, match=r"with lr_r=0\.001; this command asks lr_r=0\.01;"):
+        train_simgan(dataclasses.replace(config, lr_r=0.01), tmp_path, progress=False, arrays=arrays)
+    train_simgan(dataclasses.replace(config, lr_r=0.01), tmp_path, resume=False, progress=False, arrays=arrays,
+                 stop_at=1)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("last.v")) == \
+        ["config.yaml", "last.json", "run.json"]

@@ -61,8 +61,8 @@ class Task:
     end. ``name`` names the trainer in the run record and the progress bar."""
 
     name: str = "task"
-    #: the checkpoints :meth:`export` writes into the out dir (``STEM.safetensors`` + ``STEM.json``), removed
-    #: when a run starts afresh there
+    #: the checkpoints :meth:`export` writes into the out dir (``STEM.safetensors`` + ``STEM.json``) and, ending
+    #: in ``/``, run folders made from them, removed when a run starts afresh there
     outputs: tuple[str, ...] = ()
 
     def __init__(self, config: Any, arrays: Any = None) -> None:
@@ -305,6 +305,12 @@ def _remove_previous_run(out: Path, task: Task) -> None:
     for name in RUN_FILES:
         _remove_path(out / name)
     for stem in task.outputs:
+        if stem.endswith("/"):  # a run folder made from this run's results (simgan's refined gaze run)
+            folder = out / stem.rstrip("/")
+            if folder.is_dir() and not folder.is_symlink() and ((folder / "config.yaml").is_file()
+                                                               or checkpoint_exists(folder / "last")):
+                shutil.rmtree(folder)
+            continue
         for path in checkpoint_paths(out / stem):
             _remove_path(path)
 
