@@ -237,6 +237,52 @@ def load_committed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
                     "(files damaged or removed); start afresh with --no-resume or a new --out")
 
 
+def checkpoint_meta(path: str | Path) -> dict[str, Any] | None:
+    """The metadata (``step``, ``extra``, ...) of the checkpoint ``dir/name`` that restoring would load, read
+    without its tensors: the pointer's current version, else its previous one (each only when its ``meta.json``
+    matches the sha256 the pointer records), or a legacy sidecar. None when there is none or none can be read
+    (restoring then says what is wrong)."""
+    weights, sidecar = checkpoint_paths(path)
+    try:
+        pointer = read_pointer(sidecar.parent, sidecar.stem)
+        if pointer is None:
+            meta = read_json(sidecar) if weights.is_file() and sidecar.is_file() else None
+            return meta if isinstance(meta, dict) else None
+    except UserError:
+        return None
+    for key in ("current", "previous"):
+        entry = pointer.get(key)
+        if not isinstance(entry, dict) or not isinstance(entry.get("folder"), str) or "/" in entry["folder"] \
+                or entry["folder"] in ("", ".", "..") or not isinstance(entry.get("files"), dict):
+            continue
+        expected = entry["files"].get(_META)
+        try:
+            data = (sidecar.parent / entry["folder"] / _META).read_bytes()
+            if not isinstance(expected, dict) or sha256_bytes(data) != expected.get("sha256"):
+                continue
+            meta = parse_json(data, str(sidecar.parent / entry["folder"] / _META))
+        except (OSError, ValueError, UserError):
+            continue
+        if isinstance(meta, dict):
+            return meta
+    return None
+
+
+def remove_checkpoint(directory: str | Path, name: str = "last") -> None:
+    """Remove checkpoint ``name`` from ``directory`` (either layout, with what killed saves left): the pointer
+    first, so a kill part-way leaves no checkpoint rather than part of one. Only the single writer of
+    ``directory`` may call it."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    _remove(directory / f"{name}.json")
+    _remove(directory / f"{name}.safetensors")
+    temps, versions = _temp_pattern(name), _version_pattern(name)
+    for child in directory.iterdir():
+        if temps.match(child.name) or versions.match(child.name):
+            _remove(child)
+
+
 def checkpoint_exists(path: str | Path) -> bool:
     """Whether ``dir/name`` holds a checkpoint of either layout (a pointer, or weights + sidecar)."""
     weights, sidecar = checkpoint_paths(path)

@@ -22,7 +22,10 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_out: str) ->
     """The flags every trainer shares: output folder, resume, an early stop, device and progress bar."""
     parser.add_argument("--out", metavar="DIR", default=default_out, help=f"output folder (default: {default_out})")
     parser.add_argument("--no-resume", dest="resume", action="store_false",
-                        help="start afresh even when OUT holds a checkpoint (OUT/last.json)")
+                        help="start afresh even when OUT holds a checkpoint (OUT/last.json): the earlier run's "
+                        "checkpoint, log, previews and weights there are removed (the rendered OUT/data is kept). "
+                        "Without it, a checkpoint is resumed only with the settings of its run (threads, device "
+                        "and the log/eval/preview/checkpoint intervals may change)")
     parser.add_argument("--max-steps", type=flag_type("max_steps"), metavar="N", help="stop after N steps (resumable), e.g. to test")
     parser.add_argument("--device", type=device_type, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folders and datasets: skip outputs a previous run into the same --out finished "
                              "(default on)")
     parser.add_argument("--recursive", action="store_true", help="folders: descend into sub-folders (keeps "
-                        "relative paths)")
+                        "relative paths; never into --out or an earlier purify run's output folder)")
     parser.add_argument("--batch-size", type=flag_type("batch_size"), help="images per forward pass (default 64)")
     parser.add_argument("--device", help="torch device: cpu, cuda, cuda:1 or auto (default auto: cuda when present)")
     parser.add_argument("--backend", choices=("auto", "torch", "onnx"),

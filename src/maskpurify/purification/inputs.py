@@ -3,6 +3,7 @@ and the one mask-file rule (:func:`maskpurify.formats.folder.mask_file_for`) app
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -10,6 +11,7 @@ from typing import Literal
 from maskpurify.errors import UserError
 from maskpurify.fileio import IMAGE_SUFFIXES
 from maskpurify.formats.folder import MASK_SUFFIX, mask_file_for
+from maskpurify.purification.output import PROGRESS_FILE
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv")
 
@@ -71,13 +73,22 @@ def input_kind(src: Path) -> Literal["dataset", "folder", "video", "image"]:
 
 def list_images(root: Path, recursive: bool, skip: Path | None = None) -> list[Path]:
     """The images under ``root`` (sorted; not mask files, nothing hidden, nothing under ``skip``, e.g. the run's
-    own output folder inside the input)."""
-    candidates = root.rglob("*") if recursive else root.glob("*")
+    own output folder inside the input). ``recursive`` walks the sub-folders, but never into one that holds an
+    earlier purify run's progress file (:data:`maskpurify.purification.output.PROGRESS_FILE`): a run's outputs
+    are never purified again."""
     skip = skip.resolve() if skip is not None else None
-    files = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                   and not p.name.endswith(MASK_SUFFIX) and not p.name.startswith(".")
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts[:-1])
-                   and (skip is None or skip not in p.resolve().parents))
+    folders = [root]
+    if recursive:
+        for folder, subfolders, _ in os.walk(root):  # links to folders are not followed (as rglob does not)
+            kept = [name for name in sorted(subfolders) if not name.startswith(".")
+                    and not (Path(folder) / name).is_symlink()
+                    and not (Path(folder) / name / PROGRESS_FILE).is_file()
+                    and (skip is None or (Path(folder) / name).resolve() != skip)]
+            folders.extend(Path(folder) / name for name in kept)
+            subfolders[:] = kept
+    files = sorted(p for folder in folders for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.endswith(MASK_SUFFIX)
+                   and not p.name.startswith(".") and (skip is None or skip not in p.resolve().parents))
     if not files:
         raise UserError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     return files

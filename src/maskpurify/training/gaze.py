@@ -74,6 +74,7 @@ class GazeTask(SupervisedTask):
     """Regress pitch/yaw from synthetic eyes (optionally degraded or augmented), validated on a held-out tail."""
 
     name = "gaze"
+    outputs = ("gaze",)
 
     def setup(self, run: Run) -> None:
         config, ctx = self.config, run.ctx

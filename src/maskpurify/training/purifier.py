@@ -144,6 +144,7 @@ class PurifierTask(Task):
     """Unpaired mask-guided restyling: wild content batches purified towards synthetic style batches."""
 
     name = "purifier"
+    outputs = ("purifier",)
 
     def setup(self, run: Run) -> None:
         config, ctx = self.config, run.ctx

@@ -107,6 +107,7 @@ class SegmenterTask(SupervisedTask):
     """Cross-entropy + Dice on degraded synthetic eyes (some replaced by eyeless crops), validated by mean IoU."""
 
     name = "segmenter"
+    outputs = ("segmenter",)
 
     def setup(self, run: Run) -> None:
         config, ctx = self.config, run.ctx

@@ -210,6 +210,8 @@ class SimGANTask(Task):
     CSV column ``step`` counts all three phases."""
 
     name = "simgan"
+    #: ``gaze/``: the gaze run ``train-simgan --train-gaze`` trains on images of this refiner
+    outputs = ("refiner", "gaze/")
 
     def __init__(self, config: SimGANTrainConfig,
                  arrays: tuple[EyeBatch, EyeBatch] | None = None) -> None:
