@@ -29,7 +29,7 @@ from maskpurify.config import MAX_CHANNELS, load_config
 from maskpurify.errors import UserError
 from maskpurify.fileio import MAX_NESTING, MAX_STRUCTURED_BYTES, FolderLock, parse_json, read_json, read_yaml, \
     save_image
-from maskpurify.masks import IRIS, PUPIL, SCLERA
+from test_purify_outputs import _eye
 from maskpurify.purification.output import LOCK_FILE, PROGRESS_FILE, OutputDir
 from maskpurify.world.dataset import read_meta, write_dataset
 
@@ -338,16 +338,6 @@ def test_folder_lock_file_removed_under_a_waiter_is_not_shared(tmp_path):
         second.release(remove=True)
     finally:
         os.close(stale)
-
-
-def _eye(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    image = rng.integers(40, 220, (36, 60, 3), dtype=np.uint8)
-    mask = np.zeros((36, 60), np.uint8)
-    mask[9:27, 10:50] = SCLERA
-    mask[12:24, 24:36] = IRIS
-    mask[16:20, 28:32] = PUPIL
-    return image, mask
 
 
 def test_purify_into_a_folder_in_use_and_same_size_corruption(tmp_path, ckpts):
