@@ -59,7 +59,7 @@ def test_engine_batches_any_size_and_grey(ckpts: dict[str, Path]) -> None:
     auto = engine.purify_arrays(images[:2])  # segmenter masks
     assert auto.shape == (2, 36, 60, 3)
     odd, odd_mask = _eye(50, 77)  # not the training size, not a multiple of 4
-    assert engine.purify_image(odd, odd_mask).shape == (50, 77, 3)
+    assert engine.purify_arrays(odd[None], odd_mask[None])[0].shape == (50, 77, 3)
     grey = engine.purify_arrays(images[:2, :, :, :1], masks[:2])
     assert grey.shape == (2, 36, 60, 1)
     with pytest.raises(UserError, match="unknown mask labels"):
@@ -77,11 +77,16 @@ def test_binary_purifier_on_real_voc_photo(ckpts: dict[str, Path]) -> None:
     assert engine.labels is BINARY_LABELS and engine.segmenter is None  # shipped eye segmenter never pairs with it
     mask = instance_masks[0].astype(np.uint8)
     assert 0 < mask.sum() < mask.size
-    out = engine.purify_image(rgb, mask, "voc")
+    out = engine.purify_arrays(rgb[None], mask[None], ["voc"])[0]
     assert out.shape == rgb.shape and out.dtype == np.uint8 and np.isfinite(out).all()
     assert not np.array_equal(out, rgb)
     with pytest.raises(UserError, match=r"unknown mask labels \[2\]"):  # an eye mask is not a binary mask
-        engine.purify_image(rgb, mask * 2, "voc")
+        engine.purify_arrays(rgb[None], mask[None] * 2, ["voc"])
+    # The pipeline purifies a scene at its own size (no eye framing): the same pixels as the engine.
+    from maskpurify.purification.pipeline import Pipeline
+
+    result = Pipeline(engine).purify(rgb, mask, name="voc")
+    assert result.method == "given" and result.purified and np.array_equal(result.image, out)
 
 
 # -- single images ---------------------------------------------------------------------------------------------

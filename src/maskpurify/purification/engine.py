@@ -306,12 +306,6 @@ class Purification:
                               for i, m in enumerate(masks)]) if n else np.zeros((0, h, w), np.uint8)
         return _like_input(self._forward(rgb, masks, mirror_flags(eye, n)), images, grey)
 
-    def purify_image(self, image: np.ndarray, mask: np.ndarray | None = None, name: str = "image",
-                     eye: str = CANONICAL_EYE) -> np.ndarray:
-        """One HxWx3 image (and optional HxW mask) of the ``eye`` side -> HxWx3 purified."""
-        masks = None if mask is None else np.asarray(mask)[None]
-        return self.purify_arrays(np.asarray(image)[None], masks, [name], eye)[0]
-
     def purify_batch(self, images: np.ndarray, masks: Sequence[np.ndarray | None] | None, names: Sequence[str],
                      eye: str | Sequence[str] = CANONICAL_EYE, automatic: bool | Sequence[bool] = False
                      ) -> Purified:

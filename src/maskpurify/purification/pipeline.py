@@ -7,9 +7,10 @@ for single images, folders, rendered datasets and videos, ``maskpurify gaze`` an
 1. **Eyes.** A face photo (no mask given, FaceMesh available and the image large enough) gives one crop per eye
    found by FaceMesh, with FaceMesh's mask. Anything else is one eye crop: the smallest box of the working aspect
    (3:5) that holds the whole image, centred on it (edge-replicated where it overhangs).
-2. **Working size.** Each crop is resized to the purifier's working size (36x60 for the shipped one), so a crop
-   of any size meets the networks at the scale they were trained at, and the verdict of the eye check does not
-   depend on the crop's resolution.
+2. **Working size.** Each eye crop is resized to the purifier's working size (36x60 for the shipped one), so a
+   crop of any size meets the networks at the scale they were trained at, and the verdict of the eye check does not
+   depend on the crop's resolution. (A purifier of other labels, e.g. binary COCO masks, purifies each image at its
+   own size.)
 3. **Masks.** A mask given is cut with the crop and trusted; otherwise the segmenter makes one (or FaceMesh did).
 4. **Eye check.** Automatic masks that are no plausible eye (:func:`maskpurify.purification.engine.eye_check`) leave
    the crop as it was; the reason is kept.
@@ -247,7 +248,7 @@ class Pipeline:
                 face_jobs, face_masks[i] = face
                 jobs.extend(face_jobs)
                 continue
-            box = whole_image_box(*rgb.shape[:2], self.working_size)
+            box = self._crop_box(*rgb.shape[:2])
             _check_box(box, rgb.shape[:2], self.working_size, names[i])
             mask = None
             if given[i] is not None:
@@ -283,6 +284,13 @@ class Pipeline:
         return results
 
     # -- pieces ---------------------------------------------------------------------------------------------
+    def _crop_box(self, height: int, width: int) -> CropBox:
+        """An eye crop's box: the whole image at the working size and aspect. A purifier of other labels (COCO
+        scenes, binary masks) has no working framing and purifies every image at its own size."""
+        if self.engine.labels is EYE_LABELS:
+            return whole_image_box(height, width, self.working_size)
+        return CropBox(0, 0, width, height, height, width)
+
     def _face_hint(self, rgb: np.ndarray) -> str:
         """What to tell the user when an image large enough to be a face photo was taken as an eye crop only
         because MediaPipe is missing."""
