@@ -1,8 +1,11 @@
-"""Purification: the one inference engine (:mod:`.engine`), the face path (:mod:`.faces`), the resumable output
-folder (:mod:`.output`) and the drivers behind ``maskpurify purify`` (:mod:`.drivers`).
+"""Purification: the one pipeline (:mod:`.pipeline`: an image and optional mask in, the purified image, the mask
+used and one record per eye out), what the user gave (:mod:`.inputs`), the networks on arrays (:mod:`.engine`, and
+:mod:`.onnx_backend`), eyes in face photos (:mod:`.faces`), gaze from the purified eyes (:mod:`.gaze`), the
+resumable output folder (:mod:`.output`) and the thin drivers behind ``maskpurify purify`` (:mod:`.drivers`).
 
-Imports go one way: drivers -> faces -> engine; output stands alone. ``Purification`` is re-exported because it is
-the library's entry point (``Purification.load().purify_arrays(images, masks)``).
+Imports go one way: drivers -> pipeline -> faces, engine; gaze -> pipeline; output and inputs stand alone.
+``Purification`` is re-exported for the experiment, the benchmarks and the trainers (``Purification.load()
+.purify_arrays(images, masks)``); users call :func:`maskpurify.purify` or :class:`.pipeline.Pipeline`.
 """
 
 from maskpurify.purification.engine import Purification

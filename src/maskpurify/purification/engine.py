@@ -2,7 +2,8 @@
 
 A loaded purifier (and optionally a segmenter for automatic masks) runs batched, in ``torch.inference_mode``, on
 any device. Everything that turns uint8 images into purified uint8 images goes through :class:`Purification`:
-``maskpurify purify``'s drivers, the face path, the experiment, the benchmarks and SimGAN's refiner.
+the pipeline (:mod:`maskpurify.purification.pipeline`, behind the library call, ``maskpurify purify``, ``gaze`` and
+the web page), the experiment, the benchmarks and SimGAN's refiner. It knows nothing about files, crops or faces.
 
 Two rules hold everywhere. The networks know one eye, the canonical side the renderer draws
 (:data:`maskpurify.masks.CANONICAL_EYE`); a crop of the other eye (``eye="right"``) is mirrored before the
