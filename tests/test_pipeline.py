@@ -177,3 +177,21 @@ def test_a_photo_without_mediapipe_says_how_to_get_the_face_path(monkeypatch: py
     assert not result.purified and "MediaPipe" in result.eyes[0].reason and "setup-faces" in result.eyes[0].reason
     small = pipeline.purify(np.full((36, 60, 3), 120, np.uint8))
     assert "MediaPipe" not in small.eyes[0].reason
+
+
+def test_readme_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    real_crops: np.ndarray) -> None:
+    """The README's Python blocks, run as written in a folder holding an eye.png."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) >= 2
+    save_image(tmp_path / "eye.png", _resize(real_crops[0], (72, 120)))
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, object] = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 - the project's own README
+    result = scope["result"]
+    assert result.image.shape == (72, 120, 3) and result.purified  # type: ignore[attr-defined]
+    assert len(scope["gazes"]) == 1  # type: ignore[arg-type]
