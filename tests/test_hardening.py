@@ -389,3 +389,32 @@ def test_corrupt_video_is_exactly_one_line_on_stderr(tmp_path, damage):
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert lines[0].startswith(f"maskpurify purify: error: {src}: "), lines[0]
     assert snapshot(tmp_path) == before
+
+
+def test_two_concurrent_runs_into_one_folder(tmp_path: Path) -> None:
+    """Two ``maskpurify purify`` processes started together into one --out from different inputs: whatever the
+    interleaving, exactly one finishes (exit 0) and the other refuses in one line (exit 2), and the folder ends
+    byte-identical to a single run of the winner's input, no lock file left."""
+    from maskpurify.evaluation.real_eyes import load_real_eyes
+    from maskpurify.fileio import save_image
+
+    crops = load_real_eyes().images
+    for name, shift in (("fA", 0), ("fC", 5)):
+        (tmp_path / name).mkdir()
+        for i in range(10):
+            save_image(tmp_path / name / f"e{i:02d}.png", np.ascontiguousarray(crops[(i + shift) % len(crops)]))
+    command = [sys.executable, "-m", "maskpurify", "purify", "--quiet", "--device", "cpu", "--out", "O", "--input"]
+    runs = [subprocess.Popen([*command, name], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for name in ("fA", "fC")]
+    done = [(run.wait(timeout=300), run.stderr.read()) for run in runs]  # type: ignore[union-attr]
+    codes = sorted(code for code, _ in done)
+    assert codes == [0, 2], done
+    loser = next(err for code, err in done if code == 2)
+    assert len([line for line in loser.splitlines() if "error" in line]) == 1
+    winner = ("fA", "fC")[[code for code, _ in done].index(0)]
+    subprocess.run([*command[:-3], "--out", "single", "--input", winner], cwd=tmp_path, check=True,
+                   capture_output=True)
+    ours, single = tmp_path / "O", tmp_path / "single"
+    assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in single.iterdir())
+    for image in single.glob("*.png"):
+        assert (ours / image.name).read_bytes() == image.read_bytes()

@@ -113,7 +113,9 @@ class OutputDir:
             self._load()
             self.done.update(ours)
         except BaseException:
-            self.lock.release()
+            # refused under the lock (another run finished into the folder meanwhile): leave the folder as that
+            # run left it, without a lock file of ours
+            self.lock.release(remove=True)
             raise
 
     def clean(self, folder: Path) -> None:
