@@ -207,3 +207,15 @@ def test_cli_auto_face_photo_and_eye_crop(tmp_path: Path, ckpts: dict[str, Path]
                  "--checkpoint", str(ckpts["p"]), "--masks", "faces"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "FaceMesh found no face" in err[-1]
+
+
+def test_face_photo_prints_nothing_but_its_line(tmp_path: Path, mediapipe: object) -> None:
+    """MediaPipe's own C++ log lines (set-up, first image) do not reach the user's stderr: a face photo purified
+    through the CLI prints its one summary line and nothing else."""
+    import subprocess
+
+    save_image(tmp_path / "face.png", skimage.data.astronaut())
+    done = subprocess.run([sys.executable, "-m", "maskpurify", "purify", "--quiet", "--device", "cpu", "--input",
+                           "face.png", "--out", "out.png"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.strip().splitlines() == ["purified face.png -> out.png (mask: faces, 2 eyes)"]

@@ -26,9 +26,11 @@ networks and mirrored back before pasting. Which crop needs it is read from wher
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +69,22 @@ INSTALL_HINT = ("run `make setup-faces` in a clone, or `pip install --no-deps me
 def mediapipe_available() -> bool:
     """Whether the optional mediapipe package is installed (without importing it)."""
     return importlib.util.find_spec("mediapipe") is not None
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null while MediaPipe's C++ code runs: it logs through absl/glog straight
+    to stderr ("W0000 ... feedback manager", "Created TensorFlow Lite XNNPACK delegate"), lines a user cannot act
+    on, which would bury the tool's own one-line messages. Python exceptions are unaffected."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _import_mediapipe() -> Any:
@@ -266,14 +284,18 @@ class FaceFinder:
 
     def __init__(self, static: bool = True, max_faces: int = 4, min_confidence: float = 0.5) -> None:
         mp = _import_mediapipe()
-        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=static, refine_landmarks=True,
-                                                     max_num_faces=max_faces,
-                                                     min_detection_confidence=min_confidence)
+        with _native_stderr_silenced():
+            self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=static, refine_landmarks=True,
+                                                         max_num_faces=max_faces,
+                                                         min_detection_confidence=min_confidence)
+        self._first = True  # MediaPipe logs its set-up on the first image too
 
     def landmarks(self, image: np.ndarray) -> list[np.ndarray]:
         """One (478, 2) pixel-coordinate array per face found in an HxWx3 uint8 RGB image."""
         h, w = image.shape[:2]
-        result = self._mesh.process(np.ascontiguousarray(image[..., :3]))
+        with _native_stderr_silenced() if self._first else contextlib.nullcontext():
+            result = self._mesh.process(np.ascontiguousarray(image[..., :3]))
+        self._first = False
         faces = []
         for face in result.multi_face_landmarks or []:
             faces.append(np.array([(p.x * w, p.y * h) for p in face.landmark], np.float64))
