@@ -77,13 +77,15 @@ def score(checkpoint: str | None, half: str, way: str) -> dict[str, Any]:
                                                 automatic=True)
             ok = np.array([p is None for p in done.problems]) & (openings >= faces.MIN_OPENING)
             return np.where(ok[:, None, None, None], done.images, c), ok
+        used = masks
     else:
+        results = pipeline.run(list(crops), None, None, sides)  # once: the scores, the IoU and the control read it
+        used = auto = np.stack([r.mask for r in results])
+
         def purify_fn(c: np.ndarray, flips: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            results = pipeline.run(list(c), None, [f"eye{i}" for i in range(len(c))], sides)
+            assert np.array_equal(c, crops), "score_purifier cuts the same crops"
             return np.stack([r.image for r in results]), np.array([r.purified for r in results])
 
-        results = pipeline.run(list(crops), None, None, sides)
-        auto = np.stack([r.mask for r in results])
         disc, ref_disc = auto >= IRIS, masks >= IRIS
         extra["mask_iou_vs_facemesh"] = {"iris": iou(disc, ref_disc), "sclera": iou(auto == SCLERA, masks == SCLERA),
                                          "iris_per_eye_mean": float(np.nanmean([iou(a, b) for a, b in
@@ -106,7 +108,6 @@ def score(checkpoint: str | None, half: str, way: str) -> dict[str, Any]:
             for (h, w), (v, m) in by_size.items() if (h, w) != (36, 60)}
     result = score_purifier(purify_fn, half, WORKING_SIZE, gaze_fn(), pass_masks=True, data=data)
     # the control: the same binocular check on gaze read from the mask alone (the mask this way in purifies with)
-    used = masks if way == "faces" else np.stack([r.mask for r in pipeline.run(list(crops), None, None, sides)])
     result["binocular_yaw_gap_mask_alone"] = binocular_yaw_gap(label_image(used), data, gaze_fn("gaze_from_labels"))[0]
     rng = np.random.default_rng(0)
     negatives = [np.full((36, 60, 3), v, np.uint8) for v in np.linspace(0, 255, 20).astype(np.uint8)]
