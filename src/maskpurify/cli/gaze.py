@@ -6,10 +6,15 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maskpurify.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from maskpurify.purification.gaze import GazeReader
+    from maskpurify.purification.pipeline import Pipeline
 
 HELP = "read gaze from purified eyes (photo, eye crop, folder or video): CSV, JSON and pictures with arrows"
 
@@ -100,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _video(pipeline: Any, reader: Any, src: Path, dest: Path, rows: list[dict[str, Any]],
-           args: argparse.Namespace, crop_file: Any) -> None:
+def _video(pipeline: Pipeline, reader: GazeReader, src: Path, dest: Path, rows: list[dict[str, Any]],
+           args: argparse.Namespace, crop_file: Callable[[str, int], Path]) -> None:
     """Every frame: its eyes' gaze rows and the frame with arrows into ``dest``."""
     from tqdm import tqdm
 
