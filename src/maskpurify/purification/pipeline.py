@@ -83,7 +83,7 @@ class _Job:
     """One eye crop on its way through the networks."""
 
     image: int  # index of the image it comes from
-    box: CropBox
+    box: CropBox | faces.RotatedCrop  # a face's eye is cut level (turned by the head's roll)
     side: str
     mask: np.ndarray | None  # working-size mask in the input's orientation; None: the segmenter's
     automatic: bool  # whether the eye check applies (FaceMesh's masks and the segmenter's)
@@ -353,10 +353,10 @@ class Pipeline:
                          canon(crop), canon(output), canon(mask))
 
 
-def _cut(box: CropBox, image: np.ndarray) -> np.ndarray:
+def _cut(box: CropBox | faces.RotatedCrop, image: np.ndarray) -> np.ndarray:
     """The box's working-size crop (the image itself when it already is one: no resampling)."""
-    if (box.x0, box.y0, box.width, box.height, box.out_height, box.out_width) == (0, 0, image.shape[1],
-                                                                                    image.shape[0], *image.shape[:2]):
+    if isinstance(box, CropBox) and (box.x0, box.y0, box.width, box.height, box.out_height, box.out_width) == (
+            0, 0, image.shape[1], image.shape[0], *image.shape[:2]):
         return image
     return box.apply_image(image)
 
