@@ -125,6 +125,20 @@ def test_grey_in_grey_out_and_odd_aspect(shipped: Pipeline, real_crops: np.ndarr
     assert result.image.shape == grey.shape and result.image.dtype == np.uint8 and result.mask.shape == grey.shape
 
 
+def test_grey_photo_stored_as_rgb_comes_back_grey(shipped: Pipeline, real_crops: np.ndarray) -> None:
+    grey = cv2.cvtColor(real_crops[2], cv2.COLOR_RGB2GRAY)
+    as_rgb = np.repeat(grey[..., None], 3, axis=2)
+    as_rgb[0, 0, 0] = min(255, int(as_rgb[0, 0, 0]) + 2)  # JPEG decoding leaves a level or two between channels
+    result = shipped.purify(as_rgb, eye="left")
+    assert result.purified and result.image.shape == as_rgb.shape
+    spread = result.image.max(axis=2).astype(int) - result.image.min(axis=2)
+    assert spread.max() == 0  # no colour added to a grey photo
+    exact = shipped.purify(np.repeat(grey[..., None], 3, axis=2), eye="left").image
+    np.testing.assert_array_equal(exact[..., 0], shipped.purify(grey, eye="left").image)  # as grey as HxW grey
+    colour = shipped.purify(real_crops[2], eye="left").image
+    assert (colour.max(axis=2).astype(int) - colour.min(axis=2)).max() > 10  # a colour photo stays in colour
+
+
 def test_bad_inputs_are_one_clear_error(shipped: Pipeline) -> None:
     with pytest.raises(maskpurify.errors.UserError, match="uint8"):
         shipped.purify(np.zeros((36, 60, 3), np.float32))

@@ -106,6 +106,8 @@ def whole_image_box(height: int, width: int, working_size: tuple[int, int]) -> C
 #: resized and pasted back at full size, so a very thin image (a 32768x2048 strip frames as 32768x54614) would
 #: need gigabytes; such an image is refused in one line, to be cropped closer to the eye.
 MAX_BOX_PIXELS = 2 * MAX_IMAGE_PIXELS
+#: A grey photo stored as RGB (JPEG decoding leaves a level or two between channels) comes back grey.
+GREY_TOLERANCE = 2
 
 
 def _check_box(box: CropBox, shape: tuple[int, ...], working_size: tuple[int, int], name: str) -> None:
@@ -117,8 +119,15 @@ def _check_box(box: CropBox, shape: tuple[int, ...], working_size: tuple[int, in
                         "the eye")
 
 
+def _is_grey_rgb(rgb: np.ndarray) -> bool:
+    """Whether an RGB image is a grey photo stored in colour: every pixel's channels within GREY_TOLERANCE."""
+    r, g, b = (rgb[..., k].astype(np.int16) for k in range(3))
+    return bool(max(np.abs(r - g).max(), np.abs(g - b).max()) <= GREY_TOLERANCE)
+
+
 def _to_rgb(image: np.ndarray, name: str) -> tuple[np.ndarray, bool]:
-    """uint8 HxW, HxWx1, HxWx3 or HxWx4 -> HxWx3 and whether it was grey (alpha dropped)."""
+    """uint8 HxW, HxWx1, HxWx3 or HxWx4 -> HxWx3 and whether it was grey (alpha dropped). A grey photo stored
+    as RGB counts as grey, so that it comes back grey: the purifier's colours are not in the photo."""
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise UserError(f"{name}: images must be uint8, got {image.dtype}")
@@ -128,14 +137,20 @@ def _to_rgb(image: np.ndarray, name: str) -> tuple[np.ndarray, bool]:
         raise UserError(f"{name}: expected an HxW grey or HxWx3 RGB image, got shape {tuple(image.shape)}")
     if min(image.shape[:2]) < 8:
         raise UserError(f"{name}: image of {image.shape[0]}x{image.shape[1]} pixels is too small (at least 8x8)")
-    return np.ascontiguousarray(image[..., :3]), False
+    rgb = np.ascontiguousarray(image[..., :3])
+    return rgb, _is_grey_rgb(rgb)
 
 
 def _like_input(rgb: np.ndarray, original: np.ndarray, grey: bool) -> np.ndarray:
+    """The output in the input's layout: grey inputs get the channel mean (HxW, HxWx1, or HxWx3 for a grey
+    photo stored as RGB)."""
     if not grey:
         return rgb
     out = np.round(rgb.astype(np.float32).mean(-1)).astype(np.uint8)
-    return out if np.asarray(original).ndim == 2 else out[..., None]
+    original = np.asarray(original)
+    if original.ndim == 2:
+        return out
+    return out[..., None] if original.shape[-1] == 1 else np.repeat(out[..., None], 3, axis=2)
 
 
 def _mask_back(box: CropBox, mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
