@@ -82,6 +82,8 @@ class DomainPreset:
     iris_texture: Range = (0.12, 0.3)
     sclera_tint: Range = (0.0, 0.12)
     lash_strength: Range = (0.45, 0.9)
+    #: Darkening of the iris towards its rim (the limbal ring), as a fraction of the iris colour.
+    limbus: Range = (0.4, 0.75)
     # --- lighting ---------------------------------------------------------------------------------------
     ambient: Range = (0.5, 0.6)
     #: Key light intensity and direction spread (degrees away from the camera axis).

@@ -164,7 +164,7 @@ def _sample_identity(rng: np.random.Generator, n: int, p: DomainPreset) -> dict[
         iris_inner=_IRIS_INNER[family] * bright * rng.uniform(0.9, 1.1, (n, 3)),
         iris_freq=rng.integers(6, 40, (n, 3)).astype(float), iris_phase=rng.uniform(0, 2 * np.pi, (n, 3)),
         iris_twist=rng.uniform(-3, 3, (n, 3)), iris_amp=rng.uniform(0.3, 1.0, (n, 3)),
-        iris_texture=_u(rng, p.iris_texture, n), limbus=rng.uniform(0.4, 0.75, n),
+        iris_texture=_u(rng, p.iris_texture, n), limbus=_u(rng, p.limbus, n),
         collarette=rng.uniform(-0.2, 0.25, n),
         skin=np.clip(skin, 0.05, 1.0), skin_texture=_u(rng, p.skin_texture, n),
         skin_noise=rng.normal(0, 1, (n, *_KNOTS)),
