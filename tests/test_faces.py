@@ -21,9 +21,10 @@ from maskpurify.purification.pipeline import Pipeline, Result
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _outside(shape: tuple[int, ...], boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+def _outside(shape: tuple[int, ...], boxes: list[tuple[int, int, int, int]], margin: int = 0) -> np.ndarray:
     inside = np.zeros(shape[:2], bool)
     for x0, y0, w, h in boxes:
+        x0, y0, w, h = x0 - margin, y0 - margin, w + 2 * margin, h + 2 * margin
         inside[max(0, y0):max(0, y0 + h), max(0, x0):max(0, x0 + w)] = True
     return ~inside
 
@@ -174,7 +175,8 @@ def test_astronaut_face_photo(ckpts: dict[str, Path], mediapipe: object) -> None
         assert 170 < x0 + w / 2 < 270 and 85 < y0 + h / 2 < 120 and abs(h / w - 0.6) < 0.05
         assert {SCLERA, IRIS, PUPIL} <= set(np.unique(eye.mask))
         assert eye.crop.shape == (36, 60, 3) and eye.output.shape == (36, 60, 3)
-    outside = _outside(photo.shape, _boxes(result))
+    # her head is rolled by a few degrees, so the turned boxes' corners reach a pixel or two past the upright ones
+    outside = _outside(photo.shape, _boxes(result), margin=2)
     assert outside.mean() > 0.99
     assert np.array_equal(result.image[outside], photo[outside])  # pixel-identical outside the crops
     assert (result.image[~outside] != photo[~outside]).any(axis=-1).mean() > 0.3  # purified inside

@@ -374,9 +374,11 @@ def attention_region(mask: np.ndarray, labels: LabelSet = EYE_LABELS) -> np.ndar
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a label map to (height, width) by nearest neighbour: labels are never blended."""
+    """Resize a label map to (height, width) by nearest neighbour: labels are never blended. Pixel centres are
+    mapped as for images (INTER_NEAREST_EXACT); OpenCV's INTER_NEAREST samples each output pixel's top-left
+    source instead, moving the labels up to half a pixel right and down of the image they belong to."""
     height, width = size
-    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
 def erode_region(region: np.ndarray, pixels: int) -> np.ndarray:

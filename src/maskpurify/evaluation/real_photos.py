@@ -38,7 +38,7 @@ import numpy as np
 from scipy import ndimage
 
 from maskpurify.errors import UserError
-from maskpurify.masks import IRIS, PUPIL, SCLERA, mirror_eyes, mirror_gaze
+from maskpurify.masks import IRIS, PUPIL, SCLERA, mirror_eyes, mirror_gaze, resize_mask
 
 REAL_PHOTOS = Path(__file__).resolve().parents[1] / "data" / "real_photos.npz"
 HALVES = ("tune", "report")
@@ -150,8 +150,7 @@ def working_crops(images: np.ndarray, size: tuple[int, int] = WORKING_SIZE) -> n
 def working_masks(masks: np.ndarray, size: tuple[int, int] = WORKING_SIZE) -> np.ndarray:
     """The reference label maps cut like :func:`working_crops` (nearest neighbour: labels are never blended)."""
     x0, y0, cw, ch = _centre_box(*masks.shape[1:3])
-    return np.stack([cv2.resize(np.ascontiguousarray(m[y0:y0 + ch, x0:x0 + cw]), (size[1], size[0]),
-                                interpolation=cv2.INTER_NEAREST) for m in masks])
+    return np.stack([resize_mask(np.ascontiguousarray(m[y0:y0 + ch, x0:x0 + cw]), size) for m in masks])
 
 
 # ------------------------------------------------------------------------------------------------------ measures

@@ -23,7 +23,7 @@ from maskpurify.errors import UserError
 from maskpurify.formats import READERS, open_reader
 from maskpurify.formats.base import Masker, Reader
 from maskpurify.formats.mpiigaze import MPIIGazeReader
-from maskpurify.masks import LabelSet, validate_mask
+from maskpurify.masks import LabelSet, resize_mask, validate_mask
 
 #: Masks filled per masker batch.
 MASK_CHUNK = 256
@@ -60,7 +60,7 @@ def _resized(pair_image: np.ndarray, mask: np.ndarray | None, center: np.ndarray
     ih, iw = pair_image.shape[:2]
     image = pair_image if (ih, iw) == (h, w) else cv2.resize(pair_image, (w, h), interpolation=cv2.INTER_AREA)
     if mask is not None and mask.shape[:2] != (h, w):
-        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+        mask = resize_mask(mask, (h, w))
     point = np.full(2, np.nan, np.float32)
     if center is not None:  # pixel centres as cv2.resize maps them
         cx, cy = np.asarray(center, np.float64).reshape(2)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from maskpurify.masks import EYE_LABELS, LabelSet, validate_mask
+from maskpurify.masks import EYE_LABELS, LabelSet, resize_mask, validate_mask
 from maskpurify.pairs import RGBMaskPair
 
 #: An automatic masker: HxWx3 uint8 RGB image -> HxW integer label map.
@@ -89,14 +89,17 @@ class CropBox:
         return array[y:y + self.height, x:x + self.width]
 
     def apply_image(self, image: np.ndarray) -> np.ndarray:
-        """Crop and resize an image (INTER_AREA: an honest average when shrinking)."""
+        """Crop and resize an image: INTER_AREA (an honest average) when shrinking, INTER_CUBIC when enlarging
+        (INTER_AREA enlarges bilinearly, and a small crop would reach the networks blurrier than a large one)."""
         crop = self._cut(image, cv2.BORDER_REPLICATE)
-        return cv2.resize(crop, (self.out_width, self.out_height), interpolation=cv2.INTER_AREA)
+        shrink = self.width >= self.out_width
+        return cv2.resize(crop, (self.out_width, self.out_height),
+                          interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
     def apply_mask(self, mask: np.ndarray) -> np.ndarray:
         """Crop and resize a label map by nearest neighbour so labels are never blended."""
         crop = self._cut(mask, cv2.BORDER_CONSTANT, 0)
-        return cv2.resize(crop, (self.out_width, self.out_height), interpolation=cv2.INTER_NEAREST)
+        return resize_mask(crop, (self.out_height, self.out_width))
 
     def map_points(self, points: np.ndarray) -> np.ndarray:
         """Map (..., 2) source (x, y) pixel coordinates into the output image."""

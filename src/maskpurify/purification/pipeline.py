@@ -32,7 +32,7 @@ import numpy as np
 from maskpurify.errors import UserError
 from maskpurify.fileio import MAX_IMAGE_PIXELS
 from maskpurify.formats.base import CropBox
-from maskpurify.masks import CANONICAL_EYE, EYE_LABELS, EYE_SIDES
+from maskpurify.masks import CANONICAL_EYE, EYE_LABELS, EYE_SIDES, resize_mask
 from maskpurify.purification import faces
 from maskpurify.purification.engine import Purification
 
@@ -155,7 +155,7 @@ def _like_input(rgb: np.ndarray, original: np.ndarray, grey: bool) -> np.ndarray
 
 def _mask_back(box: CropBox, mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A working-size label map of a whole-image box resized to the image (nearest: labels never blend)."""
-    big = cv2.resize(mask, (box.width, box.height), interpolation=cv2.INTER_NEAREST)
+    big = resize_mask(mask, (box.height, box.width))
     h, w = shape
     out = np.zeros((h, w), np.uint8)
     x0, y0 = max(0, box.x0), max(0, box.y0)
@@ -330,7 +330,7 @@ class Pipeline:
                                 "auto for eye crops)")
             return None
         full = faces.rasterise(rgb.shape, eyes)
-        jobs = [_Job(i, e.crop, e.crop_side, e.crop.apply_mask(full), True, f"{name} ({e.side} eye)", faces.FEATHER,
+        jobs = [_Job(i, e.crop, e.crop_side, faces.crop_mask(e.crop, eyes), True, f"{name} ({e.side} eye)", faces.FEATHER,
                      None if not self.engine.check_eyes or e.opening >= faces.MIN_OPENING else
                      f"closed eye (eyelid opening {e.opening:.3f} < {faces.MIN_OPENING})")
                 for e in eyes]
