@@ -16,7 +16,7 @@ Per photo, FaceMesh (``faces.FaceFinder``) runs on overlapping square windows at
 detector only finds faces that fill a good part of the frame; detections of the same face are grouped, a face
 seen in fewer than :data:`MIN_VOTES` windows is dropped, and the median of its landmarks is kept. Each eye is then
 cut exactly as ``maskpurify purify`` cuts it in a face photo (``faces.eyes_from_landmarks`` box at the shipped
-purifier's working size, 36x60; ``faces.rasterise`` reference mask: eyelid contour -> sclera, iris circle ->
+purifier's working size, 36x60; ``faces.crop_mask`` reference mask: eyelid contour -> sclera, iris circle ->
 iris, pupil circle -> pupil), and the crop of the non-canonical eye is mirrored to the canonical side
 (``Eye.crop_side``, ``masks.mirror_eyes``). Eyes narrower than ``--min-eye-width`` pixels (corner to corner, in
 the photo) are skipped. Run from the repository root (needs ``make setup-faces``)::
@@ -103,7 +103,7 @@ def find_faces(finder: faces.FaceFinder, photo: np.ndarray) -> list[Face]:
                 window = np.ascontiguousarray(photo[y0:y0 + size, x0:x0 + size])
                 big = np.asarray(Image.fromarray(window).resize((UPSCALE, UPSCALE), Image.BICUBIC))
                 for points in finder.landmarks(big):
-                    points = points * (size / UPSCALE) + np.array([x0, y0])
+                    points = (points + 0.5) * (size / UPSCALE) - 0.5 + np.array([x0, y0])  # pixel centres
                     local = points - np.array([x0, y0])
                     if local.min() >= 0.05 * size and local.max() <= 0.95 * size:  # not cut by the window
                         found.append(points)
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, photo in photos.items():
             found = sorted(find_faces(finder, photo), key=lambda f: tuple(f.points[1].round()))
             eyes_by_face = [faces.eyes_from_landmarks(face.points, size) for face in found]
-            mask = faces.rasterise(photo.shape, [eye for eyes in eyes_by_face for eye in eyes])  # as purify does
+            all_eyes = [eye for eyes in eyes_by_face for eye in eyes]
             kept_here = 0
             for face_index, eyes in enumerate(eyes_by_face):
                 for eye in eyes:
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     flip = eye.crop_side != "left"
                     crop = eye.crop.apply_image(photo)[None]
-                    crop_mask = eye.crop.apply_mask(mask)[None]
+                    crop_mask = faces.crop_mask(eye.crop, all_eyes)[None]  # as purify draws it
                     centre = eye.crop.map_points(eye.iris_center)
                     if flip:
                         crop, crop_mask = mirror_eyes(crop, channels=True), mirror_eyes(crop_mask)

@@ -22,8 +22,8 @@ Per eye (both eyes of each face):
   resized (INTER_AREA) to 72x120. NOT mirrored: as it appears in the photo; ``canonical_flip`` says whether it
   must be mirrored to the canonical side (``faces.Eye.crop_side``). The purifier's framing (1.75x corners) is the
   centre 0.7 of it (``maskpurify.evaluation.real_photos.working_crops``);
-- the reference label map at the same size (``faces.rasterise`` on the photo: eyelid contour -> sclera, iris
-  circle -> iris, pupil circle of 0.37 x the iris radius -> pupil; nearest-neighbour);
+- the reference label map at the same size (``faces.crop_mask``: the landmarks mapped into the crop and drawn at
+  its resolution: eyelid contour -> sclera, iris circle -> iris, pupil circle of 0.37 x the iris radius -> pupil);
 - ``openness``: the mean lid gap over three vertical landmark pairs divided by the corner distance; ``open`` is
   ``openness >= OPEN_THRESHOLD`` (0.15: on this set closed eyes measure 0.05-0.11 and open ones 0.19 and up).
   Closed and nearly closed eyes are kept, as negatives;
@@ -226,7 +226,7 @@ def find_faces(finder: faces.FaceFinder, photo: np.ndarray) -> list[np.ndarray]:
         scale = max(1.0, UPSCALE / size)
         big = cv2.resize(window, (round(size * scale),) * 2, interpolation=cv2.INTER_CUBIC) if scale > 1 else window
         for points in finder.landmarks(big):
-            local = points / scale
+            local = (points + 0.5) / scale - 0.5  # pixel centres, as cv2.resize maps them
             if local.min() >= 0.05 * size and local.max() <= 0.95 * size:  # not cut by the window
                 found.append((local + np.array([x0, y0]), False))
     corners = list(faces.RIGHT_CORNERS + faces.LEFT_CORNERS)
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                     mid = eye.corners.mean(0)
                     eye.crop = CropBox.around((float(mid[0]), float(mid[1])), max(4.0, BOX_SCALE * width), CROP_SIZE)
                 eyes_by_face.append((points, eyes))
-            mask = faces.rasterise(photo.shape, [eye for _, eyes in eyes_by_face for eye in eyes])
+            all_eyes = [eye for _, eyes in eyes_by_face for eye in eyes]
             kept = 0
             for face_index, (points, eyes) in enumerate(eyes_by_face):
                 for eye in eyes:
@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                         skipped += 1
                         continue
                     rows["images"].append(eye.crop.apply_image(photo))
-                    rows["masks"].append(eye.crop.apply_mask(mask))
+                    rows["masks"].append(faces.crop_mask(eye.crop, all_eyes))
                     rows["photo"].append(src.photo)
                     rows["source"].append(source_label(src))
                     rows["member"].append(src.member)

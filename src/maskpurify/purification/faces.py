@@ -31,13 +31,14 @@ import importlib.util
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
 import numpy as np
 
 from maskpurify.errors import UserError
+from maskpurify.formats.base import CropBox
 from maskpurify.masks import CANONICAL_EYE, IRIS, PUPIL, SCLERA, SKIN
 
 RIGHT_EYELID = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
@@ -152,11 +153,12 @@ class RotatedCrop:
 
     @property
     def x0(self) -> int:
-        return int(round(self.centre[0] - self.width / 2))
+        """The first pixel column of the upright box (pixel centres at integers: it spans centre +- (width-1)/2)."""
+        return int(round(self.centre[0] - (self.width - 1) / 2))
 
     @property
     def y0(self) -> int:
-        return int(round(self.centre[1] - self.height / 2))
+        return int(round(self.centre[1] - (self.height - 1) / 2))
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -269,6 +271,18 @@ def rasterise(shape: Sequence[int], eyes: Sequence[Eye]) -> np.ndarray:
     return mask
 
 
+def in_crop(eye: Eye, crop: RotatedCrop | CropBox) -> Eye:
+    """``eye`` with its landmarks mapped into ``crop``'s pixels (radius scaled by the crop's mean scale)."""
+    return replace(eye, eyelid=crop.map_points(eye.eyelid), iris_center=crop.map_points(eye.iris_center),
+                   iris_radius=eye.iris_radius * float(np.mean(crop.scale)), corners=crop.map_points(eye.corners))
+
+
+def crop_mask(crop: RotatedCrop | CropBox, eyes: Sequence[Eye]) -> np.ndarray:
+    """The label map of ``crop`` drawn at the crop's own resolution from the landmarks of ``eyes`` mapped into it:
+    sharper than cutting a map drawn at the photo's resolution, which is blocky where a small eye is enlarged."""
+    return rasterise((crop.out_height, crop.out_width), [in_crop(e, crop) for e in eyes])
+
+
 def feather_weights(height: int, width: int, feather: float = FEATHER) -> np.ndarray:
     """(height, width) blend weights: 1 inside, falling linearly to ~0 at the rectangle border."""
     band = max(1.0, feather * min(height, width))
@@ -298,7 +312,9 @@ class FaceFinder:
         self._first = False
         faces = []
         for face in result.multi_face_landmarks or []:
-            faces.append(np.array([(p.x * w, p.y * h) for p in face.landmark], np.float64))
+            # normalised coordinates span the image's edges (MediaPipe's own drawing floors x * w to a pixel
+            # index); OpenCV draws and warps with pixel centres at integers, hence the half pixel
+            faces.append(np.array([(p.x * w - 0.5, p.y * h - 0.5) for p in face.landmark], np.float64))
         return faces
 
     def find_eyes(self, image: np.ndarray, crop_size: tuple[int, int]) -> list[Eye]:
