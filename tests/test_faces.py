@@ -59,6 +59,38 @@ def _face(engine: Purification, photo: np.ndarray, points: np.ndarray, name: str
     return Pipeline(engine, "always", finder=_GivenEyes(points)).purify(photo, name=name)
 
 
+def test_landmarks_are_in_pixel_centre_coordinates() -> None:
+    """MediaPipe's normalised x spans the image's edges (pixel k covers [k/w, (k+1)/w)); OpenCV, and so the crops
+    and masks, put pixel k's centre at k. A landmark at the centre of pixel (3, 7) must come back as (3, 7)."""
+    h, w = 40, 50
+
+    class _Point:
+        def __init__(self, x: float, y: float) -> None:
+            self.x, self.y = x, y
+
+    class _Mesh:
+        def process(self, image: np.ndarray) -> object:
+            face = type("Face", (), {"landmark": [_Point(3.5 / w, 7.5 / h), _Point(0.0, 1.0)]})
+            return type("Result", (), {"multi_face_landmarks": [face]})
+
+    finder = object.__new__(faces.FaceFinder)
+    finder._mesh, finder._first = _Mesh(), False
+    (points,) = finder.landmarks(np.zeros((h, w, 3), np.uint8))
+    np.testing.assert_allclose(points, [[3.0, 7.0], [-0.5, h - 0.5]])
+
+
+def test_crop_mask_is_drawn_where_the_crop_shows_the_eye() -> None:
+    """The iris of :func:`faces.crop_mask` is centred on the iris centre mapped into the crop, for an enlarged
+    small eye and a shrunk large one (a map cut from the photo's resolution was blocky and off by up to a pixel)."""
+    for half_width in (6.0, 40.0):
+        eyes = faces.eyes_from_landmarks(_synthetic_landmarks(200.3, 100.7, half_width), (36, 60))
+        for eye in eyes:
+            mask = faces.crop_mask(eye.crop, eyes)
+            ys, xs = np.nonzero(mask >= IRIS)
+            cx, cy = eye.crop.map_points(eye.iris_center)
+            assert abs(xs.mean() - cx) < 0.3 and abs(ys.mean() - cy) < 0.3, (half_width, eye.side)
+
+
 def _boxes(result: Result) -> list[tuple[int, int, int, int]]:
     return [eye.box for eye in result.eyes]
 
