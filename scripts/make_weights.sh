@@ -52,3 +52,9 @@ if [ "$WHAT" = all ] || [ "$WHAT" = simgan ]; then
   ship "$RUN/simgan_s2r/gaze/gaze" simgan_gaze
   ship "$RUN/simgan_r2s/refiner" simgan_real2syn
 fi
+
+# the engine's default backend (auto) runs the shipped segmenter and purifier from these ONNX exports when ONNX
+# Runtime is installed; re-exported whenever either network was made again
+if [ "$WHAT" = all ] || [ "$WHAT" = purifiers ]; then
+  $MP export --format onnx --out weights/onnx --gaze none --overwrite
+fi

@@ -31,7 +31,7 @@ from maskpurify.fileio import sha256_file  # noqa: E402
 from maskpurify.nets.gaze import load_gaze_net  # noqa: E402
 from maskpurify.purification import Purification  # noqa: E402
 from maskpurify.purification.engine import resolve_backend  # noqa: E402
-from maskpurify.purification.onnx_backend import OnnxNets, export_network, exported_matches  # noqa: E402
+from maskpurify.purification.onnx_backend import SHIPPED_DIR, OnnxNets, export_network, exported_matches  # noqa: E402
 from maskpurify.world.renderer import render_samples  # noqa: E402
 
 from _cli import run_cli  # noqa: E402
@@ -169,18 +169,20 @@ def test_export_command_writes_sidecars_and_refuses_to_overwrite(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
-def test_backend_uses_an_exported_folder_and_reexports_a_damaged_file(tmp_path):
+def test_backend_uses_an_exported_folder_and_reexports_a_damaged_file(tmp_path, monkeypatch):
     out = tmp_path / "exported"
     assert run_cli(["export", "--out", str(out), "--gaze", "none"])[0] == 0
     engine = Purification.load(backend="onnx", onnx_dir=out)
     engine._onnx.warm_up((36, 60))
     assert sorted(p.name for p in out.iterdir()) == ["purifier.json", "purifier.onnx", "segmenter.json",
                                                       "segmenter.onnx"]
-    # a damaged cache entry is not used: it is exported again under its size-named file
+    # a damaged file is not used: the shipped export is, or (without one) it is exported again, size-named
     (out / "purifier.onnx").write_bytes(b"not onnx")
     nets = OnnxNets(engine.purifier, None, out)
     assert not exported_matches(out / "purifier.onnx", nets.purifier.sha, (36, 60))
-    assert nets.purifier.path_for((36, 60)).name == "purifier_36x60.onnx"
+    assert nets.purifier.path_for((36, 60)) == SHIPPED_DIR / "purifier.onnx"
+    monkeypatch.setattr("maskpurify.purification.onnx_backend.SHIPPED_DIR", tmp_path / "nothing_shipped")
+    assert OnnxNets(engine.purifier, None, out).purifier.path_for((36, 60)).name == "purifier_36x60.onnx"
 
 
 def test_backend_choice():
@@ -212,18 +214,33 @@ def test_cli_backend_onnx_purifies_a_folder(tmp_path):
         assert np.abs(image.astype(int) - outputs["torch"][name].astype(int)).max() <= GREY_LEVELS_CHAIN
 
 
-def test_auto_backend_runs_onnx_and_falls_back_to_torch_when_export_fails(ckpts, tmp_path, monkeypatch):
+def test_auto_backend_runs_the_shipped_exports_and_never_writes(ckpts, tmp_path, monkeypatch):
+    """``auto`` (the CLI's and the pipeline's default) runs the shipped networks from their shipped ONNX files,
+    networks without an export (a checkpoint of one's own, another image size) in PyTorch, and writes nothing."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MASKPURIFY_ONNX_CACHE", str(cache))
+    shipped = Purification.load(backend="auto")
+    assert shipped.backend == "onnx" and shipped._onnx.purifier.path_for((36, 60)) == SHIPPED_DIR / "purifier.onnx"
+    assert shipped._onnx.segmenter.path_for((36, 60)) == SHIPPED_DIR / "segmenter.onnx"
+    torch_engine = Purification.load(backend="torch")
+    eyes = render_samples("wild", 8, (48, 80), seed=31)
+    assert not shipped._onnx_for((48, 80))  # no export at this size: PyTorch, the same pixels as the torch engine
+    np.testing.assert_array_equal(shipped.purify_arrays(eyes.images, eyes.masks),
+                                  torch_engine.purify_arrays(eyes.images, eyes.masks))
+    own = Purification.load(backend="auto", checkpoint=ckpts["p"], segmenter=ckpts["s"], onnx_dir=tmp_path / "dir")
+    assert own.backend == "torch" and own._onnx is None
+    assert not cache.exists() and not (tmp_path / "dir").exists()
+    monkeypatch.setattr("maskpurify.purification.onnx_backend.onnx_available", lambda modules=(): "not installed")
+    assert Purification.load(backend="auto").backend == "torch"
+
+
+def test_onnx_backend_fails_in_one_line_when_export_fails(ckpts, tmp_path, monkeypatch):
     kwargs = dict(checkpoint=ckpts["p"], segmenter=ckpts["s"], onnx_dir=tmp_path)
-    engine = Purification.load(backend="auto", **kwargs)
-    assert engine.backend == "onnx" and (tmp_path / "purifier_36x60.onnx").is_file()  # exported at load
 
     def broken(*args, **kwargs):
         raise UserError("ONNX export of the purifier at 36x60 failed: no")
 
     monkeypatch.setattr("maskpurify.purification.onnx_backend.export_network", broken)
-    with pytest.warns(RuntimeWarning, match="running in PyTorch"):
-        engine = Purification.load(backend="auto", **{**kwargs, "onnx_dir": tmp_path / "other"})
-    assert engine.backend == "torch" and engine._onnx is None
     with pytest.raises(UserError, match="export"):
         Purification.load(backend="onnx", **{**kwargs, "onnx_dir": tmp_path / "third"}).purify_arrays(
             np.zeros((1, 36, 60, 3), np.uint8), np.zeros((1, 36, 60), np.uint8))

@@ -28,7 +28,7 @@ class PurifyConfig:
     eye: Literal["left", "right", "auto"] = "auto"
     eye_check: bool = True
     face_crop_size: str | None = None  # None: the purifier's working size, from its checkpoint
-    backend: Literal["auto", "torch", "onnx"] = "torch"  # the engine's backend (Purification.load)
+    backend: Literal["auto", "torch", "onnx"] = "auto"  # the engine's backend (Purification.load)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,9 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=flag_type("batch_size"), help="images per forward pass (default 64)")
     parser.add_argument("--device", help="torch device: cpu, cuda, cuda:1 or auto (default auto: cuda when present)")
     parser.add_argument("--backend", choices=("auto", "torch", "onnx"),
-                        help="run the segmenter and purifier in PyTorch or in ONNX Runtime (CPU; needs the 'onnx' "
-                             "extra; networks exported to ~/.cache/maskpurify/onnx on first use); auto: onnx when "
-                             "installed and on the CPU (default torch)")
+                        help="run the segmenter and purifier in PyTorch or in ONNX Runtime (CPU; the 'onnx' extra). "
+                             "auto (default): ONNX Runtime on the CPU when it is installed and the networks are "
+                             "exported (the shipped ones are), else PyTorch; it never writes anything. onnx: "
+                             "checkpoints of your own are exported to ~/.cache/maskpurify/onnx on first use")
     parser.add_argument("--save-masks", action="store_true",
                         help="also write the mask used for each image (NAME_mask.png) and, for single images "
                              "and face photos, an overlay for inspection (NAME_overlay.png)")

@@ -14,7 +14,6 @@ its reason is returned, so each caller can say so.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,10 +73,10 @@ def resolve_device(device: str) -> str:
 
 def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
     """'torch' or 'onnx' for ``backend`` 'torch', 'onnx' or 'auto'. 'onnx' runs on the CPU only (a UserError on
-    another device, or without onnxruntime installed). 'auto' is 'onnx' on the CPU when onnx and onnxruntime
-    are installed (ONNX Runtime was faster in every round of benchmarks/onnx_speed.py, 36x60, batch 256, 2 threads:
-    median 1.3-1.45x for the networks, 1.25x for this engine's uint8-to-uint8 path),
-    else 'torch'; a network that then fails to export runs in PyTorch, with a warning."""
+    another device, or without onnxruntime installed). 'auto' is 'onnx' on the CPU when onnxruntime is installed
+    (ONNX Runtime was faster in every round of benchmarks/onnx_speed.py, 36x60, batch 256, 2 threads: median
+    1.3-1.45x for the networks, 1.25x for this engine's uint8-to-uint8 path), else 'torch'; the engine then runs
+    in PyTorch after all when the networks have no ONNX export (the shipped ones do, at their working size)."""
     if backend not in ("auto", "torch", "onnx"):
         raise UserError(f"--backend {backend}: expected auto, torch or onnx")
     if backend == "torch":
@@ -86,7 +85,7 @@ def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
 
     cpu = torch.device(device).type == "cpu"
     if backend == "auto":
-        return "onnx" if cpu and onnx_available() is None else "torch"
+        return "onnx" if cpu and onnx_available(("onnxruntime",)) is None else "torch"
     if not cpu:
         raise UserError(f"--backend onnx runs on the CPU only (onnxruntime's CPU provider), not --device {device}")
     return "onnx"
@@ -172,12 +171,12 @@ class Purification:
         if self.backend == "onnx":
             from maskpurify.purification.onnx_backend import OnnxNets
 
-            self._onnx = OnnxNets(self.purifier, self.segmenter, onnx_dir)
-            if backend == "auto":  # export (or find) the working size now; a network that does not export runs in torch
+            automatic = backend == "auto"
+            self._onnx = OnnxNets(self.purifier, self.segmenter, onnx_dir, export=not automatic)
+            if automatic:  # only networks exported already (the shipped ones): choosing writes nothing
                 try:
                     self._onnx.warm_up(self.working_size)
-                except UserError as exc:
-                    warnings.warn(f"--backend auto: running in PyTorch ({exc})", RuntimeWarning, stacklevel=2)
+                except UserError:
                     self.backend, self._onnx = "torch", None
 
     @classmethod
@@ -221,7 +220,7 @@ class Purification:
         images = mirror_eyes(images, flags, channels=True) if flags.any() else np.ascontiguousarray(images)
         if not images.flags.writeable:
             images = images.copy()
-        if self._onnx is not None:
+        if self._onnx_for(images.shape[1:3]):
             masks = np.concatenate([self._onnx.segment(_to_float_nchw(images[start:start + self.batch_size]))
                                     for start in range(0, len(images), self.batch_size)]) \
                 if len(images) else np.zeros(images.shape[:3], np.uint8)
@@ -244,13 +243,19 @@ class Purification:
         return np.stack([self.check_mask(m, images.shape[1:3], f"segmenter output for "
                                          f"{names[i] if names else i}") for i, m in enumerate(masks)])
 
+    def _onnx_for(self, size: Sequence[int]) -> bool:
+        """Whether images of ``size`` run in ONNX Runtime: always with the ``onnx`` backend (exported on first
+        use); with ``auto``, only at sizes the networks have exports for (a scene purifier's own image sizes
+        run in PyTorch)."""
+        return self._onnx is not None and self._onnx.has(tuple(size))
+
     # -- purification --------------------------------------------------------------------------------------
     def _forward(self, rgb: np.ndarray, masks: np.ndarray, flags: np.ndarray) -> np.ndarray:
         """The network on trusted (N,H,W,3) uint8 images and valid label maps, ``batch_size`` at a time."""
         if flags.any():
             rgb, masks = mirror_eyes(rgb, flags, channels=True), mirror_eyes(masks, flags)
         out = np.empty_like(rgb)
-        if self._onnx is not None:
+        if self._onnx_for(rgb.shape[1:3]):
             for start in range(0, len(rgb), self.batch_size):
                 stop = min(len(rgb), start + self.batch_size)
                 y = self._onnx.purify(_to_float_nchw(rgb[start:stop]), masks[start:stop].astype(np.int64))

@@ -20,11 +20,13 @@ The batch axis is dynamic; height and width are fixed at export (the networks pa
 a trace freezes), so the backend exports one file per image size it meets.
 
 Backend: :class:`OnnxNets` runs the segmenter and the purifier in ``onnxruntime.InferenceSession`` (CPU execution
-provider, ``torch.get_num_threads()`` intra-op threads). Files are looked up (and on first use exported) in a
-folder: the one given, else ``$MASKPURIFY_ONNX_CACHE`` or ``~/.cache/maskpurify/onnx`` (``$XDG_CACHE_HOME``
-honoured), in a sub-folder per network named by its :func:`network_sha256`. A file is used only when its sidecar
-says it was exported from this very network, at this size, and the file's sha256 matches; otherwise it is
-exported afresh.
+provider, ``torch.get_num_threads()`` intra-op threads). Files are looked up in the folder given, then among the
+shipped exports (:data:`SHIPPED_DIR`, the shipped networks at their working size), then in the cache
+(``$MASKPURIFY_ONNX_CACHE`` or ``~/.cache/maskpurify/onnx``, ``$XDG_CACHE_HOME`` honoured; a sub-folder per
+network named by its :func:`network_sha256`). A file is used only when its sidecar says it was exported from this
+very network, at this size, and the file's sha256 matches. With ``export=True`` a missing file is exported (to the
+folder given, else the cache); with ``export=False`` (the engine's ``auto`` backend) it is a UserError instead, so
+that choosing a backend never writes anything.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ OPSET = 17
 EXPORT_VERSION = 1
 EXPORTER = "torch.onnx.export (TorchScript exporter, dynamo=False)"
 KINDS = ("segmenter", "purifier", "gaze")
+#: The shipped networks exported at their working size (``scripts/make_weights.sh`` writes them).
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights" / "onnx"
 BACKENDS = ("auto", "torch", "onnx")
 
 
@@ -244,8 +248,9 @@ def default_cache_dir() -> Path:
 class _Network:
     """One network's ONNX sessions, one per image size, exported on first use."""
 
-    def __init__(self, model: nn.Module, folder: Path | None, threads: int) -> None:
+    def __init__(self, model: nn.Module, folder: Path | None, threads: int, export: bool = True) -> None:
         self.model = model
+        self.export = export
         self.kind = kind_of(model)
         self.sha = network_sha256(model)
         #: a given folder holds every network (the sidecars tell them apart); the cache, one folder per network
@@ -253,16 +258,29 @@ class _Network:
         self.shared = folder is not None
         self.threads = threads
         self.sessions: dict[tuple[int, int], Any] = {}
+        self.paths: dict[tuple[int, int], Path | None] = {}  # what path_for found (None: nothing, no export)
         self.lock = threading.Lock()
 
     def path_for(self, size: tuple[int, int]) -> Path:
-        """The file for ``size``: ``KIND.onnx`` (what ``maskpurify export`` writes) when it matches, else
-        ``KIND_HxW.onnx`` (exported now when it does not exist or does not match)."""
-        plain = self.folder / f"{self.kind}.onnx"
-        if exported_matches(plain, self.sha, size):
-            return plain
+        """The file for ``size``: ``KIND.onnx`` (what ``maskpurify export`` writes) in the folder, then the shipped
+        one, when it matches; else ``KIND_HxW.onnx`` in the folder (exported now, when ``export``, if it does not
+        exist or does not match)."""
+        if size not in self.paths:
+            self.paths[size] = self._find(size)
+        found = self.paths[size]
+        if found is None:
+            raise UserError(f"no ONNX export of this {self.kind} at {size[0]}x{size[1]} (shipped or cached)")
+        return found
+
+    def _find(self, size: tuple[int, int]) -> Path | None:
+        """The matching file for ``size``, exported now when allowed; None when there is none (no export)."""
+        for plain in (self.folder / f"{self.kind}.onnx", SHIPPED_DIR / f"{self.kind}.onnx"):
+            if exported_matches(plain, self.sha, size):
+                return plain
         sized = self.folder / f"{self.kind}_{size[0]}x{size[1]}.onnx"
         if not exported_matches(sized, self.sha, size):
+            if not self.export:
+                return None
             export_network(self.model, sized, size)
         return sized
 
@@ -287,18 +305,19 @@ class _Network:
 class OnnxNets:
     """The engine's ONNX Runtime backend: the purifier and (optional) segmenter as InferenceSessions.
 
-    folder: where exported files are looked up and written (None: the per-network cache, see the module
-    docstring). threads: intra-op threads (default ``torch.get_num_threads()``)."""
+    folder: where exported files are looked up and written (None: the shipped exports, then the per-network
+    cache, see the module docstring). threads: intra-op threads (default ``torch.get_num_threads()``). export:
+    export a network that has no file yet (False: a UserError instead; nothing is written)."""
 
     def __init__(self, purifier: nn.Module, segmenter: nn.Module | None = None, folder: str | Path | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, export: bool = True) -> None:
         reason = onnx_available(("onnxruntime",))  # exporting (on first use) also needs onnx; it says so then
         if reason is not None:
             raise UserError(f"--backend onnx: {reason}")
         threads = threads or torch.get_num_threads()
         where = Path(folder).expanduser() if folder is not None else None
-        self.purifier = _Network(purifier, where, threads)
-        self.segmenter = _Network(segmenter, where, threads) if segmenter is not None else None
+        self.purifier = _Network(purifier, where, threads, export)
+        self.segmenter = _Network(segmenter, where, threads, export) if segmenter is not None else None
 
     def purify(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """float32 (N,3,H,W) in [0,1] and int64 (N,H,W) -> float32 (N,3,H,W), as ``Purifier.forward``."""
@@ -314,6 +333,18 @@ class OnnxNets:
         session = self.segmenter.session(tuple(image.shape[-2:]))
         logits = session.run(["logits"], {"image": image})[0]
         return logits.argmax(1).astype(np.uint8)  # type: ignore[no-any-return]
+
+    def has(self, size: tuple[int, int]) -> bool:
+        """Whether ``size`` can run: always when exporting is allowed, else when every network has a file."""
+        nets = [n for n in (self.purifier, self.segmenter) if n is not None]
+        if all(n.export for n in nets):
+            return True
+        try:
+            for net in nets:
+                net.path_for(size)
+        except UserError:
+            return False
+        return True
 
     def warm_up(self, size: tuple[int, int]) -> None:
         """Export (if needed) and load the sessions for ``size`` now rather than on the first batch."""

@@ -190,9 +190,11 @@ class Pipeline:
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, segmenter: str | Path | None | bool = None,
              device: str = "auto", batch_size: int = 64, check_eyes: bool = True, faces_mode: str = "auto",
-             video: bool = False) -> Pipeline:
-        """The shipped networks (or the checkpoints given) on ``device`` (``auto``: CUDA when present)."""
-        return cls(Purification.load(checkpoint, segmenter, device, batch_size, check_eyes), faces_mode,
+             video: bool = False, backend: str = "auto") -> Pipeline:
+        """The shipped networks (or the checkpoints given) on ``device`` (``auto``: CUDA when present), run by
+        ``backend`` (``auto``: ONNX Runtime when it is installed and the networks are exported, as the shipped
+        ones are; see :func:`maskpurify.purification.engine.resolve_backend`)."""
+        return cls(Purification.load(checkpoint, segmenter, device, batch_size, check_eyes, backend), faces_mode,
                    video=video)
 
     @property
