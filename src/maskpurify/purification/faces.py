@@ -251,21 +251,31 @@ def eyes_from_landmarks(points: np.ndarray, crop_size: tuple[int, int]) -> list[
 
 
 def rasterise(shape: Sequence[int], eyes: Sequence[Eye]) -> np.ndarray:
-    """An HxW label map: skin everywhere, sclera inside each eyelid, iris and pupil discs clipped to it."""
+    """An HxW label map: skin everywhere, sclera inside each eyelid, iris and pupil discs clipped to it.
+
+    Each eye is drawn in the window its eyelid polygon covers (integer offsets keep cv2's rasterisation exact), so
+    an HD video frame costs its eyes' pixels, not the frame's."""
     h, w = int(shape[0]), int(shape[1])
     mask = np.full((h, w), SKIN, np.uint8)
     shift = 4  # sub-pixel precision for cv2 drawing
     scale = 1 << shift
     for eye in eyes:
-        lid = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(lid, [np.round(eye.eyelid * scale).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=shift)
+        x0, y0 = (max(0, int(np.floor(v)) - 1) for v in eye.eyelid.min(0))
+        x1, y1 = min(w, int(np.ceil(eye.eyelid[:, 0].max())) + 2), min(h, int(np.ceil(eye.eyelid[:, 1].max())) + 2)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        offset = np.array([x0, y0], np.float64)
+        lid = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(lid, [np.round((eye.eyelid - offset) * scale).astype(np.int32)], 1, lineType=cv2.LINE_8,
+                     shift=shift)
         lid_on = lid.astype(bool)
-        centre = tuple(int(round(c * scale)) for c in eye.iris_center)
+        centre = tuple(int(round(c * scale)) for c in eye.iris_center - offset)
         for label, radius in ((IRIS, eye.iris_radius), (PUPIL, eye.pupil_radius)):
-            disc = np.zeros((h, w), np.uint8)
+            disc = np.zeros_like(lid)
             cv2.circle(disc, centre, max(1, int(round(radius * scale))), 1, -1, lineType=cv2.LINE_8, shift=shift)
             lid[(disc > 0) & lid_on] = label
-        mask[lid_on] = np.where(lid[lid_on] == 1, SCLERA, lid[lid_on])
+        window = mask[y0:y1, x0:x1]
+        window[lid_on] = np.where(lid[lid_on] == 1, SCLERA, lid[lid_on])
     return mask
 
 

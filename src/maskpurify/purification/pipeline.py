@@ -32,8 +32,8 @@ import numpy as np
 from maskpurify.errors import UserError
 from maskpurify.fileio import MAX_IMAGE_PIXELS
 from maskpurify.formats.base import CropBox
-from maskpurify.masks import CANONICAL_EYE, EYE_LABELS, EYE_SIDES
-from maskpurify.purification import faces
+from maskpurify.masks import CANONICAL_EYE, EYE_LABELS, EYE_SIDES, SKIN
+from maskpurify.purification import faces, tracking
 from maskpurify.purification.engine import Purification
 
 #: What ``eye`` may be: the side an eye crop shows, or ``auto`` (``left`` unless a face photo tells).
@@ -155,14 +155,16 @@ class Pipeline:
     engine: the loaded networks (:class:`~maskpurify.purification.engine.Purification`). faces_mode: ``auto`` (an image
     without a mask goes through FaceMesh when it is installed and the image is large enough to hold a face),
     ``always`` (``--masks faces``: FaceMesh must find a face) or ``never`` (every image is an eye crop).
-    face_crop_size: what each eye of a face is purified at (default: the working size). video: FaceMesh tracks
-    faces from one image to the next. finder: a face finder to use instead of FaceMesh (anything with
-    ``find_eyes(image, crop_size)``; tests use it to place eyes without a detector).
+    face_crop_size: what each eye of a face is purified at (default: the working size). video: the images are the
+    frames of one video, in order: faces are found at any scale and tracked from frame to frame, their eyes
+    smoothed over time (:class:`~maskpurify.purification.tracking.FaceTracker`), and with ``always`` a frame
+    without a face has no eyes and is returned unchanged. finder: a face finder to use instead of FaceMesh
+    (anything with ``find_eyes(image, crop_size)``; tests use it to place eyes without a detector).
     """
 
     def __init__(self, engine: Purification, faces_mode: str = "auto",
                  face_crop_size: tuple[int, int] | None = None, video: bool = False,
-                 finder: faces.FaceFinder | None = None) -> None:
+                 finder: faces.FaceFinder | tracking.FaceTracker | None = None) -> None:
         if faces_mode not in ("auto", "always", "never"):
             raise ValueError(f"faces_mode must be auto, always or never, got {faces_mode!r}")
         self.engine = engine
@@ -307,9 +309,11 @@ class Pipeline:
                                           (self._finder is None and not faces.mediapipe_available())):
             return None
         if self._finder is None:
-            self._finder = faces.FaceFinder(static=not self._video)
+            self._finder = tracking.FaceTracker() if self._video else faces.FaceFinder()
         eyes = self._finder.find_eyes(rgb, self.face_crop_size)
         if not eyes:
+            if self._video and self.faces_mode == "always":
+                return [], np.full(rgb.shape[:2], SKIN, np.uint8)  # a frame without a face: no eyes, unchanged
             if self.faces_mode == "always":
                 raise UserError(f"{name}: FaceMesh found no face (--masks faces needs a face photo; use --masks "
                                 "auto for eye crops)")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +121,16 @@ def square_crop(frame: np.ndarray, centre: tuple[float, float], side: float, out
     return cv2.warpAffine(source, matrix, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
+def _started(build: Callable[[], Any], side: int) -> Any:
+    """A MediaPipe graph, built and run once on a blank image with the native stderr silenced: it logs its set-up
+    ("Created TensorFlow Lite XNNPACK delegate", feedback-manager warnings) from its own threads around then,
+    lines a user cannot act on."""
+    with faces._native_stderr_silenced():
+        graph = build()
+        graph.process(np.zeros((side, side, 3), np.uint8))
+    return graph
+
+
 @dataclass
 class _Track:
     """One tracked face: its own FaceMesh, where to crop the next frame, and its landmark filter."""
@@ -142,9 +153,8 @@ class FaceTracker:
     def __init__(self, max_faces: int = 4, min_confidence: float = START_CONFIDENCE, scan_every: int = SCAN_EVERY,
                  smooth: bool = True) -> None:
         self._mp = faces._import_mediapipe()
-        with faces._native_stderr_silenced():
-            self._detector = self._mp.solutions.face_detection.FaceDetection(
-                model_selection=0, min_detection_confidence=min_confidence)
+        self._detector = _started(lambda: self._mp.solutions.face_detection.FaceDetection(
+            model_selection=0, min_detection_confidence=min_confidence), DETECTOR_SIDE)
         self.max_faces = max_faces
         self.min_confidence = min_confidence
         self.scan_every = max(1, scan_every)
@@ -188,9 +198,9 @@ class FaceTracker:
     def _mesh(self) -> Any:
         if self._spare:
             return self._spare.pop()
-        with faces._native_stderr_silenced():
-            return self._mp.solutions.face_mesh.FaceMesh(static_image_mode=False, refine_landmarks=True,
-                                                         max_num_faces=1)
+        return _started(lambda: self._mp.solutions.face_mesh.FaceMesh(static_image_mode=False,
+                                                                      refine_landmarks=True, max_num_faces=1),
+                        CROP_SIDE)
 
     def _retire(self, track: _Track) -> None:
         """A lost face's FaceMesh goes back to the spares, its tracking state cleared (a blank image does it)."""
@@ -226,7 +236,9 @@ class FaceTracker:
         """FaceMesh on the track's crop of ``frame``: the face's smoothed landmarks in frame pixels (None: lost);
         the crop for the next frame is set from them."""
         crop = square_crop(frame, track.centre, track.side, CROP_SIDE)
-        result = track.mesh.process(crop)
+        # A graph's first face logs a warning about square regions (ours are square): silenced like the set-up.
+        with faces._native_stderr_silenced() if track.points is None else contextlib.nullcontext():
+            result = track.mesh.process(crop)
         if not result.multi_face_landmarks:
             track.points = None
             return None
