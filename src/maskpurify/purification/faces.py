@@ -109,6 +109,7 @@ class Eye:
     iris_radius: float
     corners: np.ndarray  # (2, 2)
     crop: RotatedCrop
+    track: int | None = None  # in video: the tracked face it belongs to (the same number from frame to frame)
 
     @property
     def box(self) -> tuple[int, int, int, int]:

@@ -91,6 +91,7 @@ class _Job:
     feather: float  # 0: the crop replaces the whole image
     closed: str | None = None  # why the eye is known closed before any mask is looked at (face photos)
     hint: str = ""  # added to the reason when the eye is passed through
+    track: tuple[int, str] | None = None  # video: the tracked face's number and the eye's side
 
 
 def whole_image_box(height: int, width: int, working_size: tuple[int, int]) -> CropBox:
@@ -171,6 +172,7 @@ class Pipeline:
         self.faces_mode = faces_mode
         self.face_crop_size = faces.check_crop_size(face_crop_size or engine.working_size)
         self._video = video
+        self._smoother = tracking.EyeSmoother()
         self._finder = finder
         self._own_finder = finder is None
 
@@ -266,6 +268,11 @@ class Pipeline:
         results = []
         for i, mine in enumerate(per_image):
             picture = rgbs[i].copy()
+            if self._video:  # frames in order: each tracked eye's purified crop averaged over time
+                for job, out in mine:
+                    if out.purified and job.track is not None:
+                        out.output = self._smoother(job.track, out.crop, out.output)
+                self._smoother.keep({job.track for job, out in mine if out.purified and job.track is not None})
             for job, out in mine:
                 if out.purified:
                     patch = out.output[:, ::-1] if job.side != CANONICAL_EYE else out.output
@@ -321,7 +328,8 @@ class Pipeline:
         full = faces.rasterise(rgb.shape, eyes)
         jobs = [_Job(i, e.crop, e.crop_side, e.crop.apply_mask(full), True, f"{name} ({e.side} eye)", faces.FEATHER,
                      None if not self.engine.check_eyes or e.opening >= faces.MIN_OPENING else
-                     f"closed eye (eyelid opening {e.opening:.3f} < {faces.MIN_OPENING})")
+                     f"closed eye (eyelid opening {e.opening:.3f} < {faces.MIN_OPENING})",
+                     track=None if e.track is None else (e.track, e.side))
                 for e in eyes]
         return jobs, full
 

@@ -19,11 +19,13 @@ same frame as a photo gives "FaceMesh found no face"); in a 640x480 frame the sa
   face always fills FaceMesh's view whatever the frame size; FaceMesh then tracks it from its own landmarks
   instead of detecting it again. The crop follows the face; a face FaceMesh loses is dropped (detection finds it
   again).
-- *Smoothing* (:class:`OneEuroFilter`): the 478 landmarks of each face go through a One-Euro filter (Casiez et
+- *Smoothing* (:class:`OneEuroFilter`, :class:`EyeSmoother`): the 478 landmarks of each face go through a One-Euro filter (Casiez et
   al., CHI 2012): an exponential average whose cut-off frequency rises with the face's speed, so a still face is
   steady (landmark noise averaged away) and a moving one is followed without lag. Lengths are measured in units of
   the face's eye-corner distance, so the same settings hold at every scale. The eye boxes, their roll and the
   masks are all drawn from the smoothed landmarks (:func:`maskpurify.purification.faces.eyes_from_landmarks`).
+  The purified eye crops then go through a One-Euro filter of their own, driven by how much the input eye changed
+  (:class:`EyeSmoother`), before they are pasted back.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ DETECTION_SCALE = 2.4
 #: Least detector score that starts a track. Faces in the test videos score 0.93-0.98; blurred noise in the
 #: background reaches 0.69, and FaceMesh, once started on it, tracks it as a face.
 START_CONFIDENCE = 0.75
+#: The purified eyes' filter (:class:`EyeSmoother`): cut-off at rest, in cycles per frame, and its rise per unit
+#: of input change (mean absolute difference of the input crops, 0-255).
+EYE_MIN_CUTOFF = 0.1
+EYE_BETA = 0.05
 #: While faces are tracked, one detection window every SCAN_EVERY frames, in turn (a new face is picked up within
 #: SCAN_EVERY x the number of windows frames: 72 for 1080p, 45 for 720p; a full scan would cost a frame 24 windows).
 SCAN_EVERY = 3
@@ -73,18 +79,48 @@ class OneEuroFilter:
         tau = 1.0 / (2 * math.pi * cutoff)
         return 1.0 / (1.0 + tau)
 
-    def __call__(self, points: np.ndarray, scale: float = 1.0) -> np.ndarray:
-        """The smoothed ``points`` (a new array); ``scale`` is the length one unit of speed stands for."""
+    def __call__(self, points: np.ndarray, scale: float = 1.0, step: float | None = None) -> np.ndarray:
+        """The smoothed ``points`` (a new array); ``scale`` is the length one unit of speed stands for. step: the
+        change since the last frame when it is measured on another signal (default: how far the points moved)."""
         points = np.asarray(points, np.float64)
         if self._value is None:
             self._value = points.copy()
             return self._value.copy()
-        step = float(np.linalg.norm(points - self._value, axis=-1).mean()) / max(scale, 1e-9)
+        if step is None:
+            step = float(np.linalg.norm(points - self._value, axis=-1).mean()) / max(scale, 1e-9)
         a = self._alpha(self.d_cutoff)
         self._speed = a * step + (1 - a) * self._speed
         alpha = self._alpha(self.min_cutoff + self.beta * self._speed)
         self._value = alpha * points + (1 - alpha) * self._value
         return self._value.copy()
+
+
+class EyeSmoother:
+    """The purified eyes of a video averaged over time, one One-Euro filter per tracked eye (face number and side)
+    on its purified working-size crop. The filter's speed is how much the *input* crop changed since the last frame
+    (mean absolute difference, 0-255), so an eye that holds still gets a steady purified eye, and a blink, a
+    saccade or a turn of the head comes through at once; the purifier's own flicker never speeds the filter up.
+    The crops follow the eye (their boxes come from the tracked landmarks), so the average never smears the eye
+    across the frame. An eye not purified in a frame (closed, lost) starts afresh when it comes back."""
+
+    def __init__(self, min_cutoff: float = EYE_MIN_CUTOFF, beta: float = EYE_BETA) -> None:
+        self.min_cutoff, self.beta = min_cutoff, beta
+        self._eyes: dict[tuple[int, str], tuple[OneEuroFilter, np.ndarray]] = {}
+
+    def __call__(self, key: tuple[int, str], crop: np.ndarray, output: np.ndarray) -> np.ndarray:
+        """The smoothed purified crop (uint8) of eye ``key`` given this frame's input ``crop`` and ``output``."""
+        smoother, before = self._eyes.get(key, (None, None))
+        if smoother is None or before is None or before.shape != crop.shape:
+            smoother, step = OneEuroFilter(self.min_cutoff, self.beta, d_cutoff=1.0), None
+        else:
+            step = float(np.abs(crop.astype(np.int16) - before.astype(np.int16)).mean())
+        value = smoother(output.astype(np.float32), step=step)
+        self._eyes[key] = (smoother, crop)
+        return np.clip(np.round(value), 0, 255).astype(np.uint8)
+
+    def keep(self, keys: set[tuple[int, str]]) -> None:
+        """Forget every eye but ``keys`` (those purified in the frame just done)."""
+        self._eyes = {key: value for key, value in self._eyes.items() if key in keys}
 
 
 def windows(height: int, width: int) -> list[tuple[int, int, int]]:
@@ -138,6 +174,7 @@ class _Track:
     mesh: Any
     centre: tuple[float, float]
     side: float
+    ident: int
     smoother: OneEuroFilter = field(default_factory=OneEuroFilter)
     points: np.ndarray | None = None  # the smoothed landmarks of the last frame
 
@@ -163,6 +200,7 @@ class FaceTracker:
         self._spare: list[Any] = []  # FaceMesh graphs of lost faces, reused (building one takes ~50 ms)
         self._frame = 0  # frames seen
         self._next_window = 0  # the window the round-robin scan looks at next
+        self._next_ident = 0  # the number the next new face gets
 
     # -- detection ------------------------------------------------------------------------------------------
     def _detect(self, frame: np.ndarray, which: list[tuple[int, int, int]]) -> list[tuple[tuple[float, float],
@@ -210,6 +248,10 @@ class FaceTracker:
     # -- per frame ------------------------------------------------------------------------------------------
     def landmarks(self, image: np.ndarray) -> list[np.ndarray]:
         """One (478, 2) pixel-coordinate array per face in this frame (smoothed over the frames before)."""
+        return [points for _, points in self.faces(image)]
+
+    def faces(self, image: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """(the face's number, kept while it is tracked; its (478, 2) landmarks) per face in this frame."""
         frame = np.ascontiguousarray(image[..., :3])
         new: list[_Track] = []
         every = windows(*frame.shape[:2])
@@ -220,7 +262,8 @@ class FaceTracker:
         self._frame += 1
         for centre, side, _ in self._detect(frame, which):
             if len(self._tracks) + len(new) < self.max_faces and not self._is_tracked(centre):
-                new.append(_Track(self._mesh(), centre, side))
+                new.append(_Track(self._mesh(), centre, side, self._next_ident))
+                self._next_ident += 1
         out, kept = [], []
         for track in [*self._tracks, *new]:
             points = self._follow(track, frame)
@@ -230,7 +273,7 @@ class FaceTracker:
             out.append(points)
             kept.append(track)
         self._tracks = kept
-        return [p.copy() for p in out]
+        return [(track.ident, points.copy()) for track, points in zip(kept, out)]
 
     def _follow(self, track: _Track, frame: np.ndarray) -> np.ndarray | None:
         """FaceMesh on the track's crop of ``frame``: the face's smoothed landmarks in frame pixels (None: lost);
@@ -261,8 +304,12 @@ class FaceTracker:
 
     def find_eyes(self, image: np.ndarray, crop_size: tuple[int, int]) -> list[faces.Eye]:
         """Both eyes of every face in this frame, cut at ``crop_size`` (as FaceFinder.find_eyes)."""
-        return [eye for points in self.landmarks(image) if len(points) >= 478
-                for eye in faces.eyes_from_landmarks(points, crop_size)]
+        eyes = []
+        for ident, points in self.faces(image):
+            for eye in faces.eyes_from_landmarks(points, crop_size):
+                eye.track = ident
+                eyes.append(eye)
+        return eyes
 
     def close(self) -> None:
         """Release every MediaPipe graph."""
