@@ -20,16 +20,17 @@ from maskpurify.formats.video import VideoWriter
 
 
 def face_frames(photo: np.ndarray, size: tuple[int, int], count: int, height_fraction: float = 0.85,
-                zoom: float = 0.12, seed: int = 0) -> Iterator[np.ndarray]:
+                zoom: float = 0.12, period: int = 300, seed: int = 0) -> Iterator[np.ndarray]:
     """Yield ``count`` RGB frames of ``size`` (height, width): ``photo`` at ``height_fraction`` of the frame height on
-    average (times 1 +- ``zoom``), its centre moving on a smooth Lissajous path that keeps it inside the frame."""
+    average (times 1 +- ``zoom``), its centre moving on a smooth Lissajous path that keeps it inside the frame and
+    comes round every ``period`` frames (10 s at 30 fps: across the frame and back, up and down three times)."""
     height, width = size
     rng = np.random.default_rng(seed)
     noise = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
     background = cv2.resize(cv2.GaussianBlur(noise, (0, 0), 2), (width, height), interpolation=cv2.INTER_CUBIC)
     ph, pw = photo.shape[:2]
     for t in range(count):
-        phase = 2 * math.pi * t / max(count, 1)
+        phase = 2 * math.pi * t / max(period, 1)
         scale = height_fraction * height / ph * (1 + zoom * math.sin(2 * phase))
         sw, sh = pw * scale, ph * scale
         room_x, room_y = max(0.0, (width - sw) / 2 - 1), max(0.0, (height - sh) / 2 - 1)
