@@ -167,6 +167,15 @@ def _started(build: Callable[[], Any], side: int) -> Any:
     return graph
 
 
+def _covered(centre: tuple[float, float], faces_kept: list[np.ndarray]) -> bool:
+    """Whether a detection's centre lies on a face already kept (inside its landmarks' bounding box)."""
+    for points in faces_kept:
+        lo, hi = points.min(0), points.max(0)
+        if lo[0] <= centre[0] <= hi[0] and lo[1] <= centre[1] <= hi[1]:
+            return True
+    return False
+
+
 @dataclass
 class _Track:
     """One tracked face: its own FaceMesh, where to crop the next frame, and its landmark filter."""
@@ -177,6 +186,7 @@ class _Track:
     ident: int
     smoother: OneEuroFilter = field(default_factory=OneEuroFilter)
     points: np.ndarray | None = None  # the smoothed landmarks of the last frame
+    last: np.ndarray | None = None  # the centre of the raw landmarks' box in the last frame
 
 
 class FaceTracker:
@@ -224,15 +234,6 @@ class FaceTracker:
                 kept.append(face)
         return kept
 
-    def _is_tracked(self, centre: tuple[float, float]) -> bool:
-        """Whether a detection's centre lies on a face already tracked."""
-        for track in self._tracks:
-            if track.points is not None:
-                lo, hi = track.points.min(0), track.points.max(0)
-                if lo[0] <= centre[0] <= hi[0] and lo[1] <= centre[1] <= hi[1]:
-                    return True
-        return False
-
     def _mesh(self) -> Any:
         if self._spare:
             return self._spare.pop()
@@ -253,31 +254,44 @@ class FaceTracker:
     def faces(self, image: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """(the face's number, kept while it is tracked; its (478, 2) landmarks) per face in this frame."""
         frame = np.ascontiguousarray(image[..., :3])
-        new: list[_Track] = []
+        tracked = len(self._tracks)
+        out = self._follow_all(frame, self._tracks)
         every = windows(*frame.shape[:2])
-        which = every if not self._tracks else []
-        if self._tracks and self._frame % self.scan_every == 0:
+        if len(out) < max(1, tracked):  # nothing tracked, or a face lost: look everywhere, in this frame
+            which = every
+        elif self._frame % self.scan_every == 0:
             which = [every[self._next_window % len(every)]]
             self._next_window += 1
+        else:
+            which = []
         self._frame += 1
+        new = []
         for centre, side, _ in self._detect(frame, which):
-            if len(self._tracks) + len(new) < self.max_faces and not self._is_tracked(centre):
+            if len(out) + len(new) < self.max_faces and not _covered(centre, [p for _, p in out]):
                 new.append(_Track(self._mesh(), centre, side, self._next_ident))
                 self._next_ident += 1
-        out, kept = [], []
-        for track in [*self._tracks, *new]:
+        out += self._follow_all(frame, new, [p for _, p in out])
+        self._tracks = [track for track, _ in out]
+        return [(track.ident, points.copy()) for track, points in out]
+
+    def _follow_all(self, frame: np.ndarray, tracks: list[_Track],
+                    kept: list[np.ndarray] | None = None) -> list[tuple[_Track, np.ndarray]]:
+        """Each track followed into ``frame``; lost ones, and ones on a face already kept, retired."""
+        out: list[tuple[_Track, np.ndarray]] = []
+        kept = list(kept or [])
+        for track in tracks:
             points = self._follow(track, frame)
-            if points is None or self._duplicate(points, out):
+            if points is None or self._duplicate(points, kept):
                 self._retire(track)
                 continue
-            out.append(points)
-            kept.append(track)
-        self._tracks = kept
-        return [(track.ident, points.copy()) for track, points in zip(kept, out)]
+            out.append((track, points))
+            kept.append(points)
+        return out
 
     def _follow(self, track: _Track, frame: np.ndarray) -> np.ndarray | None:
-        """FaceMesh on the track's crop of ``frame``: the face's smoothed landmarks in frame pixels (None: lost);
-        the crop for the next frame is set from them."""
+        """FaceMesh on the track's crop of ``frame``: the face's smoothed landmarks in frame pixels (None: lost).
+        The crop for the next frame is placed from the raw landmarks (the smoothed ones lag a fast face) where the
+        face will be if it keeps its speed."""
         crop = square_crop(frame, track.centre, track.side, CROP_SIDE)
         # A graph's first face logs a warning about square regions (ours are square): silenced like the set-up.
         with faces._native_stderr_silenced() if track.points is None else contextlib.nullcontext():
@@ -289,8 +303,11 @@ class FaceTracker:
         raw = (local - CROP_SIDE / 2) * (track.side / CROP_SIDE) + np.array(track.centre)
         corners = float(np.linalg.norm(raw[faces.RIGHT_CORNERS[0]] - raw[faces.LEFT_CORNERS[0]]))
         points = track.smoother(raw, corners) if self.smooth else raw
-        lo, hi = points.min(0), points.max(0)
-        track.centre = (float((lo[0] + hi[0]) / 2), float((lo[1] + hi[1]) / 2))
+        lo, hi = raw.min(0), raw.max(0)
+        centre = (lo + hi) / 2
+        velocity = centre - track.last if track.last is not None else np.zeros(2)
+        track.last = centre
+        track.centre = (float(centre[0] + velocity[0]), float(centre[1] + velocity[1]))
         track.side = float(ROI_SCALE * max(hi - lo))
         track.points = points
         return points
