@@ -65,8 +65,9 @@ class OneEuroFilter:
     """The One-Euro filter on an array of points (any shape, last axis the coordinates), one frame at a time.
 
     ``min_cutoff`` and ``beta`` are in cycles per frame and per (scale units per frame): the cut-off is
-    ``min_cutoff + beta * speed``, where speed is the mean distance the points moved since the last frame (itself
-    smoothed at ``d_cutoff``) divided by ``scale``. One cut-off for all points keeps the face's shape rigid."""
+    ``min_cutoff + beta * speed``, where speed is the distance the points' centroid moved since the last frame
+    (itself smoothed at ``d_cutoff``) divided by ``scale``: one cut-off for all points keeps the face's shape rigid,
+    and the noise of single points, which averages out in the centroid, does not make the filter follow it."""
 
     def __init__(self, min_cutoff: float = 0.08, beta: float = 4.0, d_cutoff: float = 0.3) -> None:
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
@@ -86,8 +87,9 @@ class OneEuroFilter:
         if self._value is None:
             self._value = points.copy()
             return self._value.copy()
-        if step is None:
-            step = float(np.linalg.norm(points - self._value, axis=-1).mean()) / max(scale, 1e-9)
+        if step is None:  # how far the points' centroid moved: the noise of single points averages out
+            moved = points.reshape(-1, points.shape[-1]).mean(0) - self._value.reshape(-1, points.shape[-1]).mean(0)
+            step = float(np.linalg.norm(moved)) / max(scale, 1e-9)
         a = self._alpha(self.d_cutoff)
         self._speed = a * step + (1 - a) * self._speed
         alpha = self._alpha(self.min_cutoff + self.beta * self._speed)
