@@ -9,7 +9,7 @@ threads beside the rest), the frames where a face was found and where both eyes 
 frame-to-frame change of the input and of the output (the run's summary line). Then where the time goes, each stage
 alone on the same frames in this process (milliseconds per frame): decoding, the face tracker (detection + FaceMesh
 + smoothing), the rest of the pipeline (crops, masks, both eyes through the segmenter-free purifier, pasting back)
-and encoding. Same-run reference: a 1024x1024 fp32 numpy matmul timed before each CLI run, and the load average.
+and encoding (the networks on one thread, as in the CLI). Same-run reference: a 1024x1024 fp32 numpy matmul timed before each CLI run, and the load average.
 
 Run: .venv/bin/python benchmarks/video_speed.py [--frames 300] [--repeats 2] [--sizes 720x1280,480x640,1080x1920]
 """
@@ -77,6 +77,9 @@ def stages(video: Path) -> dict[str, float]:
     from maskpurify.purification.pipeline import Pipeline
     from maskpurify.purification.tracking import FaceTracker
 
+    import torch
+
+    torch.set_num_threads(1)  # as purify_video runs the networks (its module doc says why)
     info = video_info(video)
     start = time.perf_counter()
     frames = list(iter_frames(video))
