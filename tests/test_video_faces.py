@@ -202,3 +202,13 @@ def test_video_without_a_face_exits_non_zero_with_one_line(tmp_path: Path, ckpts
     lines = captured.err.strip().splitlines()
     assert code != 0 and len(lines) == 1 and "no face found in any of its 10 frames" in lines[0], captured.err
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_missing_camera_is_one_line(tmp_path: Path, ckpts: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """A camera number with no camera behind it: one line, exit 2, nothing written (97: no machine has it)."""
+    out = tmp_path / "cam.mp4"
+    code = main(["purify", "--quiet", "--input", "97", "--out", str(out), "--checkpoint", str(ckpts["p"]),
+                 "--segmenter", str(ckpts["s"])])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and lines == ["maskpurify purify: error: --input 97: no camera 97 (OpenCV cannot open it)"]
+    assert not out.exists()

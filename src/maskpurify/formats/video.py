@@ -107,7 +107,12 @@ def iter_frames(path: str | Path, every: int = 1, limit: int | None = None) -> I
 def open_camera(index: int) -> tuple[float, Iterator[np.ndarray]]:
     """A camera (``cv2.VideoCapture(index)``, 0 the first webcam): its frame rate (30 when it reports none) and
     its frames as HxWx3 uint8 RGB arrays, as they come, until it stops delivering them."""
-    capture = cv2.VideoCapture(index)
+    quiet = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its "can't open camera" warnings
+    try:
+        capture = cv2.VideoCapture(index)
+    finally:
+        cv2.utils.logging.setLogLevel(quiet)
     if not capture.isOpened():
         capture.release()
         raise UserError(f"--input {index}: no camera {index} (OpenCV cannot open it)")
