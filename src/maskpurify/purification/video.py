@@ -292,18 +292,17 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
     if camera:
         fps, source = open_camera(int(src))
         size, total = None, None
-        frames: Iterator[np.ndarray] | LiveFrames = LiveFrames(source)
     else:
         info = video_info(src)
         fps = info.fps if info.fps > 0 else 30.0
         size, total = (info.width, info.height), info.frame_count or None
-        frames = LiveFrames(iter_frames(src), pace=1.0 / fps) if live else None  # type: ignore[assignment]
+        source = iter_frames(src)
     live = camera or live
     # Memory holds a few chunks: batch_size frames, fewer for large frames (MAX_IMAGE_PIXELS in all); live: one.
     pixels = size[0] * size[1] if size else 1920 * 1080
     per_chunk = 1 if live else max(1, min(pipeline.engine.batch_size, MAX_IMAGE_PIXELS // max(1, pixels)))
-    if frames is None:
-        frames = _prefetch(iter_frames(src), 2 * per_chunk)
+    frames: Iterable[np.ndarray] = (LiveFrames(source, pace=None if camera else 1.0 / fps) if live
+                                    else _prefetch(source, 2 * per_chunk))
     palette = palette_for(pipeline.engine.labels)
     stats = VideoStats(0, fps, *(size or (0, 0)))
     steadiness = EyeSteadiness()
@@ -330,7 +329,7 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
                         dropped = frames.dropped if isinstance(frames, LiveFrames) else 0
                         names = [f"{src} frame {stats.frames + i}" for i in range(len(chunk))]
                         results = pipeline.run(chunk, None, names, eye)
-                        for frame, result in zip(chunk, results):
+                        for result in results:
                             report_passed_through(notes, result, "written unchanged")
                             stats.not_purified += not result.purified
                             stats.face_frames += result.method == "faces" and bool(result.eyes)
@@ -351,6 +350,8 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
                             on_frames(stats.frames)
             finally:
                 encoder.finish()
+            if isinstance(frames, LiveFrames):
+                stats.dropped = frames.dropped
             if faces_wanted and stats.frames and not stats.face_frames:
                 raise UserError(f"{'camera ' if camera else ''}{src}: no face found in any of its {stats.frames} "
                                 "frames; nothing written (--masks faces is for face videos)")
