@@ -184,19 +184,24 @@ class RotatedCrop:
                 int(np.ceil(pts[:, 0].max())) + 2, int(np.ceil(pts[:, 1].max())) + 2)
 
     def apply_image(self, image: np.ndarray) -> np.ndarray:
-        """The upright crop (area-averaged first when shrinking, so a large eye is not aliased)."""
+        """The upright crop (low-passed first when shrinking, so a large eye is not aliased). Only the window
+        around the box is blurred and read (an HD video frame is not copied for each eye); the warp samples
+        inside it, and where the window meets the image border, replicating either edge is the same."""
         shrink = 1.0 / max(self.scale)
-        source = image
+        matrix = self.matrix()
         if shrink > 1.5:
             sigma = 0.5 * np.sqrt(shrink ** 2 - 1)
             x0, y0, x1, y1 = self.bounds
             pad = int(3 * sigma) + 1
             h, w = image.shape[:2]
             ya, yb, xa, xb = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
-            source = image.copy()
             if yb > ya and xb > xa:
-                source[ya:yb, xa:xb] = cv2.GaussianBlur(image[ya:yb, xa:xb], (0, 0), sigma)
-        return cv2.warpAffine(source, self.matrix(), (self.out_width, self.out_height), flags=cv2.INTER_LINEAR,
+                window = cv2.GaussianBlur(image[ya:yb, xa:xb], (0, 0), sigma)
+                matrix = matrix.copy()
+                matrix[:, 2] += matrix[:, :2] @ np.array([xa, ya], np.float64)  # window pixels -> crop pixels
+                return cv2.warpAffine(window, matrix, (self.out_width, self.out_height), flags=cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REPLICATE)
+        return cv2.warpAffine(image, matrix, (self.out_width, self.out_height), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
 
     def apply_mask(self, mask: np.ndarray) -> np.ndarray:
