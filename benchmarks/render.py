@@ -54,7 +54,7 @@ def end_to_end(n: int, repeats: int) -> dict[str, object]:
             alone = n / (time.perf_counter() - start)
             shutil.rmtree(out, ignore_errors=True)
             start = time.perf_counter()
-            subprocess.run(command, check=True)
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             seconds = time.perf_counter() - start
             runs.append({"matmul_1024_gflops": reference, "render_alone_images_per_s": round(alone, 1),
                          "end_to_end_s": round(seconds, 3), "end_to_end_images_per_s": round(n / seconds, 1),
