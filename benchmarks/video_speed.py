@@ -9,7 +9,8 @@ threads beside the rest), the frames where a face was found and where both eyes 
 frame-to-frame change of the input and of the output (the run's summary line). Then where the time goes, each stage
 alone on the same frames in this process (milliseconds per frame): decoding, the face tracker (detection + FaceMesh
 + smoothing), the rest of the pipeline (crops, masks, both eyes through the segmenter-free purifier, pasting back)
-and encoding (the networks on one thread, as in the CLI). Same-run reference: a 1024x1024 fp32 numpy matmul timed before each CLI run, and the load average.
+and encoding (the networks on one thread, as in the CLI); and the share of frames in which FaceMesh on the whole
+frame (``static_image_mode=False``, what the video path ran before) finds the face. Same-run reference: a 1024x1024 fp32 numpy matmul timed before each CLI run, and the load average.
 
 Run: .venv/bin/python benchmarks/video_speed.py [--frames 300] [--repeats 2] [--sizes 720x1280,480x640,1080x1920]
 """
@@ -72,8 +73,10 @@ def cli_run(video: Path, out: Path) -> dict[str, object]:
 
 
 def stages(video: Path) -> dict[str, float]:
-    """Milliseconds per frame of each stage alone, one after the other, on the same frames."""
+    """Milliseconds per frame of each stage alone, one after the other, on the same frames; and, for comparison,
+    in how many frames FaceMesh on the whole frame (what the video path ran before) finds the face."""
     from maskpurify.formats.video import VideoWriter, iter_frames, video_info
+    from maskpurify.purification.faces import FaceFinder
     from maskpurify.purification.pipeline import Pipeline
     from maskpurify.purification.tracking import FaceTracker
 
@@ -85,6 +88,8 @@ def stages(video: Path) -> dict[str, float]:
     frames = list(iter_frames(video))
     decode = time.perf_counter() - start
     n = len(frames)
+    with FaceFinder(static=False) as finder:  # what the video path did before: FaceMesh tracking the whole frame
+        whole_frame = sum(len(finder.landmarks(frame)) > 0 for frame in frames) / n
     with FaceTracker() as tracker:
         start = time.perf_counter()
         for frame in frames:
@@ -104,7 +109,7 @@ def stages(video: Path) -> dict[str, float]:
                 writer.write(frame)
         encode = time.perf_counter() - start
     ms = 1000.0 / n
-    return {"decode_ms": round(decode * ms, 2), "face_tracker_ms": round(track * ms, 2),
+    return {"whole_frame_facemesh_found_rate": round(whole_frame, 4), "decode_ms": round(decode * ms, 2), "face_tracker_ms": round(track * ms, 2),
             "pipeline_without_tracker_ms": round((whole - track) * ms, 2), "pipeline_ms": round(whole * ms, 2),
             "encode_ms": round(encode * ms, 2),
             "serial_sum_ms": round((decode + whole + encode) * ms, 2)}
