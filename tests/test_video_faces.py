@@ -154,9 +154,9 @@ SUMMARY = re.compile(r"a face in (\d+) of (\d+) frames, (\d+) eyes purified; eye
 
 def test_hd_face_video_tracked_in_every_frame_and_steady(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                          mediapipe: object) -> None:
-    """A 1280x720 video of a face 610 px tall moving and zooming through the frame (FaceMesh alone finds it in
-    none of them): the face is found and both eyes purified in at least 99% of the frames, and the purified eyes
-    (the shipped networks) change from frame to frame no more than the input eyes."""
+    """A 1280x720 video of a face photo 610 px tall moving and zooming through the frame (FaceMesh on the whole
+    first frame finds no face): the face is found and both eyes purified in at least 99% of the frames, and the
+    purified eyes (the shipped networks) change from frame to frame no more than the input eyes."""
     src = _face_video(tmp_path / "face.mp4", (720, 1280), 60)
     with faces.FaceFinder() as finder:  # what the video path did before: FaceMesh on the whole frame
         assert finder.landmarks(next(iter_frames(src))) == []

@@ -3,8 +3,11 @@ over time so that the eye boxes and masks drawn from them do not jitter.
 
 **Why FaceMesh alone misses faces in HD video.** The legacy FaceMesh finds a face with BlazeFace's short-range
 detector, which sees the whole frame squeezed (letterboxed) into 128x128 pixels and was trained on faces that fill a
-good part of a selfie. In a 1280x720 frame a face 640 px tall becomes about 25 px wide there and is not found (the
-same frame as a photo gives "FaceMesh found no face"); in a 640x480 frame the same face is found.
+good part of a selfie. A 1280x720 frame holding scikit-image's astronaut photo 640 px tall (the face itself about
+200 px wide) becomes a face about 25 px wide there: FaceMesh on that frame as a photo finds no face, nor at any
+other photo size in a 1280x720 or 1920x1080 frame, while in a 640x480 frame a 400-px photo is found. In tracking
+mode on the whole frame a face is kept once some frame was detected, so how often it is found depends on luck
+(`benchmarks/video_speed.py` records it).
 
 **What is done instead.**
 
