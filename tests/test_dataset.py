@@ -109,3 +109,39 @@ def test_render_resumes_after_a_kill_and_removes_its_temporary_files(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in reference.iterdir())
     for shard in reference.glob("shard-*.npz"):
         assert (out / shard.name).read_bytes() == shard.read_bytes()
+
+
+def test_parallel_writer_gives_the_bytes_of_a_serial_write(tmp_path):
+    """Shards written by the writer thread while later shards render are the bytes of each shard saved on its own."""
+    from maskpurify.world.dataset import SHARD_KEYS, save_npz_deterministic
+
+    out = write_dataset(tmp_path / "p", "wild", 50, (36, 60), seed=7, shard_size=16, progress=False)
+    direct = render_samples("wild", 50, (36, 60), seed=7)
+    for index, start in enumerate(range(0, 50, 16)):
+        serial = tmp_path / f"serial-{index}.npz"
+        save_npz_deterministic(serial, {k: getattr(direct, k)[start:start + 16] for k in SHARD_KEYS})
+        assert (out / f"shard-{index:05d}.npz").read_bytes() == serial.read_bytes()
+
+
+def test_a_failing_shard_write_stops_the_render_and_the_rerun_finishes_it(tmp_path, monkeypatch):
+    """An error in the writer thread reaches the caller; shards already written stay whole, meta.json says
+    incomplete, and the same call again finishes byte-identical to an uninterrupted run."""
+    import maskpurify.world.dataset as dataset
+
+    reference = write_dataset(tmp_path / "ref", "synthetic", 40, (36, 60), seed=3, shard_size=8, progress=False)
+    real = dataset.save_npz_deterministic
+
+    def failing(path, arrays):
+        if path.name == "shard-00002.npz":
+            raise OSError("disk full")
+        real(path, arrays)
+
+    monkeypatch.setattr(dataset, "save_npz_deterministic", failing)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="disk full"):
+        write_dataset(out, "synthetic", 40, (36, 60), seed=3, shard_size=8, progress=False)
+    assert not (out / "shard-00002.npz").exists() and (out / "shard-00001.npz").is_file()
+    assert json.loads((out / "meta.json").read_text())["complete"] is False
+    monkeypatch.setattr(dataset, "save_npz_deterministic", real)
+    write_dataset(out, "synthetic", 40, (36, 60), seed=3, shard_size=8, progress=False)
+    assert _hashes(out) == _hashes(reference)

@@ -74,7 +74,7 @@ def test_video_end_to_end_with_mask_video(tmp_path: Path, ckpts: dict[str, Path]
 _MEMORY_PROBE = """
 import ctypes, ctypes.util, json, os, sys
 from maskpurify.purification import Purification
-from maskpurify.purification.drivers import purify_video
+from maskpurify.purification.video import purify_video
 from maskpurify.purification.pipeline import Pipeline
 
 def current_rss_bytes():

@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     kind = input_kind(src)
     if kind == "dataset":
         raise UserError(f"--input {src}: a rendered dataset has gaze labels already; use maskpurify evaluate-gaze")
+    if kind == "camera":
+        raise UserError(f"--input {src}: gaze reads files; record the camera first (maskpurify purify --input {src} "
+                        "--out camera.mp4 --masks faces)")
     guard = OutputGuard(out, inputs=[src], overwrite=args.overwrite)
     guard.claim(out, "--out", folder=True)
     files = list_images(src, recursive=False, skip=out) if kind == "folder" else [src]

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from maskpurify.cli._common import add_config_arguments, resolve_config
 from maskpurify.config import flag_type
 from maskpurify.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from maskpurify.purification.video import VideoStats
 
 HELP = "purify real images into the synthetic style (image, folder, rendered dataset, video or face photo)"
 
@@ -34,7 +37,8 @@ class PurifyConfig:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, metavar="PATH",
                         help="an image, a folder of images (NAME_mask.png beside an image is its mask), a rendered "
-                             "dataset folder (meta.json + shard-*.npz) or a video (.avi/.mp4/.mov/.mkv)")
+                             "dataset folder (meta.json + shard-*.npz), a video (.avi/.mp4/.mov/.mkv) or a camera "
+                             "number (0: the first webcam; runs until Ctrl-C)")
     parser.add_argument("--out", required=True, metavar="PATH",
                         help="output: an image file, a folder, a dataset folder or a video file (same kind as input); "
                              "a folder or dataset output also gets the run record config.yaml + run.json")
@@ -76,6 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the mask used for each image (NAME_mask.png) and, for single images "
                              "and face photos, an overlay for inspection (NAME_overlay.png)")
     parser.add_argument("--mask-video", metavar="PATH", help="videos: also write the colourised masks as a video")
+    parser.add_argument("--live", action="store_true",
+                        help="videos: read the file as a live stream, at its own frame rate, dropping frames when the "
+                             "machine falls behind (as a camera input always does; a file is otherwise processed "
+                             "whole)")
     parser.add_argument("--face-crop-size", metavar="HxW",
                         help="face photos: size each eye crop is purified at, aspect 3:5 (default: the "
                              "purifier's working size from its checkpoint, 36x60 for the shipped one; larger keeps "
@@ -97,7 +105,8 @@ def _parse_size(text: str) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     from maskpurify.config import save_run_record
     from maskpurify.purification import Purification
-    from maskpurify.purification.drivers import purify_dataset, purify_folder, purify_image_file, purify_video
+    from maskpurify.purification.drivers import purify_dataset, purify_folder, purify_image_file
+    from maskpurify.purification.video import purify_video
     from maskpurify.purification.inputs import MaskSource, input_kind
     from maskpurify.purification.pipeline import Pipeline
 
@@ -106,8 +115,10 @@ def run(args: argparse.Namespace) -> int:
     kind = input_kind(src)
     crop_size = _parse_size(config.face_crop_size) if config.face_crop_size else None
     masks = MaskSource.parse(args.masks)
-    if args.mask_video is not None and kind != "video":
+    if args.mask_video is not None and kind not in ("video", "camera"):
         raise UserError("--mask-video applies to video inputs only")
+    if args.live and kind != "video":
+        raise UserError("--live applies to video files only (a camera is always live)")
     segmenter = False if config.segmenter == "none" else config.segmenter
     engine = Purification.load(config.checkpoint, segmenter, config.device, config.batch_size,
                                check_eyes=config.eye_check, backend=config.backend)
@@ -115,8 +126,9 @@ def run(args: argparse.Namespace) -> int:
         crop_size = engine.working_size
         config = replace(config, face_crop_size=f"{crop_size[0]}x{crop_size[1]}")  # the run record's resolved value
     # Videos: FaceMesh only when asked (--masks faces), tracking across frames; an eye video never pays for it.
-    faces_mode = ("always" if masks.kind == "faces" else "never") if kind == "video" else masks.faces_mode
-    pipeline = Pipeline(engine, faces_mode, crop_size, video=kind == "video")
+    video = kind in ("video", "camera")
+    faces_mode = ("always" if masks.kind == "faces" else "never") if video else masks.faces_mode
+    pipeline = Pipeline(engine, faces_mode, crop_size, video=video)
     settings: dict[str, Any] = {
         "checkpoint": str(Path(config.checkpoint).resolve()) if config.checkpoint else "default",
         "segmenter": str(Path(segmenter).resolve()) if segmenter else ("none" if segmenter is False else "default"),
@@ -149,12 +161,11 @@ def run(args: argparse.Namespace) -> int:
             extra += f", {stats.not_purified} not purified: no plausible eye" if stats.not_purified else ""
             print(f"purified {stats.purified} images into {out} ({stats.skipped} already done, "
                   f"{stats.automatic} automatic masks{extra})")
-        elif kind == "video":
-            video = purify_video(pipeline, src, out, Path(args.mask_video) if args.mask_video else None,
-                                 overwrite=args.overwrite, masks=masks, progress=progress, eye=eye)
-            left = f"; {video.not_purified} written unchanged: no plausible eye" if video.not_purified else ""
-            print(f"purified {video.frames} frames ({video.width}x{video.height} at {video.fps:g} fps) into "
-                  f"{out} ({video.codec}){left}")
+        elif video:
+            stats = purify_video(pipeline, int(str(src)) if kind == "camera" else src, out,
+                                 Path(args.mask_video) if args.mask_video else None, overwrite=args.overwrite,
+                                 masks=masks, progress=progress, eye=eye, live=args.live)
+            print(video_summary(stats, out, faces=masks.kind == "faces"))
         else:
             result = purify_image_file(pipeline, src, out, masks=masks, overwrite=args.overwrite,
                                        save_masks=args.save_masks, eye=eye)
@@ -170,3 +181,19 @@ def run(args: argparse.Namespace) -> int:
                 left = f", {len(result.passed_through)} left as they were" if result.passed_through else ""
                 print(f"purified {src} -> {out} (mask: {method}{where}{left})")
     return 0
+
+
+def video_summary(stats: VideoStats, out: Path, faces: bool) -> str:
+    """The one line a video run ends with: frames, where faces were found, eyes purified, speed, steadiness."""
+    line = (f"purified {stats.frames} frames ({stats.width}x{stats.height} at {stats.fps:g} fps) into {out} "
+            f"({stats.codec}) at {stats.frames_per_second:.1f} frames/s")
+    if faces:
+        line += f": a face in {stats.face_frames} of {stats.frames} frames, {stats.eyes_purified} eyes purified"
+    elif stats.not_purified:
+        line += f"; {stats.not_purified} written unchanged: no plausible eye"
+    if stats.dropped:
+        line += f"; {stats.dropped} frames dropped (the machine fell behind the live source)"
+    if stats.input_change is not None and stats.output_change is not None:
+        line += (f"; eyes' frame-to-frame change {stats.input_change:.2f} in, {stats.output_change:.2f} out "
+                 "(mean absolute difference, 0-255)")
+    return line

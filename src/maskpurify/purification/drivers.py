@@ -1,4 +1,5 @@
-"""The thin drivers behind ``maskpurify purify``: folders, single images, rendered datasets and videos. Each reads
+"""The thin drivers behind ``maskpurify purify``: folders, single images and rendered datasets (videos and cameras:
+:mod:`maskpurify.purification.video`). Each reads
 its input, hands images to the one pipeline (:class:`~maskpurify.purification.pipeline.Pipeline`) and writes what comes
 back; the shard loop is shared with SimGAN's refiner.
 
@@ -10,9 +11,8 @@ unchanged (folders skip it), with one line on stderr naming it and the reason.
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,17 +21,17 @@ import numpy as np
 
 from maskpurify.config import command_line
 from maskpurify.errors import UserError
-from maskpurify.fileio import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, OutputGuard, atomic_write_json, check_outputs, \
+from maskpurify.fileio import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, OutputGuard, atomic_write_json, \
     copy_file_atomic, image_format, input_fingerprint, read_image, save_image, suffix_format
 from maskpurify.formats.folder import mask_file_for
-from maskpurify.masks import colourise, load_mask, overlay
+from maskpurify.masks import load_mask, overlay
 from maskpurify.purification.engine import Purification, palette_for, resolve_device
-from maskpurify.purification.inputs import MASK_SUFFIX, VIDEO_SUFFIXES, MaskSource, list_images, single_image_mask
+from maskpurify.purification.inputs import MASK_SUFFIX, MaskSource, list_images, single_image_mask
 from maskpurify.purification.output import OutputDir
 from maskpurify.purification.pipeline import Pipeline, Result
 
 __all__ = ["MaskSource", "NotPurified", "FolderStats", "purify_folder", "purify_image_file", "map_shards",
-           "purify_dataset", "refine_dataset", "purify_video", "report_passed_through"]
+           "purify_dataset", "refine_dataset", "report_passed_through", "output_file"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -193,7 +193,7 @@ def _overlay(image: np.ndarray, result: Result, labels: Any) -> np.ndarray:
 # Single images.
 # ----------------------------------------------------------------------------------------------------------
 
-def _output_file(out: str | Path, kind: str, suffixes: Sequence[str]) -> Path:
+def output_file(out: str | Path, kind: str, suffixes: Sequence[str]) -> Path:
     """Check that ``--out`` for a single-file input has the right kind of name (the rest of the output checks are
     :class:`~maskpurify.fileio.OutputGuard`'s)."""
     out = Path(out)
@@ -215,7 +215,7 @@ def purify_image_file(pipeline: Pipeline, src: Path, out: Path, masks: MaskSourc
     identical copy of the input (its EXIF included); otherwise the line says it was re-encoded.
 
     Outputs are written upright (an EXIF orientation of the input is applied when reading) and without EXIF."""
-    src, out = Path(src), _output_file(out, "image", IMAGE_SUFFIXES)
+    src, out = Path(src), output_file(out, "image", IMAGE_SUFFIXES)
     mask_out = out.with_name(out.stem + MASK_SUFFIX)
     overlay_out = out.with_name(out.stem + "_overlay.png")
     mask_path = single_image_mask(src, masks)
@@ -419,86 +419,3 @@ def refine_dataset(refiner: str | Path, src: Path, out: Path, batch_size: int = 
     settings = {"input": str(src.resolve()), "kind": "refined dataset", "refiner": str(Path(refiner).resolve())}
     map_shards(src, out, settings, refine_shard, out_meta, overwrite, resume, progress)
     return out
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Videos.
-# ----------------------------------------------------------------------------------------------------------
-
-@dataclass
-class VideoStats:
-    frames: int
-    fps: float
-    width: int
-    height: int
-    #: Frames written unchanged because no eye in them was purified.
-    not_purified: int = 0
-    #: The codec written, in words (H.264 for MP4, MOV and MKV).
-    codec: str = ""
-
-
-def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
-    chunk: list[np.ndarray] = []
-    for frame in frames:
-        chunk.append(frame)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def purify_video(pipeline: Pipeline, src: Path, out: Path, mask_video: Path | None = None,
-                 overwrite: bool = False, masks: MaskSource = MaskSource(), progress: bool = True,
-                 on_frames: Callable[[int], None] | None = None, eye: str = "auto") -> VideoStats:
-    """Stream a video through the pipeline: same fps, size and frame count; masks automatic per frame.
-
-    Frames are read, purified and written ``batch_size`` at a time, so memory does not grow with the video's
-    length. mask_video: also write the colourised masks as a second video. masks faces: FaceMesh on every frame
-    (face videos; the pipeline should be made with ``video=True`` so FaceMesh tracks); otherwise eye frames and
-    the segmenter. on_frames(n): called after each batch with the number of frames done (progress hooks, memory
-    probes). eye: which eye an eye video shows.
-    """
-    from tqdm import tqdm
-
-    from maskpurify.formats.video import VideoWriter, iter_frames, video_info
-
-    src, out = Path(src), _output_file(out, "video", VIDEO_SUFFIXES)
-    if mask_video is not None:
-        mask_video = Path(mask_video)
-        if mask_video.suffix.lower() not in VIDEO_SUFFIXES:
-            raise UserError(f"--mask-video {mask_video}: needs a video file name ({', '.join(VIDEO_SUFFIXES)})")
-    # One check for both outputs, before any writer opens: neither may be the input or the other output.
-    check_outputs({"--out": out, "--mask-video": mask_video}, {"--input": src}, overwrite=overwrite)
-    if masks.kind == "path":
-        raise UserError(f"--masks {masks}: a video takes automatic masks only (--masks auto or --masks faces)")
-    if masks.kind != "faces" and pipeline.engine.segmenter is None:
-        raise UserError(f"no mask for {src} and no segmenter; give --segmenter (videos use automatic masks)")
-    info = video_info(src)
-    fps = info.fps if info.fps > 0 else 30.0
-    palette = palette_for(pipeline.engine.labels)
-    frames_done = 0
-    notes = NotPurified()
-    left_frames = 0
-    bar = tqdm(total=info.frame_count or None, unit="frame", desc="purify", disable=not progress, leave=False)
-    with contextlib.ExitStack() as stack:
-        writer = stack.enter_context(VideoWriter(out, fps, (info.width, info.height)))
-        mwriter = stack.enter_context(VideoWriter(mask_video, fps, (info.width, info.height))) if mask_video else None
-        # Memory holds one chunk: batch_size frames, fewer for large frames (MAX_IMAGE_PIXELS in all).
-        per_chunk = max(1, min(pipeline.engine.batch_size, MAX_IMAGE_PIXELS // max(1, info.width * info.height)))
-        for chunk in _chunks(iter_frames(src), per_chunk):
-            names = [f"{src} frame {frames_done + i}" for i in range(len(chunk))]
-            results = pipeline.run(chunk, None, names, eye)
-            for result in results:
-                report_passed_through(notes, result, "written unchanged")
-                left_frames += not result.purified
-                writer.write(result.image)
-                if mwriter is not None:
-                    mwriter.write(colourise(result.mask, palette))
-            frames_done += len(chunk)
-            bar.update(len(chunk))
-            del chunk, results
-            if on_frames is not None:
-                on_frames(frames_done)
-    bar.close()
-    return VideoStats(frames_done, fps, info.width, info.height, left_frames, writer.codec_name)

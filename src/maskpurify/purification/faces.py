@@ -110,6 +110,7 @@ class Eye:
     iris_radius: float
     corners: np.ndarray  # (2, 2)
     crop: RotatedCrop
+    track: int | None = None  # in video: the tracked face it belongs to (the same number from frame to frame)
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -185,19 +186,24 @@ class RotatedCrop:
                 int(np.ceil(pts[:, 0].max())) + 2, int(np.ceil(pts[:, 1].max())) + 2)
 
     def apply_image(self, image: np.ndarray) -> np.ndarray:
-        """The upright crop (area-averaged first when shrinking, so a large eye is not aliased)."""
+        """The upright crop (low-passed first when shrinking, so a large eye is not aliased). Only the window
+        around the box is blurred and read (an HD video frame is not copied for each eye); the warp samples
+        inside it, and where the window meets the image border, replicating either edge is the same."""
         shrink = 1.0 / max(self.scale)
-        source = image
+        matrix = self.matrix()
         if shrink > 1.5:
             sigma = 0.5 * np.sqrt(shrink ** 2 - 1)
             x0, y0, x1, y1 = self.bounds
             pad = int(3 * sigma) + 1
             h, w = image.shape[:2]
             ya, yb, xa, xb = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
-            source = image.copy()
             if yb > ya and xb > xa:
-                source[ya:yb, xa:xb] = cv2.GaussianBlur(image[ya:yb, xa:xb], (0, 0), sigma)
-        return cv2.warpAffine(source, self.matrix(), (self.out_width, self.out_height), flags=cv2.INTER_LINEAR,
+                window = cv2.GaussianBlur(image[ya:yb, xa:xb], (0, 0), sigma)
+                matrix = matrix.copy()
+                matrix[:, 2] += matrix[:, :2] @ np.array([xa, ya], np.float64)  # window pixels -> crop pixels
+                return cv2.warpAffine(window, matrix, (self.out_width, self.out_height), flags=cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REPLICATE)
+        return cv2.warpAffine(image, matrix, (self.out_width, self.out_height), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
 
     def apply_mask(self, mask: np.ndarray) -> np.ndarray:
@@ -253,21 +259,31 @@ def eyes_from_landmarks(points: np.ndarray, crop_size: tuple[int, int]) -> list[
 
 
 def rasterise(shape: Sequence[int], eyes: Sequence[Eye]) -> np.ndarray:
-    """An HxW label map: skin everywhere, sclera inside each eyelid, iris and pupil discs clipped to it."""
+    """An HxW label map: skin everywhere, sclera inside each eyelid, iris and pupil discs clipped to it.
+
+    Each eye is drawn in the window its eyelid polygon covers (integer offsets keep cv2's rasterisation exact), so
+    an HD video frame costs its eyes' pixels, not the frame's."""
     h, w = int(shape[0]), int(shape[1])
     mask = np.full((h, w), SKIN, np.uint8)
     shift = 4  # sub-pixel precision for cv2 drawing
     scale = 1 << shift
     for eye in eyes:
-        lid = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(lid, [np.round(eye.eyelid * scale).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=shift)
+        x0, y0 = (max(0, int(np.floor(v)) - 1) for v in eye.eyelid.min(0))
+        x1, y1 = min(w, int(np.ceil(eye.eyelid[:, 0].max())) + 2), min(h, int(np.ceil(eye.eyelid[:, 1].max())) + 2)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        offset = np.array([x0, y0], np.float64)
+        lid = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(lid, [np.round((eye.eyelid - offset) * scale).astype(np.int32)], 1, lineType=cv2.LINE_8,
+                     shift=shift)
         lid_on = lid.astype(bool)
-        centre = tuple(int(round(c * scale)) for c in eye.iris_center)
+        centre = tuple(int(round(c * scale)) for c in eye.iris_center - offset)
         for label, radius in ((IRIS, eye.iris_radius), (PUPIL, eye.pupil_radius)):
-            disc = np.zeros((h, w), np.uint8)
+            disc = np.zeros_like(lid)
             cv2.circle(disc, centre, max(1, int(round(radius * scale))), 1, -1, lineType=cv2.LINE_8, shift=shift)
             lid[(disc > 0) & lid_on] = label
-        mask[lid_on] = np.where(lid[lid_on] == 1, SCLERA, lid[lid_on])
+        window = mask[y0:y1, x0:x1]
+        window[lid_on] = np.where(lid[lid_on] == 1, SCLERA, lid[lid_on])
     return mask
 
 

@@ -56,8 +56,11 @@ def is_dataset(path: Path) -> bool:
     return (path / "meta.json").is_file() and any(path.glob("shard-*.npz"))
 
 
-def input_kind(src: Path) -> Literal["dataset", "folder", "video", "image"]:
-    """What ``--input`` is; a missing path or an unknown file type is a UserError."""
+def input_kind(src: Path) -> Literal["dataset", "folder", "video", "image", "camera"]:
+    """What ``--input`` is: a plain number that names no file is a camera (0: the first webcam); a missing path or
+    an unknown file type is a UserError."""
+    if str(src).isdigit() and not src.exists():
+        return "camera"
     if not src.exists():
         raise UserError(f"--input {src}: no such file or folder")
     if src.is_dir():

@@ -32,8 +32,8 @@ import numpy as np
 from maskpurify.errors import UserError
 from maskpurify.fileio import MAX_IMAGE_PIXELS
 from maskpurify.formats.base import CropBox
-from maskpurify.masks import CANONICAL_EYE, EYE_LABELS, EYE_SIDES, resize_mask
-from maskpurify.purification import faces
+from maskpurify.masks import CANONICAL_EYE, EYE_LABELS, EYE_SIDES, SKIN, resize_mask
+from maskpurify.purification import faces, tracking
 from maskpurify.purification.engine import Purification
 
 #: What ``eye`` may be: the side an eye crop shows, or ``auto`` (``left`` unless a face photo tells).
@@ -91,6 +91,7 @@ class _Job:
     feather: float  # 0: the crop replaces the whole image
     closed: str | None = None  # why the eye is known closed before any mask is looked at (face photos)
     hint: str = ""  # added to the reason when the eye is passed through
+    track: tuple[int, str] | None = None  # video: the tracked face's number and the eye's side
 
 
 def whole_image_box(height: int, width: int, working_size: tuple[int, int]) -> CropBox:
@@ -170,20 +171,23 @@ class Pipeline:
     engine: the loaded networks (:class:`~maskpurify.purification.engine.Purification`). faces_mode: ``auto`` (an image
     without a mask goes through FaceMesh when it is installed and the image is large enough to hold a face),
     ``always`` (``--masks faces``: FaceMesh must find a face) or ``never`` (every image is an eye crop).
-    face_crop_size: what each eye of a face is purified at (default: the working size). video: FaceMesh tracks
-    faces from one image to the next. finder: a face finder to use instead of FaceMesh (anything with
-    ``find_eyes(image, crop_size)``; tests use it to place eyes without a detector).
+    face_crop_size: what each eye of a face is purified at (default: the working size). video: the images are the
+    frames of one video, in order: faces are found at any scale and tracked from frame to frame, their eyes
+    smoothed over time (:class:`~maskpurify.purification.tracking.FaceTracker`), and with ``always`` a frame
+    without a face has no eyes and is returned unchanged. finder: a face finder to use instead of FaceMesh
+    (anything with ``find_eyes(image, crop_size)``; tests use it to place eyes without a detector).
     """
 
     def __init__(self, engine: Purification, faces_mode: str = "auto",
                  face_crop_size: tuple[int, int] | None = None, video: bool = False,
-                 finder: faces.FaceFinder | None = None) -> None:
+                 finder: faces.FaceFinder | tracking.FaceTracker | None = None) -> None:
         if faces_mode not in ("auto", "always", "never"):
             raise ValueError(f"faces_mode must be auto, always or never, got {faces_mode!r}")
         self.engine = engine
         self.faces_mode = faces_mode
         self.face_crop_size = faces.check_crop_size(face_crop_size or engine.working_size)
         self._video = video
+        self._smoother = tracking.EyeSmoother()
         self._finder = finder
         self._own_finder = finder is None
 
@@ -281,6 +285,11 @@ class Pipeline:
         results = []
         for i, mine in enumerate(per_image):
             picture = rgbs[i].copy()
+            if self._video:  # frames in order: each tracked eye's purified crop averaged over time
+                for job, out in mine:
+                    if out.purified and job.track is not None:
+                        out.output = self._smoother(job.track, out.crop, out.output)
+                self._smoother.keep({job.track for job, out in mine if out.purified and job.track is not None})
             for job, out in mine:
                 if out.purified:
                     patch = out.output[:, ::-1] if job.side != CANONICAL_EYE else out.output
@@ -324,9 +333,11 @@ class Pipeline:
                                           (self._finder is None and not faces.mediapipe_available())):
             return None
         if self._finder is None:
-            self._finder = faces.FaceFinder(static=not self._video)
+            self._finder = tracking.FaceTracker() if self._video else faces.FaceFinder()
         eyes = self._finder.find_eyes(rgb, self.face_crop_size)
         if not eyes:
+            if self._video and self.faces_mode == "always":
+                return [], np.full(rgb.shape[:2], SKIN, np.uint8)  # a frame without a face: no eyes, unchanged
             if self.faces_mode == "always":
                 raise UserError(f"{name}: FaceMesh found no face (--masks faces needs a face photo; use --masks "
                                 "auto for eye crops)")
@@ -334,7 +345,8 @@ class Pipeline:
         full = faces.rasterise(rgb.shape, eyes)
         jobs = [_Job(i, e.crop, e.crop_side, faces.crop_mask(e.crop, eyes), True, f"{name} ({e.side} eye)", faces.FEATHER,
                      None if not self.engine.check_eyes or e.opening >= faces.MIN_OPENING else
-                     f"closed eye (eyelid opening {e.opening:.3f} < {faces.MIN_OPENING})")
+                     f"closed eye (eyelid opening {e.opening:.3f} < {faces.MIN_OPENING})",
+                     track=None if e.track is None else (e.track, e.side))
                 for e in eyes]
         return jobs, full
 

@@ -8,7 +8,9 @@ Layout of a dataset directory::
     ...                  eyelid_landmarks (N,16,2) float32
     unityeyes/1.jpg ...  (``unityeyes=True``) per-sample image + json in the UnityEyes schema, 1-based names
 
-Shards are zip files written with fixed timestamps, so the same seed gives byte-identical files.
+Shards are zip files written with fixed timestamps, so the same seed gives byte-identical files. While one shard
+is rendered, the one before it is compressed and written by a second thread (zlib releases the GIL, so the two use
+both cores; at most one shard waits to be written, so memory holds two shards at most).
 
 UnityEyes json conventions (as read by GazeML-style loaders): 2-D landmark strings are ``"(x, y, z)"`` with
 ``y`` measured from the *bottom* of the image (``y_unity = H - y``) and ``z = 0``; ``eye_details.look_vec`` is
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import io
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -142,23 +145,34 @@ def write_dataset(out_dir: str | Path, domain: str | DomainPreset, n: int, size:
     atomic_write_json(meta_path, {**meta, "complete": False, "command": command or command_line()})
     bar = tqdm(total=n, unit="img", desc=f"render {preset.name}", disable=not progress or n < 2 * CHUNK,
                leave=False)
-    for index in range(meta["num_shards"]):
-        start, stop = index * shard_size, min(n, (index + 1) * shard_size)
-        path = out / shard_name(index)
-        if resume and path.is_file() and (not unityeyes or (out / "unityeyes" / f"{stop}.json").is_file()):
-            bar.update(stop - start)
-            continue
-        parts = []
-        lo = start
-        while lo < stop:
-            hi = min(stop, lo + CHUNK - lo % CHUNK)
-            batch = render_samples(preset, hi - lo, size, seed, start=lo, geometry=geometry, grey=grey)
-            parts.append(batch)
-            if unityeyes:
-                _write_unityeyes(out / "unityeyes", batch, lo, size[0])
-            bar.update(hi - lo)
-            lo = hi
-        save_npz_deterministic(path, {k: np.concatenate([getattr(b, k) for b in parts]) for k in SHARD_KEYS})
+    # The writer thread compresses shard k while shard k+1 renders; waiting for it before handing over the next
+    # keeps one shard in the queue. Leaving the block (an error included) waits for the shard being written, which
+    # lands whole (atomic rename) or not at all.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer:
+        pending: Future[None] | None = None
+        for index in range(meta["num_shards"]):
+            start, stop = index * shard_size, min(n, (index + 1) * shard_size)
+            path = out / shard_name(index)
+            if resume and path.is_file() and (not unityeyes or (out / "unityeyes" / f"{stop}.json").is_file()):
+                bar.update(stop - start)
+                continue
+            parts = []
+            lo = start
+            while lo < stop:
+                hi = min(stop, lo + CHUNK - lo % CHUNK)
+                batch = render_samples(preset, hi - lo, size, seed, start=lo, geometry=geometry, grey=grey)
+                parts.append(batch)
+                if unityeyes:
+                    _write_unityeyes(out / "unityeyes", batch, lo, size[0])
+                bar.update(hi - lo)
+                lo = hi
+            arrays = {k: np.concatenate([getattr(b, k) for b in parts]) for k in SHARD_KEYS}
+            del parts
+            if pending is not None:
+                pending.result()  # raises the writer's error here, in the caller's thread
+            pending = writer.submit(save_npz_deterministic, path, arrays)
+        if pending is not None:
+            pending.result()
     bar.close()
     atomic_write_json(meta_path, {**meta, "complete": True, "command": command or command_line()})
     return out
