@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from maskpurify.errors import UserError
-from maskpurify.fileio import check_within
+from maskpurify.fileio import atomic_write_text, check_within
 from maskpurify.formats.base import CropBox, Masker, Reader
-from maskpurify.formats.video import iter_frames, video_info
+from maskpurify.formats.video import VideoWriter, iter_frames, video_info
 from maskpurify.masks import PUPIL, region_centroid
 from maskpurify.pairs import RGBMaskPair
 
@@ -130,3 +130,19 @@ class LPWReader(Reader):
                     frame, center = box.apply_image(frame), box.map_points(center)
                 yield RGBMaskPair(image=frame, mask=None, name=f"{prefix}/{index:06d}", pupil_center=center,
                                   extra={"video": str(video), "frame": index})
+
+
+def write_lpw_video(folder: str | Path, name: str, frames: np.ndarray, centres: np.ndarray, fps: float) -> Path:
+    """Write ``folder/NAME.avi`` (RGB frames, MPEG-4 as LPW's) and ``folder/NAME.txt`` (one "x y" pupil centre per
+    frame, in the frames' pixels), as LPW lays them out; returns the video's path. Both files appear whole or not
+    at all (the annotations last, so a reader never finds labels without their video)."""
+    if len(frames) != len(centres) or len(frames) == 0:
+        raise UserError(f"{name}: {len(frames)} frames and {len(centres)} pupil centres; they must match and be >0")
+    folder = Path(folder)
+    video = folder / f"{name}.avi"
+    with VideoWriter(video, fps) as writer:
+        for frame in frames:
+            writer.write(np.ascontiguousarray(frame))
+    text = "".join(f"{float(x):.2f} {float(y):.2f}\n" for x, y in centres)
+    atomic_write_text(video.with_suffix(".txt"), text)
+    return video

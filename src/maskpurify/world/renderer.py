@@ -676,3 +676,54 @@ def render_samples(domain: str | DomainPreset, n: int, size: tuple[int, int] = R
                                     identity_rng=np.random.default_rng([seed, 1, chunk]), grey=grey,
                                     keep=slice(lo, hi)))
     return batches[0] if len(batches) == 1 else concat_batches(batches)
+
+
+#: LPW's frame rate (its cameras record at about 95 frames per second).
+LPW_FPS = 95.0
+
+
+def _gaze_path(rng: np.random.Generator, frames: int, fps: float, geometry: GeometryConfig) -> np.ndarray:
+    """(frames, 2) pitch/yaw in radians: fixations of 0.2-0.6 s with a little drift, joined by saccades of 40 ms
+    (a cosine ramp between fixation targets)."""
+    path = np.empty((frames, 2))
+    low = np.radians([geometry.gaze_pitch[0], geometry.gaze_yaw[0]])
+    high = np.radians([geometry.gaze_pitch[1], geometry.gaze_yaw[1]])
+    here = rng.uniform(low, high)
+    t = 0
+    while t < frames:
+        hold = max(1, int(rng.uniform(0.2, 0.6) * fps))
+        drift = np.cumsum(rng.normal(0, np.radians(0.08), (hold, 2)), axis=0)
+        path[t:t + hold] = (here + drift)[: frames - t]
+        t += hold
+        target = rng.uniform(low, high)
+        move = max(1, int(0.04 * fps))
+        ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(1, move + 1) / move)
+        path[t:t + move] = (here + ramp[:, None] * (target - here))[: max(0, frames - t)]
+        t += move
+        here = target
+    return path
+
+
+def render_sequence(domain: str | DomainPreset, frames: int, size: tuple[int, int], seed: int = 0,
+                    fps: float = LPW_FPS, geometry: GeometryConfig | None = None) -> RenderedEyes:
+    """One eye over ``frames`` frames at ``fps``: fixations, saccades, a blink every 2-4 s (150 ms) and a slowly
+    changing pupil size, with one set of materials and conditions (a recording). The same seed gives the same eye
+    and the same movements in every domain."""
+    if frames < 1:
+        raise UserError(f"a sequence needs at least 1 frame, got {frames}")
+    preset = get_preset(domain)
+    geometry = geometry or default_geometry(preset.name)
+    rng = np.random.default_rng([seed, 7, 0])
+    params = sample_params(rng, 1, geometry).subset(np.zeros(frames, int)).copy()
+    params.gaze = _gaze_path(rng, frames, fps, geometry)
+    time = np.arange(frames) / fps
+    params.pupil_angle = params.pupil_angle * (1 + 0.15 * np.sin(2 * np.pi * time / rng.uniform(2, 5)
+                                                                  + rng.uniform(0, 2 * np.pi)))
+    params.blink = np.ones(frames)
+    start, length = rng.uniform(0.3, 1.5) * fps, max(2, int(0.15 * fps))
+    while start < frames:
+        index = np.arange(int(start), min(frames, int(start) + length))
+        params.blink[index] = 1 - 0.97 * np.sin(np.pi * (index - int(start) + 0.5) / length)
+        start += rng.uniform(2, 4) * fps
+    return render_batch(params, preset, size, np.random.default_rng([seed, 8, domain_index(preset.name)]),
+                        identity_rng=np.random.default_rng([seed, 9, 0]), shared=True)
