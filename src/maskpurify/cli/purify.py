@@ -96,7 +96,8 @@ def _parse_size(text: str) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     from maskpurify.config import save_run_record
     from maskpurify.purification import Purification
-    from maskpurify.purification.drivers import purify_dataset, purify_folder, purify_image_file, purify_video
+    from maskpurify.purification.drivers import purify_dataset, purify_folder, purify_image_file, purify_lpw, \
+        purify_video
     from maskpurify.purification.inputs import MaskSource, input_kind
     from maskpurify.purification.pipeline import Pipeline
 
@@ -114,8 +115,9 @@ def run(args: argparse.Namespace) -> int:
         crop_size = engine.working_size
         config = replace(config, face_crop_size=f"{crop_size[0]}x{crop_size[1]}")  # the run record's resolved value
     # Videos: FaceMesh only when asked (--masks faces), tracking across frames; an eye video never pays for it.
-    faces_mode = ("always" if masks.kind == "faces" else "never") if kind == "video" else masks.faces_mode
-    pipeline = Pipeline(engine, faces_mode, crop_size, video=kind == "video")
+    videos = kind in ("video", "lpw")
+    faces_mode = ("always" if masks.kind == "faces" else "never") if videos else masks.faces_mode
+    pipeline = Pipeline(engine, faces_mode, crop_size, video=videos)
     settings: dict[str, Any] = {
         "checkpoint": str(Path(config.checkpoint).resolve()) if config.checkpoint else "default",
         "segmenter": str(Path(segmenter).resolve()) if segmenter else ("none" if segmenter is False else "default"),
@@ -148,6 +150,13 @@ def run(args: argparse.Namespace) -> int:
             extra += f", {stats.not_purified} not purified: no plausible eye" if stats.not_purified else ""
             print(f"purified {stats.purified} images into {out} ({stats.skipped} already done, "
                   f"{stats.automatic} automatic masks{extra})")
+        elif kind == "lpw":
+            if masks.kind not in ("default", "auto"):
+                raise UserError(f"--masks {args.masks}: LPW videos take automatic masks only (--masks auto)")
+            lpw = purify_lpw(pipeline, src, out, overwrite=args.overwrite, progress=progress, eye=eye)
+            left = f"; {lpw.not_purified} written unchanged: no plausible eye" if lpw.not_purified else ""
+            print(f"purified {lpw.frames} frames of {lpw.videos} LPW videos ({lpw.fps:g} fps) into {out}, each "
+                  f"K.txt beside its K.avi{left}")
         elif kind == "video":
             video = purify_video(pipeline, src, out, Path(args.mask_video) if args.mask_video else None,
                                  overwrite=args.overwrite, masks=masks, progress=progress, eye=eye)

@@ -27,12 +27,12 @@ from maskpurify.training.loop import fit
 
 @dataclass
 class PupilTrainConfig(GazeTrainConfig):
-    """The shipped detector's recipe: 1500 steps x 32 on 20k nir-synthetic frames at 48x64."""
+    """The shipped detector's recipe: 1000 steps x 32 on 20k nir-synthetic frames at 48x64."""
 
     data: TrainDataConfig = field(default_factory=lambda: TrainDataConfig(
         domain="nir-synthetic", render_n=20000, render_seed=4001, size="48x64"))
     model: GazeNetConfig = PUPIL_NET
-    steps: int = 1500
+    steps: int = 1000
     batch_size: int = 32
 
 
