@@ -526,7 +526,6 @@ def purify_lpw(pipeline: Pipeline, src: Path, out: Path, overwrite: bool = False
     videos = [v for v in lpw_videos(src) if v.with_suffix(".txt").is_file()]
     if not videos:
         raise UserError(f"--input {src}: no LPW videos (K.avi + K.txt) found")
-    check_outputs({"--out": out}, {"--input": src}, overwrite=True)  # the folder itself; files are checked below
     stats = LPWStats(0, 0, 0.0)
     for video in videos:
         relative = video.relative_to(src)
