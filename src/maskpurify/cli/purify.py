@@ -38,9 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="PATH",
                         help="output: an image file, a folder, a dataset folder or a video file (same kind as input); "
                              "a folder or dataset output also gets the run record config.yaml + run.json")
-    parser.add_argument("--checkpoint", metavar="CKPT", help="purifier checkpoint (default: weights/purifier)")
+    parser.add_argument("--checkpoint", metavar="CKPT", help="purifier checkpoint (default: weights/purifier; "
+                        "weights/nir/purifier for an LPW-layout folder)")
     parser.add_argument("--segmenter", metavar="CKPT",
-                        help="segmenter checkpoint for automatic masks (default: weights/segmenter when present; "
+                        help="segmenter checkpoint for automatic masks (default: weights/segmenter when present, "
+                             "weights/nir/segmenter for an LPW-layout folder; "
                              "'none': no automatic masks, every image needs its mask file)")
     parser.add_argument("--masks", metavar="{auto,faces,DIR}",
                         help="where masks come from: a folder (or, for one image, a file) of NAME_mask.png label "
@@ -108,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
     masks = MaskSource.parse(args.masks)
     if args.mask_video is not None and kind != "video":
         raise UserError("--mask-video applies to video inputs only")
+    if kind == "lpw":  # LPW's near-IR eye-camera frames: the near-IR world's networks unless others are named
+        from maskpurify.checkpoints import WEIGHTS_DIR
+
+        config = replace(config, checkpoint=config.checkpoint or str(WEIGHTS_DIR / "nir" / "purifier"),
+                         segmenter=config.segmenter or str(WEIGHTS_DIR / "nir" / "segmenter"))
     segmenter = False if config.segmenter == "none" else config.segmenter
     engine = Purification.load(config.checkpoint, segmenter, config.device, config.batch_size,
                                check_eyes=config.eye_check, backend=config.backend)
