@@ -41,3 +41,14 @@ def test_purify_keeps_an_lpw_folder_aligned(tmp_path: Path, ckpts: dict[str, Pat
                  "--segmenter", str(ckpts["s"])])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--overwrite" in err[0]
+
+
+def test_an_lpw_folder_takes_the_near_ir_weights_by_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seq = render_sequence("nir-wild", 12, (96, 128), seed=8)
+    write_lpw_video(tmp_path / "lpw", "1", seq.images, seq.pupil_center, 95.0)
+    code = main(["purify", "--quiet", "--input", str(tmp_path / "lpw"), "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "purified 12 frames of 1 LPW videos" in captured.out, captured.out
+    pairs = list(LPWReader(tmp_path / "out"))
+    assert len(pairs) == 12 and pairs[0].image.shape == (96, 128, 3)
