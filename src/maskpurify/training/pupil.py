@@ -22,7 +22,7 @@ from maskpurify.nets.gaze import GazeNetConfig, save_gaze_net
 from maskpurify.nets.pupil import PUPIL_NET, predict_pupil, pupil_target
 from maskpurify.training.common import unwrap
 from maskpurify.training.gaze import GazeTask, GazeTrainConfig, TrainDataConfig, describe_data
-from maskpurify.training.loop import fit
+from maskpurify.training.loop import Run, fit
 
 
 @dataclass
@@ -61,7 +61,7 @@ class PupilTask(GazeTask):
         return {"val_err_lpw_px": float(errors.mean()) if errors.size else float("nan"),
                 "val_rate_5px": detection_rate(errors)}
 
-    def export(self, run: Any, last_log: dict[str, float]) -> dict[str, Any]:
+    def export(self, run: Run, last_log: dict[str, float]) -> dict[str, Any]:
         config, scores = self.config, self.evaluate()
         save_gaze_net(run.out / "pupil", unwrap(self.model), {"target": "pupil_center", "trained": {
             "command": command_line(), "seed": config.seed, "steps": config.steps,
