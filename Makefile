@@ -8,6 +8,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	# the LPW table's classical detector; --no-deps: its wheel asks for opencv-python (pyproject.toml, extra lpw)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps pupil-detectors==2.0.2 cysignals==1.12.5
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . 2>/dev/null \
 	  || $(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)

@@ -22,9 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _training_budget(weights: Path) -> dict[str, Any]:
-    """What each shipped network's sidecar says about how it was trained."""
+    """What each shipped network of the eye world's sidecar says about how it was trained (the near-IR world's, in
+    ``nir/``, belong to the LPW table)."""
     budget = {}
     for sidecar in sorted(weights.rglob("*.json")):
+        if "nir" in sidecar.relative_to(weights).parts[:-1]:
+            continue
         try:
             meta = read_json(sidecar)
         except UserError:

@@ -42,9 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="PATH",
                         help="output: an image file, a folder, a dataset folder or a video file (same kind as input); "
                              "a folder or dataset output also gets the run record config.yaml + run.json")
-    parser.add_argument("--checkpoint", metavar="CKPT", help="purifier checkpoint (default: weights/purifier)")
+    parser.add_argument("--checkpoint", metavar="CKPT", help="purifier checkpoint (default: weights/purifier; "
+                        "weights/nir/purifier for an LPW-layout folder)")
     parser.add_argument("--segmenter", metavar="CKPT",
-                        help="segmenter checkpoint for automatic masks (default: weights/segmenter when present; "
+                        help="segmenter checkpoint for automatic masks (default: weights/segmenter when present, "
+                             "weights/nir/segmenter for an LPW-layout folder; "
                              "'none': no automatic masks, every image needs its mask file)")
     parser.add_argument("--masks", metavar="{auto,faces,DIR}",
                         help="where masks come from: a folder (or, for one image, a file) of NAME_mask.png label "
@@ -106,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from maskpurify.config import save_run_record
     from maskpurify.purification import Purification
     from maskpurify.purification.drivers import purify_dataset, purify_folder, purify_image_file
-    from maskpurify.purification.video import purify_video
+    from maskpurify.purification.video import purify_lpw, purify_video
     from maskpurify.purification.inputs import MaskSource, input_kind
     from maskpurify.purification.pipeline import Pipeline
 
@@ -119,6 +121,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--mask-video applies to video inputs only")
     if args.live and kind != "video":
         raise UserError("--live applies to video files only (a camera is always live)")
+    if kind == "lpw":  # LPW's near-IR eye-camera frames: the near-IR world's networks unless others are named
+        from maskpurify.checkpoints import WEIGHTS_DIR
+
+        config = replace(config, checkpoint=config.checkpoint or str(WEIGHTS_DIR / "nir" / "purifier"),
+                         segmenter=config.segmenter or str(WEIGHTS_DIR / "nir" / "segmenter"))
     segmenter = False if config.segmenter == "none" else config.segmenter
     engine = Purification.load(config.checkpoint, segmenter, config.device, config.batch_size,
                                check_eyes=config.eye_check, backend=config.backend)
@@ -126,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         crop_size = engine.working_size
         config = replace(config, face_crop_size=f"{crop_size[0]}x{crop_size[1]}")  # the run record's resolved value
     # Videos: FaceMesh only when asked (--masks faces), tracking across frames; an eye video never pays for it.
-    video = kind in ("video", "camera")
+    video = kind in ("video", "camera", "lpw")
     faces_mode = ("always" if masks.kind == "faces" else "never") if video else masks.faces_mode
     pipeline = Pipeline(engine, faces_mode, crop_size, video=video)
     settings: dict[str, Any] = {
@@ -161,6 +168,13 @@ def run(args: argparse.Namespace) -> int:
             extra += f", {stats.not_purified} not purified: no plausible eye" if stats.not_purified else ""
             print(f"purified {stats.purified} images into {out} ({stats.skipped} already done, "
                   f"{stats.automatic} automatic masks{extra})")
+        elif kind == "lpw":
+            if masks.kind not in ("default", "auto"):
+                raise UserError(f"--masks {args.masks}: LPW videos take automatic masks only (--masks auto)")
+            lpw = purify_lpw(pipeline, src, out, overwrite=args.overwrite, progress=progress, eye=eye)
+            left = f"; {lpw.not_purified} written unchanged: no plausible eye" if lpw.not_purified else ""
+            print(f"purified {lpw.frames} frames of {lpw.videos} LPW videos ({lpw.fps:g} fps) into {out}, each "
+                  f"K.txt beside its K.avi{left}")
         elif video:
             stats = purify_video(pipeline, int(str(src)) if kind == "camera" else src, out,
                                  Path(args.mask_video) if args.mask_video else None, overwrite=args.overwrite,

@@ -10,7 +10,7 @@ from maskpurify.config import MAX_PREVIEW_ROWS, MAX_SAMPLES, flag_type, save_run
 from maskpurify.errors import UserError
 from maskpurify.world.domains import DOMAINS, RenderConfig
 
-HELP = "render a procedural eye dataset (synthetic or wild domain) with masks and gaze labels"
+HELP = "render a procedural eye dataset (eye world: synthetic, wild; near-IR eye camera: nir-synthetic, nir-wild) with masks and gaze labels"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,11 +52,11 @@ def run(args: argparse.Namespace) -> int:
         if Path(args.preview).suffix.lower() != ".png":
             raise UserError(f"--preview {args.preview}: the contact sheet is a .png file")
         ensure_writable(args.preview, args.overwrite)
-    config.geometry.validate()
+    config.geometry_for(args.domain).validate()
     if args.out is not None:
         out = write_dataset(args.out, config.preset(args.domain), args.n, size, args.seed, grey=args.grey,
                             shard_size=args.shard_size, unityeyes=args.unityeyes, overwrite=args.overwrite,
-                            geometry=config.geometry, progress=not args.quiet)
+                            geometry=config.geometry_for(args.domain), progress=not args.quiet)
         save_run_record(out, config, args.seed, {"domain": args.domain, "n": args.n, "size": list(size),
                                                  "grey": args.grey, "shard_size": args.shard_size,
                                                  "unityeyes": args.unityeyes})

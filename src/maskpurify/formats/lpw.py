@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from maskpurify.errors import UserError
-from maskpurify.fileio import check_within
+from maskpurify.fileio import atomic_write_text, check_within
 from maskpurify.formats.base import CropBox, Masker, Reader
-from maskpurify.formats.video import iter_frames, video_info
+from maskpurify.formats.video import VideoWriter, iter_frames, video_info
 from maskpurify.masks import PUPIL, region_centroid
 from maskpurify.pairs import RGBMaskPair
 
@@ -51,6 +51,22 @@ def read_annotations(path: str | Path) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(-1, 2)
 
 
+def lpw_videos(root: Path) -> list[Path]:
+    """The ``K.avi`` videos under ``root`` in LPW's order (folder, then number), each checked to lie, with its
+    ``K.txt``, inside ``root`` (a link may not lead a reader or writer outside its dataset)."""
+    videos = sorted(root.rglob("*.avi"), key=lambda p: (str(p.parent), int(p.stem) if p.stem.isdigit() else -1,
+                                                        p.stem))
+    for video in videos:
+        check_within(root, video, f"{root}: LPW video", "video")
+        check_within(root, video.with_suffix(".txt"), f"{root}: LPW annotation", "annotation file")
+    return videos
+
+
+def is_lpw_folder(path: Path) -> bool:
+    """Whether a folder holds LPW's layout: at least one ``K.avi`` beside its ``K.txt``."""
+    return path.is_dir() and any(video.with_suffix(".txt").is_file() for video in path.rglob("*.avi"))
+
+
 def pupil_agreement(mask: np.ndarray, pupil_center: np.ndarray | tuple[float, float]) -> float:
     """Pixel distance between the mask's pupil centroid and the annotated centre (inf without pupil pixels)."""
     centroid = region_centroid(mask, PUPIL)
@@ -80,14 +96,9 @@ class LPWReader(Reader):
             raise UserError(f"LPW on_mismatch '{on_mismatch}': choose from {', '.join(MISMATCH_POLICIES)}")
         if crop_width is not None and output_size is None:
             raise UserError("LPW crop_width needs an output_size (height, width) to crop to")
-        self.videos = sorted(self.root.rglob("*.avi"), key=lambda p: (str(p.parent),
-                                                                       int(p.stem) if p.stem.isdigit() else -1,
-                                                                       p.stem))
+        self.videos = lpw_videos(self.root)
         if not self.videos:
             raise UserError(f"{self.root}: no LPW videos (K.avi + K.txt) found")
-        for video in self.videos:  # a link may not lead the reader outside its dataset
-            check_within(self.root, video, f"{self.root}: LPW video", "video")
-            check_within(self.root, video.with_suffix(".txt"), f"{self.root}: LPW annotation", "annotation file")
         self.every, self.output_size, self.crop_width, self.on_mismatch = every, output_size, crop_width, on_mismatch
         self._counts: dict[Path, int] = {}
 
@@ -130,3 +141,19 @@ class LPWReader(Reader):
                     frame, center = box.apply_image(frame), box.map_points(center)
                 yield RGBMaskPair(image=frame, mask=None, name=f"{prefix}/{index:06d}", pupil_center=center,
                                   extra={"video": str(video), "frame": index})
+
+
+def write_lpw_video(folder: str | Path, name: str, frames: np.ndarray, centres: np.ndarray, fps: float) -> Path:
+    """Write ``folder/NAME.avi`` (RGB frames, MPEG-4 as LPW's) and ``folder/NAME.txt`` (one "x y" pupil centre per
+    frame, in the frames' pixels), as LPW lays them out; returns the video's path. Both files appear whole or not
+    at all (the annotations last, so a reader never finds labels without their video)."""
+    if len(frames) != len(centres) or len(frames) == 0:
+        raise UserError(f"{name}: {len(frames)} frames and {len(centres)} pupil centres; they must match and be >0")
+    folder = Path(folder)
+    video = folder / f"{name}.avi"
+    with VideoWriter(video, fps) as writer:
+        for frame in frames:
+            writer.write(np.ascontiguousarray(frame))
+    text = "".join(f"{float(x):.2f} {float(y):.2f}\n" for x, y in centres)
+    atomic_write_text(video.with_suffix(".txt"), text)
+    return video

@@ -7,6 +7,9 @@ connected layer. The output is (N, 2) pitch/yaw in radians (MPIIGaze convention,
 
 - :class:`LeNetGaze`: the MPIIGaze paper's LeNet (conv 20 -> pool -> conv 50 -> pool -> fc 500).
 - :class:`ResNetPreactGaze`: ResNet-preact-8 (three pre-activation stages 16/32/64, as in pytorch_mpiigaze).
+- :class:`HeatmapLocator`: not a gaze reader but a locator (the near-IR pupil detector): a small U-Net whose
+  heatmap's soft-argmax is the output, (x, y) as fractions of the width and height. Pooling networks lose the
+  sub-pixel position a pupil detector needs (LPW's 5 px is half a pixel of a 48x64 frame).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ LUMA = (0.299, 0.587, 0.114)
 class GazeNetConfig:
     """Everything needed to rebuild a gaze estimator (stored in the checkpoint sidecar)."""
 
-    arch: Literal["lenet", "resnet_preact"] = "lenet"
+    arch: Literal["lenet", "resnet_preact", "heatmap"] = "lenet"
     #: what the network reads: 'image' (eye images) or 'labels' (the eye's label map drawn by
     #: :func:`maskpurify.masks.label_image`: gaze from region geometry alone, the purifier's gaze guide target)
     inputs: Literal["image", "labels"] = "image"
@@ -53,8 +56,10 @@ class GazeNetConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.arch not in ("lenet", "resnet_preact"):
-            raise UserError(f"gaze net config: arch must be 'lenet' or 'resnet_preact', got {self.arch!r}")
+        if self.arch not in ("lenet", "resnet_preact", "heatmap"):
+            raise UserError(f"gaze net config: arch must be 'lenet', 'resnet_preact' or 'heatmap', got {self.arch!r}")
+        if self.arch == "heatmap" and self.use_head_pose:
+            raise UserError("gaze net config: the heatmap locator reads no head pose")
         if self.inputs not in ("image", "labels"):
             raise UserError(f"gaze net config: inputs must be 'image' or 'labels', got {self.inputs!r}")
         if self.arch == "resnet_preact" and (self.depth - 2) % 6 != 0:
@@ -206,13 +211,46 @@ class ResNetPreactGaze(_GazeBase):
         return self.drop(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-GazeNet = LeNetGaze | ResNetPreactGaze
+def _conv_bn(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-def build_gaze_net(config: GazeNetConfig | dict[str, Any] | None = None) -> LeNetGaze | ResNetPreactGaze:
-    """Build the estimator named by ``config.arch`` (a GazeNetConfig or its dict form)."""
+class HeatmapLocator(_GazeBase):
+    """Where a thing is: a three-level U-Net (c, 2c, 4c channels; one convolution at full resolution on the way
+    down and one on the way up) gives one logit per pixel; the output is the
+    softmax-weighted mean pixel position (soft-argmax), ``(x / W, y / H)`` with pixel centres at integer x, y."""
+
+    def __init__(self, config: GazeNetConfig) -> None:
+        super().__init__(config)
+        c = config.base_channels
+        self.enc1 = _conv_bn(self.in_channels, c)
+        self.enc2 = nn.Sequential(_conv_bn(c, 2 * c), _conv_bn(2 * c, 2 * c))
+        self.enc3 = nn.Sequential(_conv_bn(2 * c, 4 * c), _conv_bn(4 * c, 4 * c))
+        self.dec2 = _conv_bn(6 * c, 2 * c)
+        self.dec1 = _conv_bn(3 * c, c)
+        self.logits = nn.Conv2d(c, 1, 1)
+
+    def forward(self, images: torch.Tensor, head_pose: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.prepare(images)
+        e1 = self.enc1(x)
+        e2 = self.enc2(F.max_pool2d(e1, 2))
+        e3 = self.enc3(F.max_pool2d(e2, 2))
+        d2 = self.dec2(torch.cat([F.interpolate(e3, size=e2.shape[-2:], mode="bilinear", align_corners=False), e2], 1))
+        d1 = self.dec1(torch.cat([F.interpolate(d2, size=e1.shape[-2:], mode="bilinear", align_corners=False), e1], 1))
+        heat = self.logits(d1).flatten(1).softmax(1).view(len(x), *x.shape[-2:])
+        h, w = x.shape[-2:]
+        xs = torch.arange(w, device=x.device, dtype=heat.dtype) / w
+        ys = torch.arange(h, device=x.device, dtype=heat.dtype) / h
+        return torch.stack([(heat.sum(1) * xs).sum(1), (heat.sum(2) * ys).sum(1)], 1)
+
+
+GazeNet = LeNetGaze | ResNetPreactGaze | HeatmapLocator
+
+
+def build_gaze_net(config: GazeNetConfig | dict[str, Any] | None = None) -> GazeNet:
+    """Build the network named by ``config.arch`` (a GazeNetConfig or its dict form)."""
     config = gaze_config_from_dict(config) if isinstance(config, dict) else (config or GazeNetConfig())
-    return LeNetGaze(config) if config.arch == "lenet" else ResNetPreactGaze(config)
+    return {"lenet": LeNetGaze, "resnet_preact": ResNetPreactGaze, "heatmap": HeatmapLocator}[config.arch](config)
 
 
 def gaze_config_from_dict(data: dict[str, Any]) -> GazeNetConfig:

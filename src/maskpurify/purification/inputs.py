@@ -11,6 +11,7 @@ from typing import Literal
 from maskpurify.errors import UserError
 from maskpurify.fileio import IMAGE_SUFFIXES
 from maskpurify.formats.folder import MASK_SUFFIX, mask_file_for
+from maskpurify.formats.lpw import is_lpw_folder
 from maskpurify.purification.output import PROGRESS_FILE
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv")
@@ -56,15 +57,15 @@ def is_dataset(path: Path) -> bool:
     return (path / "meta.json").is_file() and any(path.glob("shard-*.npz"))
 
 
-def input_kind(src: Path) -> Literal["dataset", "folder", "video", "image", "camera"]:
-    """What ``--input`` is: a plain number that names no file is a camera (0: the first webcam); a missing path or
-    an unknown file type is a UserError."""
+def input_kind(src: Path) -> Literal["dataset", "lpw", "folder", "video", "image", "camera"]:
+    """What ``--input`` is: a plain number that names no file is a camera (0: the first webcam); a folder with
+    ``K.avi`` + ``K.txt`` is LPW's layout; a missing path or an unknown file type is a UserError."""
     if str(src).isdigit() and not src.exists():
         return "camera"
     if not src.exists():
         raise UserError(f"--input {src}: no such file or folder")
     if src.is_dir():
-        return "dataset" if is_dataset(src) else "folder"
+        return "dataset" if is_dataset(src) else "lpw" if is_lpw_folder(src) else "folder"
     suffix = src.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
         return "video"

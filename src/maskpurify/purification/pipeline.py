@@ -185,7 +185,10 @@ class Pipeline:
             raise ValueError(f"faces_mode must be auto, always or never, got {faces_mode!r}")
         self.engine = engine
         self.faces_mode = faces_mode
-        self.face_crop_size = faces.check_crop_size(face_crop_size or engine.working_size)
+        # face crops are cut at 3:5; a pipeline that never looks for faces (eye videos, LPW's 4:3 near-IR frames)
+        # keeps whatever working size its purifier has
+        size = face_crop_size or engine.working_size
+        self.face_crop_size = faces.check_crop_size(size) if faces_mode != "never" else (int(size[0]), int(size[1]))
         self._video = video
         self._smoother = tracking.EyeSmoother()
         self._finder = finder

@@ -43,7 +43,7 @@ from maskpurify.purification.engine import palette_for
 from maskpurify.purification.inputs import VIDEO_SUFFIXES, MaskSource
 from maskpurify.purification.pipeline import Pipeline, Result
 
-__all__ = ["VideoStats", "EyeSteadiness", "LiveFrames", "purify_video"]
+__all__ = ["VideoStats", "EyeSteadiness", "LiveFrames", "purify_video", "LPWStats", "purify_lpw"]
 
 
 @contextlib.contextmanager
@@ -375,3 +375,44 @@ def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray
             chunk = []
     if chunk:
         yield chunk
+
+
+@dataclass
+class LPWStats:
+    videos: int
+    frames: int
+    fps: float
+    #: Frames written unchanged because no eye in them was purified.
+    not_purified: int = 0
+
+
+def purify_lpw(pipeline: Pipeline, src: Path, out: Path, overwrite: bool = False, progress: bool = True,
+               eye: str = "auto") -> LPWStats:
+    """Purify every ``K.avi`` of an LPW-layout folder into the same layout under ``out``: each video through
+    :func:`purify_video` (same frame count, size and frame rate), its ``K.txt`` copied byte for byte, so that frame
+    k keeps label k. A video that comes out with another frame count than its labels is an error."""
+    from maskpurify.fileio import atomic_write_bytes
+    from maskpurify.formats.lpw import lpw_videos, read_annotations
+    from maskpurify.formats.video import video_info
+
+    src, out = Path(src), Path(out)
+    videos = [v for v in lpw_videos(src) if v.with_suffix(".txt").is_file()]
+    if not videos:
+        raise UserError(f"--input {src}: no LPW videos (K.avi + K.txt) found")
+    stats = LPWStats(0, 0, 0.0)
+    for video in videos:
+        relative = video.relative_to(src)
+        labels_in, labels_out = video.with_suffix(".txt"), (out / relative).with_suffix(".txt")
+        check_outputs({"--out": labels_out}, {"--input": labels_in}, overwrite=overwrite)
+        labels = read_annotations(labels_in)
+        done = purify_video(pipeline, video, out / relative, overwrite=overwrite, progress=progress, eye=eye)
+        written = video_info(out / relative).frame_count
+        if written != done.frames or done.frames != len(labels):
+            raise UserError(f"{video}: {done.frames} frames read, {written} written, {len(labels)} labels; the "
+                            "labels would no longer match their frames")
+        atomic_write_bytes(labels_out, labels_in.read_bytes())
+        stats.videos += 1
+        stats.frames += done.frames
+        stats.fps = done.fps
+        stats.not_purified += done.not_purified
+    return stats

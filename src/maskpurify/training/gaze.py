@@ -23,6 +23,7 @@ from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, gaze_net_inputs,
 from maskpurify.training.augment import photometric_augment
 from maskpurify.training.common import lr_at, set_lr, step_generator, to_float_images, unwrap
 from maskpurify.training.loop import LoopConfig, Run, SupervisedTask, fit
+from maskpurify.training.real_data import is_real_standin
 from maskpurify.training.sources import SourceConfig, load_source, split_train_val
 
 
@@ -34,6 +35,8 @@ class TrainDataConfig(SourceConfig):
     render_n: int = 120000
     render_seed: int = 1001
     size: str = "36x60"
+    #: the renderer domain rendered when there is no path (a clean domain: ``synthetic`` or ``nir-synthetic``)
+    domain: str = "synthetic"
     #: the last fraction of the (limited) samples is held out for validation
     val_fraction: float = 0.05
 
@@ -59,7 +62,10 @@ class GazeTrainConfig(LoopConfig):
 
 def load_training_data(cfg: TrainDataConfig, run: Run) -> EyeBatch:
     """The synthetic training eyes of a supervised trainer (never wild labels: the real-data rule)."""
-    return load_source(cfg, "synthetic", parse_size(cfg.size), run, "data.path", supervised=True)
+    if is_real_standin(None, cfg.domain):
+        raise UserError(f"data.domain {cfg.domain}: stands in for real images, so its labels cannot train a network "
+                        "(the real-data rule); render a clean domain")
+    return load_source(cfg, cfg.domain, parse_size(cfg.size), run, "data.path", supervised=True)
 
 
 def gaze_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -75,6 +81,14 @@ class GazeTask(SupervisedTask):
 
     name = "gaze"
     outputs = ("gaze",)
+
+    def target(self, idx: torch.Tensor) -> torch.Tensor:
+        """The regression target of training samples ``idx`` (the pupil detector regresses another label)."""
+        return self.train["gaze"][idx]
+
+    def train_error(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+        """The error column of the training log."""
+        return {"train_err_deg": torch.rad2deg((pred - target).norm(dim=1)).mean().item()}
 
     def setup(self, run: Run) -> None:
         config, ctx = self.config, run.ctx
@@ -105,7 +119,7 @@ class GazeTask(SupervisedTask):
         images = to_float_images(images_u8, ctx.device)
         if config.augment > 0:
             images = photometric_augment(images, step_generator(config.seed, step, ctx.rank), config.augment)
-        target = train["gaze"][idx].to(ctx.device)
+        target = self.target(idx).to(ctx.device)
         pose = train["head_pose"][idx].to(ctx.device) if config.model.use_head_pose else None
         lr = lr_at(step, config.steps, config.lr, config.schedule, config.warmup)
         set_lr(self.optimizer, lr)
@@ -115,8 +129,8 @@ class GazeTask(SupervisedTask):
         loss.backward()
         self.optimizer.step()
         with torch.no_grad():
-            err = torch.rad2deg((pred - target).norm(dim=1)).mean()
-        return {"loss": loss.item(), "train_err_deg": err.item(), "lr": lr}
+            err = self.train_error(pred, target)
+        return {"loss": loss.item(), **err, "lr": lr}
 
     def _val_error(self) -> float:
         val = self.val
@@ -140,7 +154,7 @@ class GazeTask(SupervisedTask):
 
 def describe_data(data: TrainDataConfig) -> str:
     """The training data of a supervised trainer, as its weights' sidecar records it."""
-    return data.path or f"rendered synthetic n={data.render_n} seed={data.render_seed} size={data.size}"
+    return data.path or f"rendered {data.domain} n={data.render_n} seed={data.render_seed} size={data.size}"
 
 
 def train_gaze(config: GazeTrainConfig, out_dir: str | Path, resume: bool = True, stop_at: int | None = None,

@@ -15,8 +15,8 @@ from pathlib import Path
 from maskpurify.batch import EyeBatch
 from maskpurify.errors import UserError
 
-#: The domain whose renders stand in for real images.
-REAL_STANDIN_DOMAIN = "wild"
+#: The domains whose renders stand in for real images (webcam eyes; LPW's near-IR frames).
+REAL_STANDIN_DOMAINS = ("wild", "nir-wild")
 
 
 def dataset_domain(path: str | Path) -> str | None:
@@ -35,8 +35,8 @@ def is_real_standin(path: str | Path | None, rendered_domain: str | None = None)
     """Whether a source holds stand-ins for real images: a dataset folder rendered in the wild domain, or a
     source about to be rendered in it."""
     if path is not None:
-        return dataset_domain(path) == REAL_STANDIN_DOMAIN
-    return rendered_domain == REAL_STANDIN_DOMAIN
+        return dataset_domain(path) in REAL_STANDIN_DOMAINS
+    return rendered_domain in REAL_STANDIN_DOMAINS
 
 
 def unlabelled(batch: EyeBatch) -> EyeBatch:

@@ -42,7 +42,7 @@ from maskpurify.errors import UserError
 from maskpurify.fileio import atomic_write_bytes, atomic_write_json, clean_stale_temps, encode_image, is_temp_name, \
     read_json
 from maskpurify.masks import EYE_LABELS
-from maskpurify.world.domains import DomainPreset, GeometryConfig, get_preset
+from maskpurify.world.domains import DomainPreset, GeometryConfig, default_geometry, get_preset
 from maskpurify.world.renderer import CHUNK, RenderedEyes, render_samples
 
 SHARD_KEYS = ("images", "masks", "gaze", "head_pose", "pupil_center", "iris_landmarks", "eyelid_landmarks")
@@ -117,7 +117,7 @@ def write_dataset(out_dir: str | Path, domain: str | DomainPreset, n: int, size:
     check_field("--shard-size", "shard_size", shard_size)
     size = parse_size(size)
     preset = get_preset(domain)
-    geometry = geometry or GeometryConfig()
+    geometry = geometry or default_geometry(preset.name)
     geometry.validate()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

@@ -27,6 +27,11 @@ texture, eyelashes; shared by the domains) and *conditions* (light, shadows, exp
 JPEG; per domain). :func:`render_samples` derives them from a seed per chunk of :data:`CHUNK` samples:
 geometry ``default_rng([seed, 0, chunk])``, identity ``[seed, 1, chunk]``, conditions
 ``[seed, 2 + domain_index, chunk]``.
+
+The near-infrared eye camera (``nir-*`` presets, ``DomainPreset.monochrome``) reuses all of this: near-IR
+materials replace the colours, the camera's LEDs add small corneal glints around the pupil, mascara and drooping
+lids are conditions, and the image is made grey (R = G = B) before the sensor noise. :func:`render_sequence`
+renders one eye over time (fixations, saccades, blinks) with its materials and conditions held fixed.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from maskpurify.config import parse_size
 from maskpurify.errors import UserError
 from maskpurify.geometry import pitchyaw_to_vector
 from maskpurify.masks import IRIS, PUPIL, SCLERA, SKIN
-from maskpurify.world.domains import DomainPreset, GeometryConfig, domain_index, get_preset
+from maskpurify.world.domains import DomainPreset, GeometryConfig, default_geometry, domain_index, get_preset
 
 #: Samples per random-stream chunk: results never depend on how a caller splits a range into batches.
 CHUNK = 256
@@ -49,6 +54,8 @@ REF_SIZE = (36, 60)
 N_EYELID, N_IRIS, N_CARUNCLE = 16, 32, 7
 
 _F = np.float32
+#: ITU-R BT.601 luma weights: the monochrome sensor and ``grey=True``.
+_LUMA = np.array([0.299, 0.587, 0.114], _F)
 
 
 @dataclass
@@ -171,7 +178,16 @@ def _sample_identity(rng: np.random.Generator, n: int, p: DomainPreset) -> dict[
         sclera=sclera * rng.uniform(0.95, 1.02, (n, 1)),
         lash=_u(rng, p.lash_strength, n), lash_freq=rng.uniform(22, 36, n), lash_phase=rng.uniform(0, 6.3, n),
         crease=rng.uniform(0.1, 0.35, n), socket=rng.uniform(0.3, 0.8, n),
-    )
+    ) | (_nir_materials(rng, n) if p.monochrome else {})
+
+
+def _nir_materials(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Near-IR reflectances (grey): the iris reflects strongly whatever its colour, skin is bright whatever its
+    tone, the sclera a little darker than in visible light."""
+    grey = np.ones((1, 3))
+    iris = rng.uniform(0.3, 0.5, (n, 1))
+    return dict(iris_outer=iris * 0.75 * grey, iris_inner=(iris + rng.uniform(0.05, 0.2, (n, 1))) * grey,
+                skin=rng.uniform(0.6, 0.85, (n, 1)) * grey, sclera=rng.uniform(0.7, 0.85, (n, 1)) * grey)
 
 
 def _light_dirs(rng: np.random.Generator, n: int, angle_range: tuple[float, float]) -> np.ndarray:
@@ -210,6 +226,17 @@ def _sample_conditions(rng: np.random.Generator, n: int, p: DomainPreset) -> dic
         jpeg=np.where(rng.random(n) < p.jpeg_prob, np.round(_u(rng, p.jpeg_quality, n)), 0.0),
     )
     return c
+
+
+def _sample_nir_conditions(rng: np.random.Generator, n: int, p: DomainPreset) -> dict[str, np.ndarray]:
+    """The near-IR camera's conditions, drawn after everything else so that the eye world's streams are unchanged."""
+    return dict(
+        monochrome=np.full(n, p.monochrome), led_count=np.full(n, p.led_count),
+        led_angle=np.radians(_u(rng, p.led_angle, n)), led_phase=rng.uniform(0, 2 * np.pi, n),
+        led_strength=_u(rng, p.led_strength, n) * (p.led_count > 0),
+        mascara=np.where(rng.random(n) < p.mascara_prob, _u(rng, p.mascara, n), 0.0),
+        droop=np.where(rng.random(n) < p.lid_droop_prob, _u(rng, p.lid_droop, n), 1.0),
+    )
 
 
 # ----------------------------------------------------------------------------------------------- layout
@@ -313,11 +340,12 @@ def _sub_batch(size: tuple[int, int]) -> int:
 
 def render_batch(params: EyeParams, domain: str | DomainPreset = "synthetic", size: tuple[int, int] = REF_SIZE,
                  rng: np.random.Generator | None = None, *, identity_rng: np.random.Generator | None = None,
-                 grey: bool = False, keep: slice | None = None) -> RenderedEyes:
+                 grey: bool = False, keep: slice | None = None, shared: bool = False) -> RenderedEyes:
     """Render ``params`` in ``domain``. ``rng`` drives the imaging conditions, ``identity_rng`` the materials
     (defaults: ``rng``). Deterministic given the generators' states, the params and the size; each image's
     randomness is drawn up front, so ``keep`` (a slice of the batch to actually render) gives exactly the
-    corresponding images of the full batch."""
+    corresponding images of the full batch. ``shared``: the rows are one eye over time (a sequence), rendered
+    with the first row's materials and conditions; only the sensor noise changes from row to row."""
     preset = get_preset(domain)
     size = parse_size(size) if isinstance(size, str) else (int(size[0]), int(size[1]))
     rng = rng if rng is not None else np.random.default_rng(0)
@@ -326,6 +354,13 @@ def render_batch(params: EyeParams, domain: str | DomainPreset = "synthetic", si
     ident = _sample_identity(identity_rng, n, preset)
     cond = _sample_conditions(rng, n, preset)
     cond["noise_seed"] = rng.integers(0, 2**63 - 1, n)
+    cond |= _sample_nir_conditions(rng, n, preset)
+    if shared:  # one eye over time: the first row's materials and conditions on every row, noise per row
+        ident = {k: np.repeat(v[:1], n, axis=0) for k, v in ident.items()}
+        cond = {k: v if k == "noise_seed" else np.repeat(v[:1], n, axis=0) for k, v in cond.items()}
+    if (cond["droop"] < 1).any():  # partial lid occlusion is a condition: the masks and landmarks follow it
+        params = params.copy()
+        params.blink = params.blink * cond["droop"]
     if keep is not None:
         params = params.subset(keep)
         ident = {k: v[keep] for k, v in ident.items()}
@@ -352,7 +387,7 @@ def render_batch(params: EyeParams, domain: str | DomainPreset = "synthetic", si
 
 
 def _to_grey(img: np.ndarray) -> np.ndarray:
-    y = img[..., 0] * _F(0.299) + img[..., 1] * _F(0.587) + img[..., 2] * _F(0.114)
+    y = img[..., 0] * _LUMA[0] + img[..., 1] * _LUMA[1] + img[..., 2] * _LUMA[2]
     return np.clip(np.round(y), 0, 255).astype(np.uint8)[..., None]
 
 
@@ -482,8 +517,10 @@ def _render_pixels(lay: dict[str, np.ndarray], ident: dict[str, np.ndarray], con
     strands = _F(0.5) + _F(0.5) * np.cos(_F(2 * np.pi) * (_c(ident["lash_freq"]) * t + _F(0.4) * dd / lash_len)
                                          + _c(ident["lash_phase"]))
     in_lash = np.clip(1 - dd / lash_len, 0, 1) * (dd > -0.5) * ~outside
-    lash = _c(ident["lash"]) * (in_lash * (_F(0.35) + _F(0.65) * strands) * (_F(0.4) + _F(0.6) * tc)
-                                + _F(0.8) * np.exp(-(dd / (_F(0.07) * R + _F(0.45))) ** 2) * ~outside)
+    thick = 1 + _c(cond["mascara"])  # mascara: darker, thicker lashes and lash line
+    lash = (_c(ident["lash"]) + _c(cond["mascara"])) * (
+        in_lash * (_F(0.35) + _F(0.65) * strands) * (_F(0.4) + _F(0.6) * tc)
+        + _F(0.8) * np.exp(-(dd / ((_F(0.07) * R + _F(0.45)) * thick)) ** 2) * ~outside)
     albedo *= (1 - np.clip(lash, 0, 0.92))[None]
 
     # --- shading: socket bowl normals on the skin, sphere normals on the eye -------------------------------
@@ -532,6 +569,7 @@ def _render_pixels(lay: dict[str, np.ndarray], ident: dict[str, np.ndarray], con
         sig = _c(0.07 * lay["radius"] + 0.35)
         spot = np.exp(-((X - _c(pos[:, 0])) ** 2 + (Y - _c(pos[:, 1])) ** 2) / (2 * sig * sig)) * _c(vis) * a_open
         img += (_F(0.9) * spot)[None] * _c3(colour)
+    img += _led_glints(lay, cond, X, Y, a_open)[None]
 
     # --- camera: (auto-)exposure, white balance, contrast, gamma ---------------------------------------------
     gain = 2.0 ** cond["ev"]
@@ -567,8 +605,12 @@ def _render_pixels(lay: dict[str, np.ndarray], ident: dict[str, np.ndarray], con
             one = cv2.filter2D(one, -1, _motion_kernel(cond["motion"][i] * unit, cond["motion_angle"][i]),
                                borderType=cv2.BORDER_REFLECT)
         img[:, i] = one.transpose(2, 0, 1)
+    if cond["monochrome"].any():  # one preset per batch: all grey or none
+        img[:] = np.tensordot(_LUMA, img, axes=1)[None]
     if (cond["noise"] > 0).any():
         noise = _noise_fields(cond["noise_seed"], (3, height, width))  # (N, 3, H, W)
+        if cond["monochrome"].any():
+            noise = np.repeat(noise[:, :1], 3, axis=1)
         img += noise.transpose(1, 0, 2, 3) * (_c(cond["noise"])[None] * (_F(0.6) + _F(0.6) * np.sqrt(np.clip(img, 0, 1))))
     out = np.ascontiguousarray(np.clip(img * 255 + _F(0.5), 0, 255).astype(np.uint8).transpose(1, 2, 3, 0))
     for i in np.nonzero(cond["jpeg"] > 0)[0]:
@@ -581,6 +623,25 @@ def _render_pixels(lay: dict[str, np.ndarray], ident: dict[str, np.ndarray], con
     mask[(car_sd < 0) & (sd_iris >= 0)] = SKIN
     mask[~inside] = SKIN
     return out, mask
+
+
+def _led_glints(lay: dict[str, np.ndarray], cond: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
+                a_open: np.ndarray) -> np.ndarray:
+    """(N, H, W) corneal reflections of the camera's LEDs, a ring around the camera axis: small sharp spots on the
+    cornea, the cornea being a sphere of 0.62 eyeball radii (as for the room lights' highlights)."""
+    glints = np.zeros_like(a_open)
+    g, centre, radius = lay["g"], lay["centre"], lay["radius"]
+    rc = 0.62 * radius
+    sig = _c(0.035 * radius + 0.3)
+    for k in range(int(cond["led_count"].max(initial=0))):
+        phi = cond["led_phase"] + 2 * np.pi * k / np.maximum(cond["led_count"], 1)
+        theta = cond["led_angle"]
+        half = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), -np.cos(theta) - 1], 1)
+        half /= np.linalg.norm(half, axis=1, keepdims=True)
+        vis = np.clip(((half * g).sum(1) - 0.75) / 0.15, 0, 1) * cond["led_strength"] * (k < cond["led_count"])
+        pos = centre + (radius - rc)[:, None] * g[:, :2] + rc[:, None] * half[:, :2]
+        glints += np.exp(-((X - _c(pos[:, 0])) ** 2 + (Y - _c(pos[:, 1])) ** 2) / (2 * sig * sig)) * _c(vis)
+    return glints * a_open
 
 
 def _motion_kernel(length: float, angle_deg: float) -> np.ndarray:
@@ -604,7 +665,7 @@ def render_samples(domain: str | DomainPreset, n: int, size: tuple[int, int] = R
     if n < 1:
         raise UserError(f"n must be at least 1, got {n}")
     preset = get_preset(domain)
-    geometry = geometry or GeometryConfig()
+    geometry = geometry or default_geometry(preset.name)
     dom = domain_index(preset.name)
     batches = []
     stop = start + n
@@ -615,3 +676,54 @@ def render_samples(domain: str | DomainPreset, n: int, size: tuple[int, int] = R
                                     identity_rng=np.random.default_rng([seed, 1, chunk]), grey=grey,
                                     keep=slice(lo, hi)))
     return batches[0] if len(batches) == 1 else concat_batches(batches)
+
+
+#: LPW's frame rate (its cameras record at about 95 frames per second).
+LPW_FPS = 95.0
+
+
+def _gaze_path(rng: np.random.Generator, frames: int, fps: float, geometry: GeometryConfig) -> np.ndarray:
+    """(frames, 2) pitch/yaw in radians: fixations of 0.2-0.6 s with a little drift, joined by saccades of 40 ms
+    (a cosine ramp between fixation targets)."""
+    path = np.empty((frames, 2))
+    low = np.radians([geometry.gaze_pitch[0], geometry.gaze_yaw[0]])
+    high = np.radians([geometry.gaze_pitch[1], geometry.gaze_yaw[1]])
+    here = rng.uniform(low, high)
+    t = 0
+    while t < frames:
+        hold = max(1, int(rng.uniform(0.2, 0.6) * fps))
+        drift = np.cumsum(rng.normal(0, np.radians(0.08), (hold, 2)), axis=0)
+        path[t:t + hold] = (here + drift)[: frames - t]
+        t += hold
+        target = rng.uniform(low, high)
+        move = max(1, int(0.04 * fps))
+        ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(1, move + 1) / move)
+        path[t:t + move] = (here + ramp[:, None] * (target - here))[: max(0, frames - t)]
+        t += move
+        here = target
+    return path
+
+
+def render_sequence(domain: str | DomainPreset, frames: int, size: tuple[int, int], seed: int = 0,
+                    fps: float = LPW_FPS, geometry: GeometryConfig | None = None) -> RenderedEyes:
+    """One eye over ``frames`` frames at ``fps``: fixations, saccades, a blink every 2-4 s (150 ms) and a slowly
+    changing pupil size, with one set of materials and conditions (a recording). The same seed gives the same eye
+    and the same movements in every domain."""
+    if frames < 1:
+        raise UserError(f"a sequence needs at least 1 frame, got {frames}")
+    preset = get_preset(domain)
+    geometry = geometry or default_geometry(preset.name)
+    rng = np.random.default_rng([seed, 7, 0])
+    params = sample_params(rng, 1, geometry).subset(np.zeros(frames, int)).copy()
+    params.gaze = _gaze_path(rng, frames, fps, geometry)
+    time = np.arange(frames) / fps
+    params.pupil_angle = params.pupil_angle * (1 + 0.15 * np.sin(2 * np.pi * time / rng.uniform(2, 5)
+                                                                  + rng.uniform(0, 2 * np.pi)))
+    params.blink = np.ones(frames)
+    start, length = rng.uniform(0.3, 1.5) * fps, max(2, int(0.15 * fps))
+    while start < frames:
+        index = np.arange(int(start), min(frames, int(start) + length))
+        params.blink[index] = 1 - 0.97 * np.sin(np.pi * (index - int(start) + 0.5) / length)
+        start += rng.uniform(2, 4) * fps
+    return render_batch(params, preset, size, np.random.default_rng([seed, 8, domain_index(preset.name)]),
+                        identity_rng=np.random.default_rng([seed, 9, 0]), shared=True)

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Make the near-infrared world's shipped networks (weights/nir/) from fixed seeds, one CPU thread per job: the
+# segmenter, the purifier, and the pupil detectors (synthetic-trained and domain-randomised, seeds 0, 1, 2).
+#
+#   scripts/make_nir_weights.sh        # about 50 minutes on 2 busy cores
+#
+# 1. render 20k nir-synthetic training frames (seed 4001) and 6k nir-wild frames (seed 4002; images only: their
+#    labels are never read, the real-data rule), 48x64 (LPW's 640x480 at a tenth);
+# 2. the segmenter as the eye world's (scripts/make_task_weights.sh), shorter: 1500 steps x 32 on the synthetic
+#    frames through the degradation model, then 500 steps of self-training on the unlabelled nir-wild frames;
+# 3. the pupil detectors: 1000 steps x 32 each on the synthetic frames (train-pupil's defaults), three seeds, and
+#    three more with every batch through the degradation model (the domain-randomised baseline), two at a time;
+# 4. the purifier: train-purifier's recipe (600 steps) with content = the nir-wild frames (masks from the segmenter
+#    above), style = the nir-synthetic frames, at 48x64, without the gaze guide (an eye-world network);
+# 5. copy weights + sidecars into weights/nir/ and the training logs into weights/logs/nir_*.csv.
+# Every run resumes after a kill: run the script again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MP=${MP:-.venv/bin/maskpurify}
+RUN=${RUN:-runs/nir}
+T="--quiet --set num_threads=1"
+SYN="$RUN/data/nir_synthetic_train"
+WILD="$RUN/data/nir_wild_unlabelled"
+
+$MP render --domain nir-synthetic --n 20000 --size 48x64 --seed 4001 --out "$SYN" --quiet
+$MP render --domain nir-wild --n 6000 --size 48x64 --seed 4002 --out "$WILD" --quiet
+
+$MP train-segmenter --data "$SYN" --out "$RUN/segmenter_synthetic" $T --set steps=1500 --set data.limit=20000
+$MP train-segmenter --data "$SYN" --out "$RUN/segmenter" $T --set data.limit=20000 \
+  --set init="$RUN/segmenter_synthetic/segmenter" --set steps=500 --set self_training=1.0 \
+  --set unlabelled.path="$WILD" &
+
+for kind in s randomised_s; do
+  extra=""
+  [ "$kind" = randomised_s ] && extra="--set degradation.strength=1.0"
+  (for s in 0 1 2; do
+     $MP train-pupil --data "$SYN" --out "$RUN/pupil_$kind$s" $T --set seed=$s --set eval_every=250 $extra
+   done) &
+done
+wait
+
+$MP train-purifier --content "$WILD" --style "$SYN" --out "$RUN/purifier" $T --set data.size=48x64 \
+  --set segmenter="$RUN/segmenter/segmenter" --set loss.gaze=0
+
+mkdir -p weights/nir weights/logs
+ship() {  # ship RUN_DIR/NAME TARGET
+  cp "$RUN/$1.safetensors" "weights/nir/$2.safetensors"
+  cp "$RUN/$1.json" "weights/nir/$2.json"
+  cp "$RUN/$(dirname "$1")/log.csv" "weights/logs/nir_$2.csv"
+}
+ship segmenter/segmenter segmenter
+ship purifier/purifier purifier
+for s in 0 1 2; do
+  ship "pupil_s$s/pupil" "pupil_s$s"
+  ship "pupil_randomised_s$s/pupil" "pupil_randomised_s$s"
+done
