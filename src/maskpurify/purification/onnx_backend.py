@@ -293,6 +293,7 @@ class _Network:
                 options.intra_op_num_threads = self.threads
                 options.inter_op_num_threads = 1
                 options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 path = self.path_for(size)
                 try:
                     self.sessions[size] = ort.InferenceSession(str(path), options,
