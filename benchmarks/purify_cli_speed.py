@@ -21,22 +21,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from maskpurify.fileio import atomic_write_json
 from maskpurify.world.dataset import render_once
+from reference import matmul_gflops
 
 BACKENDS = ("torch", "auto")
-
-
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,7 +39,7 @@ def main() -> int:
     cli = str(Path(sys.executable).with_name("maskpurify"))
     rounds = []
     for r in range(args.rounds):
-        row: dict[str, float] = {"matmul_2048_gflops": round(matmul_gflops(), 1)}
+        row: dict[str, float] = {"matmul_2048_gflops": round(matmul_gflops(2048), 1)}
         for backend in BACKENDS:
             out = args.work / f"out_{backend}"
             shutil.rmtree(out, ignore_errors=True)

@@ -26,21 +26,9 @@ import numpy as np
 from maskpurify.fileio import atomic_write_json
 from maskpurify.world.dataset import write_dataset
 from maskpurify.world.renderer import render_samples
+from reference import matmul_gflops
 
 TARGET = 1000.0  # images/s at 36x60, both domains, rendering alone; and `maskpurify render --domain wild` end to end
-
-
-def matmul_gflops() -> float:
-    """GFLOP/s of a 1024x1024 fp32 numpy matmul (median of 5): how fast this machine is right now."""
-    a = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
-    a @ a
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        a @ a
-        times.append(time.perf_counter() - start)
-    return round(2 * 1024 ** 3 / float(np.median(times)) / 1e9, 2)
-
 
 def serial_write(out: Path, n: int) -> None:
     """The write before the writer thread, for the same-run comparison: each shard rendered, then compressed and

@@ -28,27 +28,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from maskpurify.evaluation.face_video import write_face_video
 from maskpurify.fileio import atomic_write_json
+from reference import matmul_gflops
 
 TARGET_FPS = 60.0
 SUMMARY = re.compile(r"at (?P<fps>[\d.]+) frames/s: a face in (?P<faces>\d+) of (?P<frames>\d+) frames, "
                      r"(?P<eyes>\d+) eyes purified(?:.*?change (?P<input>[\d.]+) in, (?P<output>[\d.]+) out)?")
-
-
-def matmul_gflops() -> float:
-    """GFLOP/s of a 1024x1024 fp32 numpy matmul (median of 5): how fast this machine is right now."""
-    a = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
-    a @ a
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        a @ a
-        times.append(time.perf_counter() - start)
-    return round(2 * 1024 ** 3 / float(np.median(times)) / 1e9, 2)
-
 
 def cli_run(video: Path, out: Path) -> dict[str, object]:
     """One `maskpurify purify --masks faces` run: wall time and the numbers of its summary line."""
