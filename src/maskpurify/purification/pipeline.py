@@ -122,8 +122,8 @@ def _check_box(box: CropBox, shape: tuple[int, ...], working_size: tuple[int, in
 
 def _is_grey_rgb(rgb: np.ndarray) -> bool:
     """Whether an RGB image is a grey photo stored in colour: every pixel's channels within GREY_TOLERANCE."""
-    r, g, b = (rgb[..., k].astype(np.int16) for k in range(3))
-    return bool(max(np.abs(r - g).max(), np.abs(g - b).max()) <= GREY_TOLERANCE)
+    r, g, b = cv2.split(rgb)  # uint8 absolute differences: no int16 copies of a whole video frame
+    return bool(max(cv2.absdiff(r, g).max(), cv2.absdiff(g, b).max()) <= GREY_TOLERANCE)
 
 
 def _to_rgb(image: np.ndarray, name: str) -> tuple[np.ndarray, bool]:
