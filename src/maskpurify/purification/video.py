@@ -189,26 +189,25 @@ def _prefetch(frames: Iterable[np.ndarray], depth: int) -> Iterator[np.ndarray]:
     stop = threading.Event()
     failure: list[BaseException] = []
 
+    def put(item: Any) -> bool:
+        """Hand ``item`` over, waiting while the queue is full; False once the consumer has stopped."""
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def read() -> None:
         try:
             for frame in frames:
-                while not stop.is_set():
-                    try:
-                        slots.put(frame, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(frame):
                     return
         except BaseException as exc:
             failure.append(exc)
         finally:
-            while not stop.is_set():
-                try:
-                    slots.put(_END, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            put(_END)
 
     thread = threading.Thread(target=read, name="video-reader", daemon=True)
     thread.start()
