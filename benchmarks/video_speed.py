@@ -28,7 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from maskpurify.evaluation.face_video import write_face_video
 from maskpurify.fileio import atomic_write_json
 from reference import matmul_gflops

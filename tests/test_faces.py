@@ -17,6 +17,8 @@ from maskpurify.masks import IRIS, PUPIL, SCLERA, SKIN
 from maskpurify.purification import Purification
 from maskpurify.purification.pipeline import Pipeline, Result
 
+from _landmarks import synthetic_landmarks
+
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,20 +30,6 @@ def _outside(shape: tuple[int, ...], boxes: list[tuple[int, int, int, int]], mar
         inside[max(0, y0):max(0, y0 + h), max(0, x0):max(0, x0 + w)] = True
     return ~inside
 
-
-def _synthetic_landmarks(cx: float, cy: float, half_width: float) -> np.ndarray:
-    """478 FaceMesh-numbered points of a frontal face: the subject's right eye around (cx, cy) on the image's
-    left, the left eye 4 half-widths to its right; inner corners (nose side) face each other, as in a photo."""
-    points = np.zeros((478, 2))
-    for lid, iris, corners, x, toward_nose in (
-            (faces.RIGHT_EYELID, faces.RIGHT_IRIS, faces.RIGHT_CORNERS, cx, 1.0),
-            (faces.LEFT_EYELID, faces.LEFT_IRIS, faces.LEFT_CORNERS, cx + 4 * half_width, -1.0)):
-        angles = np.linspace(0, 2 * np.pi, len(lid), endpoint=False)
-        points[list(lid)] = np.stack([x + half_width * np.cos(angles), cy + 0.45 * half_width * np.sin(angles)], 1)
-        points[list(corners)] = [(x - toward_nose * half_width, cy), (x + toward_nose * half_width, cy)]
-        r = 0.4 * half_width
-        points[list(iris)] = [(x, cy), (x + r, cy), (x, cy - r), (x - r, cy), (x, cy + r)]
-    return points
 
 
 class _GivenEyes:
@@ -83,7 +71,7 @@ def test_crop_mask_is_drawn_where_the_crop_shows_the_eye() -> None:
     """The iris of :func:`faces.crop_mask` is centred on the iris centre mapped into the crop, for an enlarged
     small eye and a shrunk large one (a map cut from the photo's resolution was blocky and off by up to a pixel)."""
     for half_width in (6.0, 40.0):
-        eyes = faces.eyes_from_landmarks(_synthetic_landmarks(200.3, 100.7, half_width), (36, 60))
+        eyes = faces.eyes_from_landmarks(synthetic_landmarks(200.3, 100.7, half_width), (36, 60))
         for eye in eyes:
             mask = faces.crop_mask(eye.crop, eyes)
             ys, xs = np.nonzero(mask >= IRIS)
@@ -98,7 +86,7 @@ def _boxes(result: Result) -> list[tuple[int, int, int, int]]:
 def test_masks_and_paste_without_mediapipe(ckpts: dict[str, Path]) -> None:
     """Rasterised labels, the 3:5 crop and pixel-identity outside the crops, with eyes given directly."""
     photo = skimage.data.astronaut()
-    eyes = faces.eyes_from_landmarks(_synthetic_landmarks(200.0, 100.0, 12.0), (36, 60))
+    eyes = faces.eyes_from_landmarks(synthetic_landmarks(200.0, 100.0, 12.0), (36, 60))
     assert len(eyes) == 2
     for eye in eyes:
         _, _, w, h = eye.box
@@ -108,7 +96,7 @@ def test_masks_and_paste_without_mediapipe(ckpts: dict[str, Path]) -> None:
     assert mask[100, 200] == PUPIL and mask[100, 200 + 4] == IRIS and mask[100, 200 + 8] == SCLERA
     assert mask[120, 200] == SKIN
     engine = Purification.load(ckpts["p"], False)
-    result = _face(engine, photo, _synthetic_landmarks(200.0, 100.0, 12.0))
+    result = _face(engine, photo, synthetic_landmarks(200.0, 100.0, 12.0))
     assert result.method == "faces" and result.image.shape == photo.shape
     assert [e.name for e in result.eyes] == ["image (right eye)", "image (left eye)"]
     assert [e.side for e in result.eyes] == ["right", "left"]  # the subject's left eye is canonical
@@ -128,7 +116,7 @@ def test_other_eye_reaches_the_networks_mirrored(ckpts: dict[str, Path], monkeyp
     from maskpurify.nets.purifier import Purifier
 
     photo = skimage.data.astronaut()
-    eyes = faces.eyes_from_landmarks(_synthetic_landmarks(200.0, 100.0, 12.0), (36, 60))
+    eyes = faces.eyes_from_landmarks(synthetic_landmarks(200.0, 100.0, 12.0), (36, 60))
     engine = Purification.load(ckpts["p"], False)
     seen: list[tuple[np.ndarray, np.ndarray]] = []
     original = Purifier.forward
@@ -139,7 +127,7 @@ def test_other_eye_reaches_the_networks_mirrored(ckpts: dict[str, Path], monkeyp
         return y
 
     monkeypatch.setattr(Purifier, "forward", spy)
-    result = _face(engine, photo, _synthetic_landmarks(200.0, 100.0, 12.0))
+    result = _face(engine, photo, synthetic_landmarks(200.0, 100.0, 12.0))
     assert len(seen) == 1
     inputs, outputs = seen[0]
     expected_photo = photo.copy()
@@ -157,7 +145,7 @@ def test_closed_eye_is_left_as_it_was(ckpts: dict[str, Path]) -> None:
     """A closed eye (the eyelid contour collapsed to a line) has no plausible eye mask: it is not purified, its
     box stays pixel-identical, and it is listed; the open eye is purified as usual. --no-eye-check purifies both."""
     photo = skimage.data.astronaut()
-    points = _synthetic_landmarks(200.0, 100.0, 12.0)
+    points = synthetic_landmarks(200.0, 100.0, 12.0)
     lid = list(faces.LEFT_EYELID)
     points[lid, 1] = 100.0  # upper and lower lid meet
     engine = Purification.load(ckpts["p"], False)

@@ -16,6 +16,8 @@ from maskpurify.purification import faces
 from maskpurify.purification.tracking import EyeSmoother, OneEuroFilter, windows
 from maskpurify.purification.video import LiveFrames, purify_video
 
+from _landmarks import synthetic_landmarks
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -26,16 +28,7 @@ def mediapipe() -> object:
 
 def _landmarks(cx: float, cy: float, half_width: float) -> np.ndarray:
     """478 FaceMesh-numbered points of a level frontal face with both eyes around (cx, cy)."""
-    points = np.zeros((478, 2))
-    for lid, iris, corners, x, toward_nose in (
-            (faces.RIGHT_EYELID, faces.RIGHT_IRIS, faces.RIGHT_CORNERS, cx - 2 * half_width, 1.0),
-            (faces.LEFT_EYELID, faces.LEFT_IRIS, faces.LEFT_CORNERS, cx + 2 * half_width, -1.0)):
-        angles = np.linspace(0, 2 * np.pi, len(lid), endpoint=False)
-        points[list(lid)] = np.stack([x + half_width * np.cos(angles), cy + 0.45 * half_width * np.sin(angles)], 1)
-        points[list(corners)] = [(x - toward_nose * half_width, cy), (x + toward_nose * half_width, cy)]
-        r = 0.4 * half_width
-        points[list(iris)] = [(x, cy), (x + r, cy), (x, cy - r), (x - r, cy), (x, cy + r)]
-    return points
+    return synthetic_landmarks(cx - 2 * half_width, cy, half_width)
 
 
 def _box_centres(points_per_frame: list[np.ndarray]) -> np.ndarray:
