@@ -126,7 +126,7 @@ def test_grey_in_grey_out_and_odd_aspect(shipped: Pipeline, real_crops: np.ndarr
 
 
 def test_grey_photo_stored_as_rgb_comes_back_grey(shipped: Pipeline, real_crops: np.ndarray) -> None:
-    grey = cv2.cvtColor(real_crops[2], cv2.COLOR_RGB2GRAY)
+    grey = cv2.cvtColor(real_crops[1], cv2.COLOR_RGB2GRAY)
     as_rgb = np.repeat(grey[..., None], 3, axis=2)
     as_rgb[0, 0, 0] = min(255, int(as_rgb[0, 0, 0]) + 2)  # JPEG decoding leaves a level or two between channels
     result = shipped.purify(as_rgb, eye="left")
@@ -135,8 +135,15 @@ def test_grey_photo_stored_as_rgb_comes_back_grey(shipped: Pipeline, real_crops:
     assert spread.max() == 0  # no colour added to a grey photo
     exact = shipped.purify(np.repeat(grey[..., None], 3, axis=2), eye="left").image
     np.testing.assert_array_equal(exact[..., 0], shipped.purify(grey, eye="left").image)  # as grey as HxW grey
-    colour = shipped.purify(real_crops[2], eye="left").image
+    colour = shipped.purify(real_crops[1], eye="left").image
     assert (colour.max(axis=2).astype(int) - colour.min(axis=2)).max() > 10  # a colour photo stays in colour
+
+
+def test_closed_real_eyes_pass_through(shipped: Pipeline, real_crops: np.ndarray) -> None:
+    # crops 2, 8 and 11 are closed eyes of insightface's t1 group photo; 0 and 1 are the astronaut's open eyes
+    results = shipped.run([real_crops[i] for i in (0, 1, 2, 8, 11)], eye="left")
+    assert [r.purified for r in results] == [True, True, False, False, False]
+    assert all(r.eyes[0].reason.startswith("eye closed") for r in results[2:])
 
 
 def test_bad_inputs_are_one_clear_error(shipped: Pipeline) -> None:
@@ -158,8 +165,8 @@ def test_gaze_command(tmp_path: Path, real_crops: np.ndarray) -> None:
     the command, a picture per image, the purified crops; a second run refuses to overwrite."""
     folder = tmp_path / "eyes"
     folder.mkdir()
-    for i in range(3):
-        save_image(folder / f"eye{i}.png", _resize(real_crops[i], (72, 120)))
+    for i, crop in enumerate(real_crops[[0, 1, 4]]):  # open eyes (2 is closed)
+        save_image(folder / f"eye{i}.png", _resize(crop, (72, 120)))
     save_image(folder / "blank.png", np.full((36, 60, 3), 128, np.uint8))
     out = tmp_path / "gaze"
     code, stdout, err = run_cli(["gaze", "--quiet", "--input", str(folder), "--out", str(out), "--save-crops",

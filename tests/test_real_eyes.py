@@ -32,8 +32,10 @@ def test_shipped_set_is_consistent() -> None:
     assert np.array_equal(eyes.mirrored, eyes.eye == "right")
     for i in range(n):
         mask = eyes.masks[i]
-        assert {SCLERA, IRIS, PUPIL} <= set(np.unique(mask))  # every reference shows an open eye
-        assert eye_problem(mask) is None
+        assert {SCLERA, IRIS, PUPIL} <= set(np.unique(mask))  # FaceMesh draws an iris in every eye
+        # five of t1's eyes are closed: their references are slits, and the eye check says so
+        assert (eye_problem(mask) or "eye closed").startswith("eye closed")
+        assert (eye_problem(mask) is None) == (i not in (2, 3, 8, 10, 11))
         # FaceMesh's iris centre lies within the reference iris disc's extent, near its centroid.
         centroid = region_centroid(mask, (IRIS, PUPIL))
         assert centroid is not None
@@ -64,7 +66,7 @@ def test_evaluate_writes_the_contact_sheet(tmp_path: Path) -> None:
     eyes = load_real_eyes()
     for key in ("iou_sclera", "iou_iris", "iou_pupil", "mean_iou", "iris_centre_error_px"):
         assert key in result
-    assert result["n"] == len(eyes) and result["reference_flagged"] == 0
+    assert result["n"] == len(eyes) and result["reference_flagged"] == 5  # the closed eyes
     assert 0 <= result["flagged"] <= len(eyes) and len(result["flagged_reasons"]) == result["flagged"]
     assert sum(result["sources"].values()) == len(eyes)
     sheet = Path(result["contact_sheet"])
@@ -105,7 +107,7 @@ def test_eye_problem_names_what_is_wrong() -> None:
     closed[closed >= IRIS] = SCLERA
     assert eye_problem(closed) == "no iris"
     sliver = np.zeros((36, 60), np.uint8)
-    sliver[17:19, 10:50] = SCLERA
+    sliver[15:20, 10:50] = SCLERA
     sliver[17:19, 28:30] = IRIS
     assert eye_problem(sliver).startswith("iris too small")
     slit = np.zeros((36, 60), np.uint8)

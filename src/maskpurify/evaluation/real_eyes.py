@@ -101,7 +101,7 @@ def evaluate_real_eyes(segmenter: Any, out_dir: Path | None = None, path: str | 
     Returns {n, iou_sclera, iou_iris, iou_pupil, mean_iou, iris_centre_error_px, iris_centre_error_median_px,
     iris_missing, per_crop_iris_centre_error_px, flagged, flagged_reasons, reference_flagged, sources,
     contact_sheet}: ``flagged`` counts the predicted masks :func:`maskpurify.masks.eye_problem` rejects
-    (``flagged_reasons``: name -> reason), ``reference_flagged`` the reference masks it rejects (should be 0),
+    (``flagged_reasons``: name -> reason), ``reference_flagged`` the reference masks it rejects (the closed eyes),
     ``contact_sheet`` is the PNG written into ``out_dir`` (None without it).
     """
     from maskpurify.nets.segmenter import Segmenter, load_segmenter, predict_masks
