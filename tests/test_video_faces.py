@@ -7,10 +7,12 @@ import re
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from maskpurify.cli import main
+from maskpurify.evaluation.real_eyes import load_real_eyes
 from maskpurify.formats.video import VideoWriter, iter_frames
 from maskpurify.purification import faces
 from maskpurify.purification.tracking import EyeSmoother, OneEuroFilter, windows
@@ -163,6 +165,28 @@ def test_hd_face_video_tracked_in_every_frame_and_steady(tmp_path: Path, capsys:
     assert frames == 60 and found >= 0.99 * frames and eyes >= 2 * 0.99 * frames
     assert change_out <= change_in
     assert sum(1 for _ in iter_frames(out)) == 60
+
+
+def test_face_video_found_without_asking(tmp_path: Path, ckpts: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                         mediapipe: object) -> None:
+    """Without --masks, a face video is purified as a face video (decided on its first frames, as a photo is),
+    and a video of eye crops stays an eye video."""
+    src = _face_video(tmp_path / "face.mp4", (480, 640), 12)
+    out = tmp_path / "face_purified.mp4"
+    code = main(["purify", "--quiet", "--input", str(src), "--out", str(out), "--checkpoint", str(ckpts["p"])])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    match = SUMMARY.search(captured.out)
+    assert match and float(match.group(1)) == 12 and float(match.group(3)) >= 2 * 12, captured.out
+    eyes = tmp_path / "eyes.mp4"  # an eye close-up, large enough that FaceMesh is asked
+    with VideoWriter(eyes, 30.0, (200, 120)) as writer:
+        for _ in range(3):
+            writer.write(cv2.resize(load_real_eyes().images[0], (200, 120), interpolation=cv2.INTER_CUBIC))
+    code = main(["purify", "--quiet", "--input", str(eyes), "--out", str(tmp_path / "eyes_out.mp4")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "a face in" not in captured.out and "purified 3 frames" in captured.out
+    assert "written unchanged" not in captured.out  # the eye was purified
 
 
 def test_face_video_at_480p_and_1080p(tmp_path: Path, ckpts: dict[str, Path], mediapipe: object) -> None:

@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "maps; 'auto' = automatic (FaceMesh for face photos when mediapipe is installed, else "
                              "the segmenter; for a rendered dataset: the segmenter, ignoring its stored masks); "
                              "'faces' = FaceMesh only. Default: NAME_mask.png beside each image, else automatic; "
-                             "a rendered dataset's stored masks")
+                             "a rendered dataset's stored masks. A video is a face video when FaceMesh finds a face "
+                             "in its first frames, else an eye video")
     parser.add_argument("--eye", choices=("left", "right", "auto"),
                         help="which of the subject's eyes the eye crops show. 'left' is the canonical side the "
                              "networks were trained on, as the renderer draws it: the inner corner (tear duct) on "
@@ -132,9 +133,10 @@ def run(args: argparse.Namespace) -> int:
     if crop_size is None:
         crop_size = engine.working_size
         config = replace(config, face_crop_size=f"{crop_size[0]}x{crop_size[1]}")  # the run record's resolved value
-    # Videos: FaceMesh only when asked (--masks faces), tracking across frames; an eye video never pays for it.
+    # Videos: FaceMesh tracking across frames when asked (--masks faces) or when it finds a face in the first frames
+    # (purify_video decides); LPW's eye-camera videos never pay for it.
     video = kind in ("video", "camera", "lpw")
-    faces_mode = ("always" if masks.kind == "faces" else "never") if video else masks.faces_mode
+    faces_mode = "never" if kind == "lpw" else masks.faces_mode
     pipeline = Pipeline(engine, faces_mode, crop_size, video=video)
     settings: dict[str, Any] = {
         "checkpoint": str(Path(config.checkpoint).resolve()) if config.checkpoint else "default",
@@ -179,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
             stats = purify_video(pipeline, int(str(src)) if kind == "camera" else src, out,
                                  Path(args.mask_video) if args.mask_video else None, overwrite=args.overwrite,
                                  masks=masks, progress=progress, eye=eye, live=args.live)
-            print(video_summary(stats, out, faces=masks.kind == "faces"))
+            print(video_summary(stats, out, faces=stats.face_video))
         else:
             result = purify_image_file(pipeline, src, out, masks=masks, overwrite=args.overwrite,
                                        save_masks=args.save_masks, eye=eye)

@@ -220,6 +220,19 @@ class Pipeline:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def settle_video_mode(self, frames: Sequence[np.ndarray]) -> bool:
+        """Decide, once for a whole video in ``auto`` face mode, whether it is a face video (FaceMesh finds a face
+        in one of ``frames``, its first ones) or an eye video, as a photo is decided, so that every frame goes the
+        same way. Returns whether it is a face video; ``faces_mode`` becomes ``always`` or ``never``."""
+        if self.faces_mode == "auto":
+            found = any(self._face_jobs(0, _to_rgb(frame, "video frame")[0], "video frame") is not None
+                        for frame in frames)
+            if self._finder is not None and self._own_finder:  # the run starts its tracking at frame 0 again
+                self._finder.close()
+                self._finder = None
+            self.faces_mode = "always" if found else "never"
+        return self.faces_mode == "always"
+
     # -- one image ------------------------------------------------------------------------------------------
     def purify(self, image: np.ndarray, mask: np.ndarray | None = None, eye: str = "auto",
                name: str = "image") -> Result:

@@ -25,7 +25,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +41,7 @@ from maskpurify.errors import UserError
 from maskpurify.fileio import MAX_IMAGE_PIXELS, check_outputs
 from maskpurify.masks import colourise
 from maskpurify.purification.drivers import NotPurified, output_file, report_passed_through
+from maskpurify.purification import faces
 from maskpurify.purification.engine import palette_for
 from maskpurify.purification.inputs import VIDEO_SUFFIXES, MaskSource
 from maskpurify.purification.pipeline import Pipeline, Result
@@ -75,6 +78,8 @@ class VideoStats:
     eyes_purified: int = 0
     #: Live sources: frames the source delivered that were dropped because the machine was behind.
     dropped: int = 0
+    #: Whether it was purified as a face video (FaceMesh), else as an eye video.
+    face_video: bool = False
     #: Wall-clock seconds from the first frame read to the last written.
     seconds: float = 0.0
     #: :class:`EyeSteadiness` of the input and of the output (None: no eye purified in two consecutive frames).
@@ -258,6 +263,10 @@ class _Encoder:
             raise self._error
 
 
+#: Frames a video in ``auto`` mode is looked at to decide face video or eye video (about a third of a second).
+PROBE_FRAMES = 8
+
+
 def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Path | None = None,
                  overwrite: bool = False, masks: MaskSource = MaskSource(), progress: bool = True,
                  on_frames: Callable[[int], None] | None = None, eye: str = "auto", live: bool = False) -> VideoStats:
@@ -265,7 +274,8 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
 
     A file keeps its fps, size and frame count; masks are automatic per frame. mask_video: also write the
     colourised masks as a second video. masks faces: FaceMesh finds, tracks and smooths the faces (the pipeline
-    made with ``video=True``; frames without a face are written unchanged); otherwise eye frames and the segmenter.
+    made with ``video=True``; frames without a face are written unchanged); auto or default: a face video when FaceMesh
+    finds a face in the first :data:`PROBE_FRAMES` frames, otherwise eye frames and the segmenter.
     live: read ``src`` as a live source (a camera always is): frames dropped when the machine falls behind (see the
     module doc). on_frames(n): called after each chunk with the frames done (progress hooks, memory probes). eye:
     which eye an eye video shows.
@@ -285,9 +295,6 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
                   overwrite=overwrite)
     if masks.kind == "path":
         raise UserError(f"--masks {masks}: a video takes automatic masks only (--masks auto or --masks faces)")
-    faces_wanted = masks.kind == "faces"
-    if not faces_wanted and pipeline.engine.segmenter is None:
-        raise UserError(f"no mask for {src} and no segmenter; give --segmenter (videos use automatic masks)")
     if camera:
         fps, source = open_camera(int(src))
         size, total = None, None
@@ -310,6 +317,17 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
     start = last_shown = time.perf_counter()
     shown_frames = 0
     try:
+        ordered = iter(frames)
+        if pipeline.faces_mode == "auto":  # face video or eye video, decided on the first frames
+            head = list(itertools.islice(ordered, PROBE_FRAMES))
+            if not pipeline.settle_video_mode(head) and head and not faces.mediapipe_available() \
+                    and min(head[0].shape[:2]) >= faces.MIN_FACE_IMAGE_SIDE:
+                print(f"{src}: taken as an eye video; if it shows faces, they are found by MediaPipe FaceMesh, "
+                      f"which is not installed ({faces.INSTALL_HINT})", file=sys.stderr)
+            ordered = itertools.chain(head, ordered)
+        stats.face_video = faces_wanted = pipeline.faces_mode == "always"
+        if not faces_wanted and pipeline.engine.segmenter is None:
+            raise UserError(f"no mask for {src} and no segmenter; give --segmenter (videos use automatic masks)")
         with contextlib.ExitStack() as stack:
             stack.enter_context(_one_torch_thread(pipeline.engine.device))
             writer = stack.enter_context(VideoWriter(out, fps, size))
@@ -324,7 +342,7 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
             try:
                 dropped_before = 0
                 with contextlib.suppress(KeyboardInterrupt) if camera else contextlib.nullcontext():
-                    for chunk in _chunks(frames, per_chunk):
+                    for chunk in _chunks(ordered, per_chunk):
                         dropped = frames.dropped if isinstance(frames, LiveFrames) else 0
                         names = [f"{src} frame {stats.frames + i}" for i in range(len(chunk))]
                         results = pipeline.run(chunk, None, names, eye)
