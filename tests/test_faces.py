@@ -135,9 +135,10 @@ def test_other_eye_reaches_the_networks_mirrored(ckpts: dict[str, Path], monkeyp
         crop = eye.crop.apply_image(photo).astype(np.float32) / 255.0
         expected = crop[:, ::-1] if eye.crop_side == "right" else crop
         np.testing.assert_allclose(inputs[k].transpose(1, 2, 0), expected, atol=1e-6)
-        # What is pasted is the network output, mirrored back for the right eye.
-        patch = np.clip(np.round(outputs[k].transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)
-        faces.paste(expected_photo, patch[:, ::-1] if eye.crop_side == "right" else patch, eye.crop)
+        # What is pasted is the network's change to its input, mirrored back for the right eye.
+        patch = np.clip(np.round(outputs[k].transpose(1, 2, 0) * 255), 0, 255).astype(np.float32)
+        change = patch - np.round(expected * 255)
+        faces.paste(expected_photo, change[:, ::-1] if eye.crop_side == "right" else change, eye.crop)
     assert np.abs(result.image.astype(int) - expected_photo).max() <= 1  # float32 rounding of the output only
 
 

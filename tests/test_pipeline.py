@@ -139,6 +139,22 @@ def test_grey_photo_stored_as_rgb_comes_back_grey(shipped: Pipeline, real_crops:
     assert (colour.max(axis=2).astype(int) - colour.min(axis=2)).max() > 10  # a colour photo stays in colour
 
 
+def test_large_crop_keeps_its_detail(shipped: Pipeline, real_crops: np.ndarray) -> None:
+    """A crop larger than the working size gets the purifier's change, not its blurred-up output: the photo's fine
+    detail stays (here a pixel-level texture the working size cannot hold), and shrunk to the working size the
+    result is the purifier's output."""
+    rng = np.random.default_rng(5)
+    big = _resize(real_crops[0], (108, 180)).astype(np.int16) + rng.integers(-12, 13, (108, 180, 1))
+    big = np.clip(big, 0, 255).astype(np.uint8)
+    result = shipped.purify(big, eye="left")
+    assert result.purified
+    texture = big.astype(np.float32) - cv2.GaussianBlur(big, (0, 0), 1.5).astype(np.float32)
+    kept = result.image.astype(np.float32) - cv2.GaussianBlur(result.image, (0, 0), 1.5).astype(np.float32)
+    assert np.corrcoef(texture.ravel(), kept.ravel())[0, 1] > 0.9
+    small = cv2.resize(result.image, (60, 36), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(small - result.eyes[0].output).mean() < 3
+
+
 def test_closed_real_eyes_pass_through(shipped: Pipeline, real_crops: np.ndarray) -> None:
     # crops 2, 8 and 11 are closed eyes of insightface's t1 group photo; 0 and 1 are the astronaut's open eyes
     results = shipped.run([real_crops[i] for i in (0, 1, 2, 8, 11)], eye="left")

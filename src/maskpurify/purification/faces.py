@@ -347,9 +347,11 @@ class FaceFinder:
         self.close()
 
 
-def paste(photo: np.ndarray, patch: np.ndarray, crop: RotatedCrop, feather: float = FEATHER) -> None:
-    """Blend ``patch`` (the crop's purified image, upright) back into ``photo`` in place, turned back into the
-    crop's place, with weights that fall to zero at the crop's border: pixels outside it are never touched."""
+def paste(photo: np.ndarray, change: np.ndarray, crop: RotatedCrop, feather: float = FEATHER) -> None:
+    """Add ``change`` (the purifier's output minus its input, the crop's working-size float arrays, upright) to
+    ``photo`` in place, turned back into the crop's place, with weights that fall to zero at the crop's border:
+    pixels outside it are never touched. Pasting the change rather than the output keeps the photo's own detail
+    where the eye is larger than the working size."""
     h, w = photo.shape[:2]
     x0, y0, x1, y1 = crop.bounds
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
@@ -358,12 +360,13 @@ def paste(photo: np.ndarray, patch: np.ndarray, crop: RotatedCrop, feather: floa
     inverse = cv2.invertAffineTransform(crop.matrix())
     inverse[:, 2] -= (x0, y0)  # into the window's own pixels
     size = (x1 - x0, y1 - y0)
-    big = cv2.warpAffine(patch, inverse, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    big = cv2.warpAffine(np.asarray(change, np.float32), inverse, size, flags=cv2.INTER_CUBIC,
+                         borderMode=cv2.BORDER_REPLICATE)
     weights = feather_weights(crop.out_height, crop.out_width, feather)
     weights[[0, -1], :] = 0.0  # a zero rim, so resampling leaks nothing past the crop's border
     weights[:, [0, -1]] = 0.0
     alpha = cv2.warpAffine(weights, inverse, size,
                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
     region = photo[y0:y1, x0:x1].astype(np.float32)
-    blended = alpha * big.astype(np.float32) + (1.0 - alpha) * region
+    blended = region + alpha * big
     photo[y0:y1, x0:x1] = np.clip(np.round(blended), 0, 255).astype(np.uint8)

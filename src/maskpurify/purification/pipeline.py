@@ -307,12 +307,13 @@ class Pipeline:
                         out.output = self._smoother(job.track, out.crop, out.output)
                 self._smoother.keep({job.track for job, out in mine if out.purified and job.track is not None})
             for job, out in mine:
-                if out.purified:
-                    patch = out.output[:, ::-1] if job.side != CANONICAL_EYE else out.output
+                if out.purified:  # the purifier's change is pasted, so the photo keeps the detail of its own size
+                    change = out.output.astype(np.float32) - out.crop.astype(np.float32)
+                    change = np.ascontiguousarray(change[:, ::-1]) if job.side != CANONICAL_EYE else change
                     if job.feather > 0:
-                        faces.paste(picture, patch, job.box, job.feather)
+                        faces.paste(picture, change, job.box, job.feather)
                     else:
-                        picture = _paste_whole(picture, patch, job.box)
+                        picture = _paste_whole(picture, change, job.box)
             if methods[i] == "faces":
                 label_map = face_masks[i]
             elif given[i] is not None:
@@ -406,12 +407,14 @@ def _cut(box: CropBox | faces.RotatedCrop, image: np.ndarray) -> np.ndarray:
     return box.apply_image(image)
 
 
-def _paste_whole(picture: np.ndarray, patch: np.ndarray, box: CropBox) -> np.ndarray:
-    """The purified crop of a whole-image box, resized back to the box and cut to the image."""
-    if (box.x0, box.y0, box.width, box.height) == (0, 0, picture.shape[1], picture.shape[0]) \
-            and patch.shape[:2] == picture.shape[:2]:
-        return patch.copy()
-    shrink = box.width < patch.shape[1]
-    big = cv2.resize(patch, (box.width, box.height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+def _paste_whole(picture: np.ndarray, change: np.ndarray, box: CropBox) -> np.ndarray:
+    """``picture`` plus the purifier's change to its whole-image box's working-size crop (float, output minus
+    input), resized back to the box and cut to the image: at the working size the result is the purifier's output,
+    and a larger crop keeps the detail the working size cannot hold."""
     h, w = picture.shape[:2]
-    return np.ascontiguousarray(big[-box.y0:-box.y0 + h, -box.x0:-box.x0 + w])
+    if (box.x0, box.y0, box.width, box.height) != (0, 0, w, h) or change.shape[:2] != (h, w):
+        shrink = box.width < change.shape[1]
+        change = cv2.resize(change, (box.width, box.height),
+                            interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+        change = change[-box.y0:-box.y0 + h, -box.x0:-box.x0 + w]
+    return np.clip(np.round(picture.astype(np.float32) + change), 0, 255).astype(np.uint8)
