@@ -14,7 +14,7 @@ synthetic-trained estimator, before and after), and for ``crops`` the automatic 
 (iris = iris+pupil, sclera) and the any-size check (the same crop at 27x45, 36x60, 48x80, 72x120: same verdict,
 mask IoU after resizing). Tune on ``--half tune``; report on ``--half report`` only.
 
-Run: .venv/bin/python benchmarks/real_photos.py [--half tune] [--checkpoint CKPT ...] [--out PATH]
+Run: .venv/bin/python benchmarks/real_photos.py [--half tune] [--checkpoint CKPT ...] [--face-masks M] [--out PATH]
 """
 
 from __future__ import annotations
@@ -59,7 +59,23 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / union) if union else float("nan")
 
 
-def score(checkpoint: str | None, half: str, way: str) -> dict[str, Any]:
+def iris_moved_to(facemesh: np.ndarray, segmenter: np.ndarray) -> np.ndarray:
+    """FaceMesh's label map with its iris and pupil moved (whole pixels) so that their centroid is the segmenter's
+    iris centroid, cut by FaceMesh's lids: FaceMesh's eye shape, the segmenter's iris position."""
+    from scipy import ndimage
+
+    disc_f, disc_s = facemesh >= IRIS, segmenter >= IRIS
+    if disc_f.sum() < 5 or disc_s.sum() < 5:
+        return facemesh
+    (fy, fx), (sy, sx) = ndimage.center_of_mass(disc_f), ndimage.center_of_mass(disc_s)
+    eye = facemesh > 0
+    disc = np.roll(facemesh, (int(round(sy - fy)), int(round(sx - fx))), (0, 1))
+    out = np.where(eye, SCLERA, 0).astype(np.uint8)
+    out[(disc >= IRIS) & eye] = disc[(disc >= IRIS) & eye]
+    return out
+
+
+def score(checkpoint: str | None, half: str, way: str, face_masks: str = "facemesh") -> dict[str, Any]:
     pipeline = Pipeline.load(checkpoint, device="cpu", faces_mode="never")
     data = load_real_photos(half)
     crops, masks = working_crops(data.images), working_masks(data.masks)
@@ -71,13 +87,17 @@ def score(checkpoint: str | None, half: str, way: str) -> dict[str, Any]:
         extra["opening"] = {"min_open": float(openings[data.open].min()), "max_closed":
                             float(openings[~data.open].max()) if (~data.open).any() else None,
                             "threshold": faces.MIN_OPENING}
+        used = masks
+        if face_masks != "facemesh":  # the face path's geometry and closed-eye rule, another mask to purify with
+            auto = np.stack([r.mask for r in pipeline.run(list(crops), None, None, sides)])
+            used = auto if face_masks == "segmenter" else np.stack([iris_moved_to(f, a) for f, a in zip(masks, auto)])
+            extra["face_masks"] = face_masks
 
         def purify_fn(c: np.ndarray, flips: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            done = pipeline.engine.purify_batch(c, list(m), [f"eye{i}" for i in range(len(c))], sides,
+            done = pipeline.engine.purify_batch(c, list(used), [f"eye{i}" for i in range(len(c))], sides,
                                                 automatic=True)
             ok = np.array([p is None for p in done.problems]) & (openings >= faces.MIN_OPENING)
             return np.where(ok[:, None, None, None], done.images, c), ok
-        used = masks
     else:
         results = pipeline.run(list(crops), None, None, sides)  # once: the scores, the IoU and the control read it
         used = auto = np.stack([r.mask for r in results])
@@ -124,6 +144,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", nargs="*", default=[None], help="purifier checkpoints (default: shipped)")
     parser.add_argument("--half", choices=("tune", "report"), default="tune")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--face-masks", choices=("facemesh", "segmenter", "iris-moved"), default="facemesh",
+                        help="the mask the face way purifies with: FaceMesh's (the face path's), the segmenter's, "
+                             "or FaceMesh's with its iris moved to the segmenter's iris centroid")
     parser.add_argument("--out", default="benchmarks/results/real_photos.json")
     args = parser.parse_args()
     if args.threads:
@@ -131,7 +154,7 @@ def main() -> None:
     rows = {}
     for checkpoint in args.checkpoint:
         name = checkpoint or "shipped"
-        rows[name] = {way: score(checkpoint, args.half, way) for way in ("crops", "faces")}
+        rows[name] = {way: score(checkpoint, args.half, way, args.face_masks) for way in ("crops", "faces")}
         for way, r in rows[name].items():
             print(f"{name} [{way}] open passed through {1 - r['open_passed']:.3f}, closed purified "
                   f"{r['not_open_passed']:.3f}, blank/noise purified {r['blank_noise_purified']:.3f}; damaged (a) "
