@@ -157,7 +157,9 @@ class VideoWriter:
         self._tmp: Path | None = None
         self._container: Any = None
         self._stream: Any = None
-        self.frames_written = 0
+        self.frames_written = 0  # write() calls; the video may hold more frames (gaps filled)
+        self._next_pts = 0
+        self._time_base: Any = None
 
     @property
     def codec_name(self) -> str:
@@ -185,6 +187,7 @@ class VideoWriter:
             self._container = av.open(str(self._tmp), "w")
             rate = Fraction(self.fps).limit_denominator(1001)
             self._stream = self._container.add_stream(self.codec, rate=rate)
+            self._time_base = 1 / rate  # frame numbers are the timestamps
         except (av.FFmpegError, ValueError) as exc:
             raise UserError(f"{self.path}: cannot write a {self.codec_name} video here ({exc})") from None
         self._stream.width, self._stream.height = width + width % 2, height + height % 2
@@ -192,8 +195,10 @@ class VideoWriter:
         if self.codec == "libx264":
             self._stream.options = {"crf": "18", "preset": "veryfast"}
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append one HxWx3 uint8 RGB frame of the writer's size."""
+    def write(self, frame: np.ndarray, index: int | None = None) -> None:
+        """Append one HxWx3 uint8 RGB frame of the writer's size; ``index``: its frame number at the writer's fps,
+        else the next one. Frame numbers skipped (a live recording's dropped frames) repeat this frame, so the video
+        keeps the source's duration."""
         import av  # noqa: PLC0415
 
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
@@ -210,8 +215,14 @@ class VideoWriter:
         # OpenCV's RGB -> YUV 4:2:0 (BT.601, limited range, as FFmpeg's default) is ~6x faster than FFmpeg's
         # swscale converting rgb24 inside the encoder, which cost HD video a third of its encoding time.
         yuv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YUV_I420)
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")):
-            self._container.mux(packet)
+        at = self._next_pts if index is None else max(index, self._next_pts)
+        # A gap is filled by repeating the frame: a constant frame rate every reader (and frame count) agrees on
+        for pts in range(self._next_pts, at + 1):
+            picture = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            picture.pts, picture.time_base = pts, self._time_base
+            for packet in self._stream.encode(picture):
+                self._container.mux(packet)
+        self._next_pts = at + 1
         self.frames_written += 1
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

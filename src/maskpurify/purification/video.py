@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import queue
@@ -141,9 +142,12 @@ class LiveFrames:
     def __init__(self, frames: Iterable[np.ndarray], pace: float | None = None) -> None:
         self.dropped = 0
         self.delivered = 0
+        #: The source's index of each frame handed out and not yet claimed by :meth:`claim_index`, in order: an
+        #: output written at the source's frame rate puts each frame at its own time, dropped ones leaving gaps.
+        self._indices: collections.deque[int] = collections.deque()
         self._frames = frames
         self._pace = pace
-        self._waiting: np.ndarray | None = None
+        self._waiting: tuple[int, np.ndarray] | None = None
         self._ended = False
         self._error: BaseException | None = None
         self._ready = threading.Condition()
@@ -161,7 +165,7 @@ class LiveFrames:
                     time.sleep(max(0.0, start + index * self._pace - time.perf_counter()))
                 with self._ready:
                     self.dropped += self._waiting is not None
-                    self._waiting = frame
+                    self._waiting = (index, frame)
                     self.delivered += 1
                     self._ready.notify()
         except BaseException as exc:  # a truncated file, a camera error: raised in the consumer
@@ -176,12 +180,17 @@ class LiveFrames:
             with self._ready:
                 while self._waiting is None and not self._ended:
                     self._ready.wait()
-                frame, self._waiting = self._waiting, None
-            if frame is None:  # ended, nothing waiting
+                waiting, self._waiting = self._waiting, None
+            if waiting is None:  # ended, nothing waiting
                 if self._error is not None:
                     raise self._error
                 return
-            yield frame
+            self._indices.append(waiting[0])
+            yield waiting[1]
+
+    def claim_index(self) -> int:
+        """The source index of the oldest frame handed out and not yet claimed (frames are claimed in order)."""
+        return self._indices.popleft()
 
     def close(self) -> None:
         """Stop reading (the thread stops at the source's next frame)."""
@@ -232,7 +241,7 @@ def _prefetch(frames: Iterable[np.ndarray], depth: int) -> Iterator[np.ndarray]:
 class _Encoder:
     """Writes frames in a thread from a bounded queue; the first error is raised in the caller at its next call."""
 
-    def __init__(self, write: Callable[[np.ndarray, np.ndarray | None], None], depth: int) -> None:
+    def __init__(self, write: Callable[[np.ndarray, np.ndarray | None, int | None], None], depth: int) -> None:
         self._write = write
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
         self._error: BaseException | None = None
@@ -250,10 +259,10 @@ class _Encoder:
                 except BaseException as exc:
                     self._error = exc
 
-    def put(self, frame: np.ndarray, mask: np.ndarray | None) -> None:
+    def put(self, frame: np.ndarray, mask: np.ndarray | None, index: int | None = None) -> None:
         if self._error is not None:
             raise self._error
-        self._queue.put((frame, mask))
+        self._queue.put((frame, mask, index))
 
     def finish(self) -> None:
         """Wait until every frame is written; raise the writer's error, if any."""
@@ -333,10 +342,10 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
             writer = stack.enter_context(VideoWriter(out, fps, size))
             mwriter = stack.enter_context(VideoWriter(mask_video, fps, size)) if mask_video else None
 
-            def write(image: np.ndarray, mask: np.ndarray | None) -> None:
-                writer.write(image)
+            def write(image: np.ndarray, mask: np.ndarray | None, index: int | None) -> None:
+                writer.write(image, index)
                 if mwriter is not None and mask is not None:
-                    mwriter.write(colourise(mask, palette))
+                    mwriter.write(colourise(mask, palette), index)
 
             encoder = _Encoder(write, 2 * per_chunk)
             try:
@@ -353,7 +362,8 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
                             stats.eyes_purified += sum(e.purified for e in result.eyes)
                             steadiness.add(result, consecutive=dropped == dropped_before)
                             dropped_before = dropped
-                            encoder.put(result.image, result.mask if mwriter is not None else None)
+                            encoder.put(result.image, result.mask if mwriter is not None else None,
+                                        frames.claim_index() if isinstance(frames, LiveFrames) else None)
                         stats.frames += len(chunk)
                         stats.dropped = dropped
                         bar.update(len(chunk))
