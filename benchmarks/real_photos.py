@@ -14,7 +14,8 @@ synthetic-trained estimator, before and after), and for ``crops`` the automatic 
 (iris = iris+pupil, sclera) and the any-size check (the same crop at 27x45, 36x60, 48x80, 72x120: same verdict,
 mask IoU after resizing). Tune on ``--half tune``; report on ``--half report`` only.
 
-Run: .venv/bin/python benchmarks/real_photos.py [--half tune] [--checkpoint CKPT ...] [--face-masks M] [--out PATH]
+Run: .venv/bin/python benchmarks/real_photos.py [--half tune] [--checkpoint CKPT ...] [--face-masks M] [--segmenter CKPT]
+     [--out PATH]
 """
 
 from __future__ import annotations
@@ -75,8 +76,9 @@ def iris_moved_to(facemesh: np.ndarray, segmenter: np.ndarray) -> np.ndarray:
     return out
 
 
-def score(checkpoint: str | None, half: str, way: str, face_masks: str = "facemesh") -> dict[str, Any]:
-    pipeline = Pipeline.load(checkpoint, device="cpu", faces_mode="never")
+def score(checkpoint: str | None, half: str, way: str, face_masks: str = "facemesh",
+          segmenter: str | None = None) -> dict[str, Any]:
+    pipeline = Pipeline.load(checkpoint, segmenter, device="cpu", faces_mode="never")
     data = load_real_photos(half)
     crops, masks = working_crops(data.images), working_masks(data.masks)
     sides = ["right" if f else "left" for f in data.canonical_flip]
@@ -144,6 +146,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", nargs="*", default=[None], help="purifier checkpoints (default: shipped)")
     parser.add_argument("--half", choices=("tune", "report"), default="tune")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--segmenter", default=None, help="segmenter checkpoint (default: shipped)")
     parser.add_argument("--face-masks", choices=("facemesh", "segmenter", "iris-moved"), default="facemesh",
                         help="the mask the face way purifies with: FaceMesh's (the face path's), the segmenter's, "
                              "or FaceMesh's with its iris moved to the segmenter's iris centroid")
@@ -154,7 +157,8 @@ def main() -> None:
     rows = {}
     for checkpoint in args.checkpoint:
         name = checkpoint or "shipped"
-        rows[name] = {way: score(checkpoint, args.half, way, args.face_masks) for way in ("crops", "faces")}
+        rows[name] = {way: score(checkpoint, args.half, way, args.face_masks, args.segmenter)
+                      for way in ("crops", "faces")}
         for way, r in rows[name].items():
             print(f"{name} [{way}] open passed through {1 - r['open_passed']:.3f}, closed purified "
                   f"{r['not_open_passed']:.3f}, blank/noise purified {r['blank_noise_purified']:.3f}; damaged (a) "
