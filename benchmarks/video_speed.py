@@ -36,10 +36,10 @@ TARGET_FPS = 60.0
 SUMMARY = re.compile(r"at (?P<fps>[\d.]+) frames/s: a face in (?P<faces>\d+) of (?P<frames>\d+) frames, "
                      r"(?P<eyes>\d+) eyes purified(?:.*?change (?P<input>[\d.]+) in, (?P<output>[\d.]+) out)?")
 
-def cli_run(video: Path, out: Path) -> dict[str, object]:
+def cli_run(video: Path, out: Path, preset: str = "auto") -> dict[str, object]:
     """One `maskpurify purify --masks faces` run: wall time and the numbers of its summary line."""
     command = [str(Path(sys.executable).with_name("maskpurify")), "purify", "--input", str(video), "--out", str(out),
-               "--masks", "faces", "--quiet", "--overwrite"]
+               "--masks", "faces", "--quiet", "--overwrite", "--encoder-preset", preset]
     reference = matmul_gflops()
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -58,7 +58,7 @@ def cli_run(video: Path, out: Path) -> dict[str, object]:
             "summary": done.stdout.strip()}
 
 
-def stages(video: Path) -> dict[str, float]:
+def stages(video: Path, preset: str = "auto") -> dict[str, float]:
     """Milliseconds per frame of each stage alone, one after the other, on the same frames; and, for comparison,
     in how many frames FaceMesh on the whole frame (what the video path ran before) finds the face."""
     from maskpurify.formats.video import VideoWriter, iter_frames, video_info
@@ -90,7 +90,8 @@ def stages(video: Path) -> dict[str, float]:
         whole = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        with VideoWriter(Path(tmp) / "out.mp4", info.fps, (info.width, info.height)) as writer:
+        with VideoWriter(Path(tmp) / "out.mp4", info.fps, (info.width, info.height),
+                         "veryfast" if preset == "auto" else preset) as writer:
             for frame in outputs:
                 writer.write(frame)
         encode = time.perf_counter() - start
@@ -107,11 +108,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="CLI runs per video; the best is reported")
     parser.add_argument("--sizes", default="720x1280,480x640,1080x1920", help="HxW of the test videos")
     parser.add_argument("--no-stages", action="store_true", help="skip the per-stage timing")
+    parser.add_argument("--encoder-preset", default="auto", help="the CLI's --encoder-preset (auto: veryfast for files)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "video_speed.json"))
     args = parser.parse_args()
     record: dict[str, object] = {
         "command": shlex.join([sys.executable.replace(os.getcwd() + "/", ""), *sys.argv]),
-        "cli_command": "maskpurify purify --input VIDEO --out OUT --masks faces --quiet --overwrite",
+        "cli_command": "maskpurify purify --input VIDEO --out OUT --masks faces --quiet --overwrite --encoder-preset "
+                       + args.encoder_preset,
         "video": "scikit-image's astronaut (skimage.data.astronaut()) at 0.85 of the frame height (x 1 +- 0.12), "
                  "moving on a Lissajous path, whole in every frame, over blurred noise; 30 fps, H.264 crf 18",
         "target_frames_per_s_720p": TARGET_FPS, "cpu_count": os.cpu_count(), "machine": platform.machine(),
@@ -121,7 +124,7 @@ def main() -> int:
         for text in args.sizes.split(","):
             h, w = (int(v) for v in text.split("x"))
             video = write_face_video(Path(tmp) / f"face_{h}p.mp4", (h, w), args.frames)
-            runs = [cli_run(video, Path(tmp) / f"out_{h}p.mp4") for _ in range(args.repeats)]
+            runs = [cli_run(video, Path(tmp) / f"out_{h}p.mp4", args.encoder_preset) for _ in range(args.repeats)]
             best = max(runs, key=lambda r: float(r["frames_per_s"]))  # type: ignore[arg-type]
             row: dict[str, object] = {"size": f"{w}x{h}", "frames": args.frames, "best": best, "runs": runs}
             print(f"{w}x{h}: {best['frames_per_s']} frames/s ({best['frames_per_s_with_startup']} with start-up), "
@@ -129,7 +132,7 @@ def main() -> int:
                   f"{best['input_eye_change']} in -> {best['output_eye_change']} out, matmul "
                   f"{best['matmul_1024_gflops']} GFLOP/s", flush=True)
             if not args.no_stages:
-                row["stages_ms_per_frame"] = stages(video)
+                row["stages_ms_per_frame"] = stages(video, args.encoder_preset)
                 row["stages_matmul_1024_gflops"] = matmul_gflops()
                 print(f"  stages (ms/frame): {row['stages_ms_per_frame']}", flush=True)
             record["videos"][f"{h}p"] = row  # type: ignore[index]

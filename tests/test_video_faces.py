@@ -136,8 +136,30 @@ def test_live_file_drops_frames_when_the_pipeline_is_slow(tmp_path: Path, ckpts:
     written = list(iter_frames(out))
     assert stats.dropped > 0 and stats.frames + stats.dropped == 45 and stats.frames < 30
     assert len(written) == 45  # the source's 1.5 s at 30 fps, not stats.frames at 30 fps
-    repeats = sum(np.array_equal(a, b) for a, b in zip(written, written[1:]))
-    assert repeats >= stats.dropped - 2  # dropped frames are held, not skipped (H.264 may alter a repeat slightly)
+    # dropped frames are held, not skipped (H.264 may alter a repeat slightly; the source's frames are noise)
+    repeats = sum(np.abs(a.astype(int) - b).mean() < 2 for a, b in zip(written, written[1:]))
+    assert repeats >= stats.dropped - 2
+
+
+def test_encoder_preset_trades_size_for_speed(tmp_path: Path, ckpts: dict[str, Path],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """--encoder-preset reaches the H.264 encoder (ultrafast: a larger file of the same frames); a name x264 does
+    not know is one line and nothing written."""
+    src = _eye_video(tmp_path / "eye.mp4", 8)
+    sizes = {}
+    for preset in ("ultrafast", "veryfast"):
+        out = tmp_path / f"{preset}.mp4"
+        assert main(["purify", "--quiet", "--input", str(src), "--out", str(out), "--checkpoint", str(ckpts["p"]),
+                     "--no-eye-check", "--encoder-preset", preset]) == 0
+        sizes[preset] = out.stat().st_size
+        assert sum(1 for _ in iter_frames(out)) == 8
+    assert sizes["ultrafast"] > 1.3 * sizes["veryfast"]
+    capsys.readouterr()
+    code = main(["purify", "--quiet", "--input", str(src), "--out", str(tmp_path / "x.mp4"), "--checkpoint",
+                 str(ckpts["p"]), "--encoder-preset", "warp"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(lines) == 1 and "unknown H.264 preset 'warp'" in lines[0]
+    assert not (tmp_path / "x.mp4").exists()
 
 
 def _face_video(path: Path, size: tuple[int, int], count: int) -> Path:

@@ -133,6 +133,9 @@ def open_camera(index: int) -> tuple[float, Iterator[np.ndarray]]:
 
 #: The codec written for each container (H.264 in yuv420p is what every browser plays; AVI keeps MPEG-4 Part 2).
 CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "mpeg4"}
+#: x264's presets, fastest first. ``veryfast`` (the default) writes 1280x720 at about 19 ms of one core per frame;
+#: ``ultrafast`` at about 6 ms, in files about 6x as large (both at CRF 18).
+H264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 CODEC_NAMES = {"libx264": "H.264", "mpeg4": "MPEG-4 Part 2"}
 
 
@@ -145,14 +148,18 @@ class VideoWriter:
     odd-sized frame gets its last row or column repeated once (the video is then one pixel larger).
     """
 
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int] | None = None) -> None:
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int] | None = None,
+                 preset: str = "veryfast") -> None:
         if fps <= 0:
             raise UserError(f"{path}: video frame rate must be positive, got {fps}")
         self.path = Path(path)
         if self.path.suffix.lower() not in CODECS:
             raise UserError(f"{self.path}: a video file name must end in {', '.join(CODECS)}")
+        if preset not in H264_PRESETS:
+            raise UserError(f"{self.path}: unknown H.264 preset {preset!r} (choose from {', '.join(H264_PRESETS)})")
         self.fps = fps
         self.size = size
+        self.preset = preset
         self.codec = CODECS[self.path.suffix.lower()]
         self._tmp: Path | None = None
         self._container: Any = None
@@ -193,7 +200,7 @@ class VideoWriter:
         self._stream.width, self._stream.height = width + width % 2, height + height % 2
         self._stream.pix_fmt = "yuv420p"
         if self.codec == "libx264":
-            self._stream.options = {"crf": "18", "preset": "veryfast"}
+            self._stream.options = {"crf": "18", "preset": self.preset}
 
     def write(self, frame: np.ndarray, index: int | None = None) -> None:
         """Append one HxWx3 uint8 RGB frame of the writer's size; ``index``: its frame number at the writer's fps,

@@ -278,7 +278,8 @@ PROBE_FRAMES = 8
 
 def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Path | None = None,
                  overwrite: bool = False, masks: MaskSource = MaskSource(), progress: bool = True,
-                 on_frames: Callable[[int], None] | None = None, eye: str = "auto", live: bool = False) -> VideoStats:
+                 on_frames: Callable[[int], None] | None = None, eye: str = "auto", live: bool = False,
+                 preset: str = "auto") -> VideoStats:
     """Stream a video file (``src`` a path) or a camera (``src`` an index) through the pipeline into ``out``.
 
     A file keeps its fps, size and frame count; masks are automatic per frame. mask_video: also write the
@@ -287,7 +288,8 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
     finds a face in the first :data:`PROBE_FRAMES` frames, otherwise eye frames and the segmenter.
     live: read ``src`` as a live source (a camera always is): frames dropped when the machine falls behind (see the
     module doc). on_frames(n): called after each chunk with the frames done (progress hooks, memory probes). eye:
-    which eye an eye video shows.
+    which eye an eye video shows. preset: the H.264 encoder's (:data:`maskpurify.formats.video.H264_PRESETS`);
+    auto: ``ultrafast`` for a live source, which must keep up, else ``veryfast``.
     """
     from tqdm import tqdm
 
@@ -313,6 +315,7 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
         size, total = (info.width, info.height), info.frame_count or None
         source = iter_frames(src)
     live = camera or live
+    preset = ("ultrafast" if live else "veryfast") if preset == "auto" else preset
     # Memory holds a few chunks: batch_size frames, fewer for large frames (MAX_IMAGE_PIXELS in all); live: one.
     pixels = size[0] * size[1] if size else 1920 * 1080
     per_chunk = 1 if live else max(1, min(pipeline.engine.batch_size, MAX_IMAGE_PIXELS // max(1, pixels)))
@@ -339,8 +342,8 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
             raise UserError(f"no mask for {src} and no segmenter; give --segmenter (videos use automatic masks)")
         with contextlib.ExitStack() as stack:
             stack.enter_context(_one_torch_thread(pipeline.engine.device))
-            writer = stack.enter_context(VideoWriter(out, fps, size))
-            mwriter = stack.enter_context(VideoWriter(mask_video, fps, size)) if mask_video else None
+            writer = stack.enter_context(VideoWriter(out, fps, size, preset))
+            mwriter = stack.enter_context(VideoWriter(mask_video, fps, size, preset)) if mask_video else None
 
             def write(image: np.ndarray, mask: np.ndarray | None, index: int | None) -> None:
                 writer.write(image, index)
