@@ -142,8 +142,8 @@ class LiveFrames:
     def __init__(self, frames: Iterable[np.ndarray], pace: float | None = None) -> None:
         self.dropped = 0
         self.delivered = 0
-        #: The source's index of each frame handed out and not yet claimed by :meth:`claim_index`, in order: an
-        #: output written at the source's frame rate puts each frame at its own time, dropped ones leaving gaps.
+        #: The source's index of each frame handed out and not yet claimed by :meth:`claim_index`, in order: the
+        #: output puts each frame at its own time and holds it over the dropped ones after it.
         self._indices: collections.deque[int] = collections.deque()
         self._frames = frames
         self._pace = pace
