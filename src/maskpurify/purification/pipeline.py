@@ -122,8 +122,11 @@ def _check_box(box: CropBox, shape: tuple[int, ...], working_size: tuple[int, in
 
 def _is_grey_rgb(rgb: np.ndarray) -> bool:
     """Whether an RGB image is a grey photo stored in colour: every pixel's channels within GREY_TOLERANCE."""
-    r, g, b = cv2.split(rgb)  # uint8 absolute differences: no int16 copies of a whole video frame
-    return bool(max(cv2.absdiff(r, g).max(), cv2.absdiff(g, b).max()) <= GREY_TOLERANCE)
+    def grey(image: np.ndarray) -> bool:
+        r, g, b = cv2.split(image)  # uint8 absolute differences: no int16 copies of a whole video frame
+        return bool(max(cv2.absdiff(r, g).max(), cv2.absdiff(g, b).max()) <= GREY_TOLERANCE)
+    # a colour image nearly always shows it in every 8th pixel already (a 720p frame: 0.02 ms instead of 1 ms)
+    return grey(np.ascontiguousarray(rgb[::8, ::8])) and grey(rgb)
 
 
 def _to_rgb(image: np.ndarray, name: str) -> tuple[np.ndarray, bool]:
