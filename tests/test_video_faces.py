@@ -214,6 +214,22 @@ def test_face_video_found_without_asking(tmp_path: Path, ckpts: dict[str, Path],
     assert "written unchanged" not in captured.out  # the eye was purified
 
 
+def test_face_video_without_mediapipe_says_how_to_get_it(tmp_path: Path, ckpts: dict[str, Path],
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without MediaPipe a large video is taken as an eye video, with one line saying how to purify its faces."""
+    monkeypatch.setattr(faces, "mediapipe_available", lambda: False)
+    src = _eye_video(tmp_path / "frames.mp4", 3)
+    big = tmp_path / "big.mp4"
+    with VideoWriter(big, 30.0, (200, 120)) as writer:
+        for frame in iter_frames(src):
+            writer.write(cv2.resize(frame, (200, 120)))
+    code = main(["purify", "--quiet", "--input", str(big), "--out", str(tmp_path / "out.mp4"), "--checkpoint",
+                 str(ckpts["p"]), "--no-eye-check"])
+    err = capsys.readouterr().err
+    assert code == 0 and "taken as an eye video" in err and "make setup-faces" in err, err
+
+
 def test_face_video_at_480p_and_1080p(tmp_path: Path, ckpts: dict[str, Path], mediapipe: object) -> None:
     """The same face in a 640x480 and a 1920x1080 frame is found in every frame too."""
     from maskpurify.purification import Purification
