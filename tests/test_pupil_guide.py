@@ -4,6 +4,7 @@ target, at the mask's pupil centroid."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 from pathlib import Path
 
@@ -11,13 +12,16 @@ import numpy as np
 import pytest
 import torch
 
+from maskpurify.batch import EyeBatch
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.errors import UserError
-from maskpurify.losses import LossInputs, PupilCentroid, TaskGuide
-from maskpurify.masks import PUPIL
+from maskpurify.losses import LossConfig, LossInputs, PupilCentroid, TaskGuide
+from maskpurify.masks import EYE_LABELS, PUPIL
 from maskpurify.nets.gaze import build_gaze_net, load_gaze_net, save_gaze_net
 from maskpurify.nets.pupil import PUPIL_NET
-from maskpurify.training.purifier import PurifierTrainConfig, build_guide
+from maskpurify.nets.segmenter import build_segmenter, save_segmenter
+from maskpurify.training.purifier import (EncoderConfig, PurifierDataConfig, PurifierTrainConfig, build_guide,
+                                          train_purifier)
 from maskpurify.world.domains import NIR_SIZE
 from maskpurify.world.renderer import render_samples
 
@@ -78,3 +82,18 @@ def test_the_purifier_builds_the_guide_its_config_names_and_refuses_a_mismatched
         build_guide(dataclasses.replace(config, guide_reads="gaze"), "cpu")
     with pytest.raises(UserError, match="guide_reads is pupil_center"):
         build_guide(PurifierTrainConfig(guide_reads="pupil_center"), "cpu")
+
+
+def test_a_purifier_trains_with_the_pupil_guide(tmp_path: Path, clean) -> None:
+    images, masks = clean
+    frames = EyeBatch((images.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy(),
+                      masks.numpy().astype(np.uint8), EYE_LABELS)
+    save_gaze_net(tmp_path / "pupil", load_gaze_net(DETECTOR), {"target": "pupil_center"})
+    seg = save_segmenter(tmp_path / "seg", build_segmenter())
+    config = PurifierTrainConfig(segmenter=str(seg), steps=2, batch_size=4, log_every=1, checkpoint_every=2,
+                                 preview_every=100, encoder=EncoderConfig(name="random"), device="cpu",
+                                 loss=LossConfig(gaze=300.0), guide_reads="pupil_center",
+                                 gaze_guide=str(tmp_path / "pupil"), data=PurifierDataConfig(size="48x64"))
+    assert train_purifier(config, tmp_path / "run", progress=False, arrays=(frames, frames))["finished"]
+    with open(tmp_path / "run" / "log.csv") as handle:
+        assert float(list(csv.DictReader(handle))[-1]["gaze"]) > 0
