@@ -3,7 +3,8 @@
 # segmenter, the purifier, its pupil guide, and the scored pupil detectors (synthetic-trained and domain-randomised,
 # seeds 0, 1, 2).
 #
-#   scripts/make_nir_weights.sh        # about 50 minutes on 2 cores
+#   scripts/make_nir_weights.sh        # about 80 minutes on 2 cores (3000-step detectors ~11 min each, two at a
+#                                      # time; the purifier ~20 min beside another job)
 #
 # 1. render 20k nir-synthetic training frames (seed 4001) and 6k nir-wild frames (seed 4002; images only: their
 #    labels are never read, the real-data rule), 48x64 (LPW's 640x480 at a tenth);
