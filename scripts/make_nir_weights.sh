@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # Make the near-infrared world's shipped networks (weights/nir/) from fixed seeds, one CPU thread per job: the
-# segmenter, the purifier, and the pupil detectors (synthetic-trained and domain-randomised, seeds 0, 1, 2).
+# segmenter, the purifier, its pupil guide, and the scored pupil detectors (synthetic-trained and domain-randomised,
+# seeds 0, 1, 2).
 #
-#   scripts/make_nir_weights.sh        # about 50 minutes on 2 busy cores
+#   scripts/make_nir_weights.sh        # about 80 minutes on 2 cores (3000-step detectors ~11 min each, two at a
+#                                      # time; the purifier ~20 min beside another job)
 #
 # 1. render 20k nir-synthetic training frames (seed 4001) and 6k nir-wild frames (seed 4002; images only: their
 #    labels are never read, the real-data rule), 48x64 (LPW's 640x480 at a tenth);
 # 2. the segmenter as the eye world's (scripts/make_task_weights.sh), shorter: 1500 steps x 32 on the synthetic
 #    frames through the degradation model, then 500 steps of self-training on the unlabelled nir-wild frames;
-# 3. the pupil detectors: 1000 steps x 32 each on the synthetic frames (train-pupil's defaults), three seeds, and
-#    three more with every batch through the degradation model (the domain-randomised baseline), two at a time;
-# 4. the purifier: train-purifier's recipe (600 steps) with content = the nir-wild frames (masks from the segmenter
-#    above), style = the nir-synthetic frames, at 48x64, without the gaze guide (an eye-world network);
-# 5. copy weights + sidecars into weights/nir/ and the training logs into weights/logs/nir_*.csv.
+# 3. the purifier's pupil guide: a detector of train-pupil's defaults (1000 steps x 32 on the synthetic frames),
+#    seed 3, so that it is none of the detectors the results are scored with;
+# 4. the scored pupil detectors: 3000 steps x 32 each on the synthetic frames, three seeds, and three more with
+#    every batch through the degradation model (the domain-randomised baseline), two at a time (at 1000 steps
+#    seed 1 was 20 points behind seed 0 even on clean frames: docs/tuning.md);
+# 5. the purifier: train-purifier's recipe (600 steps) with content = the nir-wild frames (masks from the segmenter
+#    above), style = the nir-synthetic frames, at 48x64, guided by the pupil guide (guide_reads=pupil_center): the
+#    identity batch's output must show the pupil where the guide finds it in the clean original (keep_identity),
+#    and the wild output is not asked for the mask's pupil centroid (guide_mask_target=false: it cost the clean
+#    frames 3.6 points for a purified row that equals the grey-image control, docs/tuning.md);
+# 6. copy weights + sidecars into weights/nir/ and the training logs into weights/logs/nir_*.csv.
 # Every run resumes after a kill: run the script again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,17 +38,22 @@ $MP train-segmenter --data "$SYN" --out "$RUN/segmenter" $T --set data.limit=200
   --set init="$RUN/segmenter_synthetic/segmenter" --set steps=500 --set self_training=1.0 \
   --set unlabelled.path="$WILD" &
 
+$MP train-pupil --data "$SYN" --out "$RUN/pupil_guide" $T --set seed=3 --set eval_every=250
+wait
+
 for kind in s randomised_s; do
   extra=""
   [ "$kind" = randomised_s ] && extra="--set degradation.strength=1.0"
   (for s in 0 1 2; do
-     $MP train-pupil --data "$SYN" --out "$RUN/pupil_$kind$s" $T --set seed=$s --set eval_every=250 $extra
+     $MP train-pupil --data "$SYN" --out "$RUN/pupil_$kind$s" $T --set seed=$s --set eval_every=250 \
+       --set steps=3000 $extra
    done) &
 done
 wait
 
 $MP train-purifier --content "$WILD" --style "$SYN" --out "$RUN/purifier" $T --set data.size=48x64 \
-  --set segmenter="$RUN/segmenter/segmenter" --set loss.gaze=0
+  --set segmenter="$RUN/segmenter/segmenter" --set guide_reads=pupil_center \
+  --set gaze_guide="$RUN/pupil_guide/pupil" --set guide_mask_target=false
 
 mkdir -p weights/nir weights/logs
 ship() {  # ship RUN_DIR/NAME TARGET
@@ -50,6 +63,7 @@ ship() {  # ship RUN_DIR/NAME TARGET
 }
 ship segmenter/segmenter segmenter
 ship purifier/purifier purifier
+ship pupil_guide/pupil pupil_guide
 for s in 0 1 2; do
   ship "pupil_s$s/pupil" "pupil_s$s"
   ship "pupil_randomised_s$s/pupil" "pupil_randomised_s$s"

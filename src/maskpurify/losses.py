@@ -1,6 +1,6 @@
 """The purifier's losses: region-masked style (Gram), content, total variation, the region-level task loss, identity,
-gaze guidance and region colour statistics, each a named module holding its frozen dependencies, summed by
-:class:`WeightedLoss`.
+task-level guidance (gaze or pupil centre) and region colour statistics, each a named module holding its frozen
+dependencies, summed by :class:`WeightedLoss`.
 
 Every term returns a scalar and knows nothing about training loops. Regions are given as
 (N,1,H,W) float maps at image resolution (1 = attention: sclera, iris, pupil) and are resized to each
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskpurify.errors import UserError
+from maskpurify.masks import PUPIL
 from maskpurify.nets.encoders import FeatureEncoder
 from maskpurify.nets.gaze import label_maps
 
@@ -158,7 +159,7 @@ class LossConfig:
     #: identity on the synthetic style batch (L1): a synthetic input is already in the target style, so the purifier
     #: should return it unchanged (the CycleGAN identity loss); it teaches the decoder the clean rendered look
     identity: float = _term(50.0)
-    #: gaze-level task guidance (see :class:`GazeGuide`)
+    #: task-level guidance (see :class:`TaskGuide`): gaze in the eye world, the pupil centre in the near-IR one
     gaze: float = _term(300.0)
     #: pixel colour statistics per region against the synthetic batch's (see :class:`RegionColour`)
     colour: float = _term(30.0)
@@ -283,47 +284,90 @@ class Identity(nn.Module):
         return (x.style_output - x.identity_target).abs().mean()
 
 
-class GazeGuide(nn.Module):
-    """Gaze-level task guidance: a frozen gaze estimator trained on synthetic eyes must read from the output the
-    gaze that the mask's regions imply, as read by a second frozen estimator trained on synthetic label maps
-    (:func:`maskpurify.masks.label_image`).
+class TaskGuide(nn.Module):
+    """Task-level guidance through a frozen task net (the reader) trained on synthetic images only, so it reads
+    what the synthetic look shows: the reader must read from the output what the mask implies (``target``: the
+    mask -> the reader's outputs, None to drop this part), and with ``keep_identity`` read the identity batch's
+    output like its clean original.
 
-    The region-level task loss keeps the iris and pupil in place but says nothing of cues that only the synthetic
-    look carries, such as where the corneal highlight of its frontal light falls. The target comes from the mask
-    only, so wild appearance never leaks into it. Both nets must be other than the estimator the results are scored
-    with. Gradients reach only the attention region: the guide may re-render the eye, but it cannot steer the reader
-    with patterns painted on the skin.
+    The region-level task loss keeps the regions in place but says nothing of cues that only the synthetic look
+    carries. The mask target comes from the mask only, so wild appearance never leaks into it. The reader must be
+    other than the net the results are scored with. Gradients of the mask part reach only the attention region:
+    the guide may re-render the eye, but it cannot steer the reader with patterns painted on the skin.
 
-    ``keep_identity``: the identity batch's output must also read like its clean original (both as the reader sees
-    them). The pixel identity term alone lets an imperfect mask move a clean iris by a pixel, which the L1 barely
-    sees and the gaze reader does.
+    ``keep_identity``: the pixel identity term alone lets an imperfect mask move a clean iris or pupil by a pixel,
+    which the L1 barely sees and the task reader does.
     """
 
-    def __init__(self, reader: nn.Module, from_labels: nn.Module, attention_labels: Sequence[int] = (1, 2, 3),
+    def __init__(self, reader: nn.Module, target: nn.Module | None, attention_labels: Sequence[int] = (1, 2, 3),
                  keep_identity: bool = False) -> None:
         super().__init__()
+        if reader.config.inputs != "image":
+            raise UserError("guide: its reader must be a gaze net or pupil detector that reads images (inputs: image)")
+        if target is None and not keep_identity:
+            raise UserError("guide: neither a mask target nor keep_identity, so it would guide nothing")
         self.keep_identity = keep_identity
-        if reader.config.inputs != "image" or from_labels.config.inputs != "labels":
-            raise UserError("gaze guide: needs an image gaze net and a label-map gaze net (inputs: labels)")
-        self.reader, self.from_labels = reader.eval(), from_labels.eval()
+        self.reader, self.target = reader.eval(), None if target is None else target.eval()
         self.attention_labels = tuple(attention_labels)
         for p in self.parameters():
             p.requires_grad_(False)
 
     def forward(self, x: LossInputs) -> torch.Tensor:
-        """Mean L1 (radians) between the pitch/yaw read from the output and the one implied by the mask; with an
-        identity batch, plus the same between its output and its clean original as the reader sees them."""
+        """Mean L1 (in the reader's units) between what the reader reads from the output and what the mask
+        implies (over the samples where the target exists); with an identity batch, plus the same between its
+        output and its clean original as the reader sees them."""
         output = x.output
-        region = attention_region(x.mask, self.attention_labels, output.dtype)
-        with torch.no_grad():
-            target = self.from_labels(label_maps(x.mask).to(output.dtype))
-        seen = output * region + output.detach() * (1 - region)
-        loss = (self.reader(seen) - target).abs().mean()
+        loss = output.new_zeros(())
+        if self.target is not None:
+            region = attention_region(x.mask, self.attention_labels, output.dtype)
+            with torch.no_grad():
+                target, present = self.target(x.mask, output.dtype)
+            seen = output * region + output.detach() * (1 - region)
+            per_sample = (self.reader(seen) - target).abs().mean(1)
+            loss = loss + _mean_over_present(per_sample, present)
         if self.keep_identity and x.style_output is not None:
             with torch.no_grad():
                 original = self.reader(x.identity_target)
             loss = loss + (self.reader(x.style_output) - original).abs().mean()
         return loss
+
+
+class LabelMapGaze(nn.Module):
+    """The gaze a mask implies: a frozen gaze net trained on synthetic label maps (:func:`maskpurify.masks.label_image`)
+    reads it."""
+
+    def __init__(self, from_labels: nn.Module) -> None:
+        super().__init__()
+        if from_labels.config.inputs != "labels":
+            raise UserError("gaze guide: the mask's gaze needs a label-map gaze net (inputs: labels)")
+        self.from_labels = from_labels
+
+    def forward(self, mask: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        gaze = self.from_labels(label_maps(mask).to(dtype))
+        return gaze, gaze.new_ones(len(gaze))
+
+
+class PupilCentroid(nn.Module):
+    """The pupil centre a mask implies: its pupil pixels' centroid, as fractions of the frame's width and height
+    (the pupil detector's outputs, :func:`maskpurify.nets.pupil.pupil_target`); absent where it has no pupil."""
+
+    def forward(self, mask: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        pupil = (mask == PUPIL).to(dtype)
+        height, width = mask.shape[-2:]
+        area = pupil.sum((1, 2))
+        xs = torch.arange(width, dtype=dtype, device=mask.device)
+        ys = torch.arange(height, dtype=dtype, device=mask.device)
+        centre = torch.stack([(pupil.sum(1) * xs).sum(1) / width, (pupil.sum(2) * ys).sum(1) / height], 1)
+        return centre / area.clamp_min(1.0).unsqueeze(1), (area > 0).to(dtype)
+
+
+class GazeGuide(TaskGuide):
+    """The eye world's guide: a gaze reader must see the gaze the mask implies as a label-map gaze net reads it
+    (:class:`LabelMapGaze`)."""
+
+    def __init__(self, reader: nn.Module, from_labels: nn.Module, attention_labels: Sequence[int] = (1, 2, 3),
+                 keep_identity: bool = False) -> None:
+        super().__init__(reader, LabelMapGaze(from_labels), attention_labels, keep_identity)
 
 
 class RegionColour(nn.Module):
@@ -391,8 +435,8 @@ class WeightedLoss(nn.Module):
 
 
 def purifier_loss(config: LossConfig, encoder: FeatureEncoder, attention_labels: Sequence[int] = (1, 2, 3),
-                  segmenter: nn.Module | None = None, gaze_guide: GazeGuide | None = None) -> WeightedLoss:
-    """The purifier's loss as ``config`` weighs it; the segmenter and gaze guide are needed only by terms of
+                  segmenter: nn.Module | None = None, gaze_guide: TaskGuide | None = None) -> WeightedLoss:
+    """The purifier's loss as ``config`` weighs it; the segmenter and the guide are needed only by terms of
     weight > 0 (task, gaze)."""
     w = config.weight
     if w("task") > 0 and segmenter is None:

@@ -27,7 +27,8 @@ from maskpurify.training.loop import Run, fit
 
 @dataclass
 class PupilTrainConfig(GazeTrainConfig):
-    """The shipped detector's recipe: 1000 steps x 32 on 20k nir-synthetic frames at 48x64."""
+    """1000 steps x 32 on 20k nir-synthetic frames at 48x64: the purifier's pupil guide; the scored detectors train
+    3000 steps (``scripts/make_nir_weights.sh``: at 1000 the seeds were still climbing, 20 points apart)."""
 
     data: TrainDataConfig = field(default_factory=lambda: TrainDataConfig(
         domain="nir-synthetic", render_n=20000, render_seed=4001, size="48x64"))

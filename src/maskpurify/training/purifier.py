@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 from maskpurify.batch import EyeBatch
-from maskpurify.checkpoints import WEIGHTS_DIR
+from maskpurify.checkpoints import WEIGHTS_DIR, load_checkpoint
 from maskpurify.config import command_line, parse_size
 from maskpurify.degradation import DegradationConfig, corrupt_masks, degrade, paint_out_eyes
 from maskpurify.errors import UserError
-from maskpurify.losses import GazeGuide, LossConfig, LossInputs, purifier_loss
+from maskpurify.losses import LabelMapGaze, LossConfig, LossInputs, PupilCentroid, TaskGuide, purifier_loss
 from maskpurify.masks import EYE_LABELS, DataSpec, LabelSet
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import gaze_config_dict, load_gaze_net
@@ -99,10 +99,17 @@ class PurifierTrainConfig(LoopConfig):
     loss: LossConfig = field(default_factory=LossConfig)
     #: frozen segmenter for the task loss and for automatic content masks
     segmenter: str = DEFAULT_SEGMENTER
-    #: frozen gaze nets of the gaze term (loss.gaze > 0): an image reader and a label-map reader, both trained on
-    #: synthetic eyes only and neither of them the estimator that scores the results
+    #: what the guide (the gaze term, loss.gaze > 0) reads: 'gaze' (the eye world: a gaze reader, the mask's gaze
+    #: read by a label-map gaze net) or 'pupil_center' (the near-IR world: a pupil detector, the mask's pupil
+    #: centroid), :class:`maskpurify.losses.TaskGuide`
+    guide_reads: Literal["gaze", "pupil_center"] = "gaze"
+    #: frozen nets of the guide: the image reader (a gaze net, or a pupil detector) and, for 'gaze', the label-map
+    #: reader, all trained on synthetic images only and none of them a net that scores the results
     gaze_guide: str = DEFAULT_GAZE_GUIDE
     gaze_from_labels: str = DEFAULT_GAZE_FROM_LABELS
+    #: the guide asks the content batch's output to show what its mask implies (off: only the identity batch is
+    #: guided, with gaze_keeps_identity)
+    guide_mask_target: bool = True
     #: paired training: the identity batch (synthetic eyes) goes through this degradation model, with masks
     #: inferred by the segmenter from the degraded eye, and the identity term asks for the clean original back
     #: (strength 0: plain identity, clean synthetic in and out, exact masks)
@@ -111,8 +118,8 @@ class PurifierTrainConfig(LoopConfig):
     #: clean eye with an imperfect mask must come back unchanged) or 'given' (the renderer's exact masks; paired
     #: training always infers them from the degraded eye)
     identity_masks: Literal["given", "segmenter"] = "segmenter"
-    #: the gaze guide also asks the identity batch's output to show the gaze of its clean original (as its reader
-    #: sees both): pixels close to the original are not enough, a one-pixel iris shift moves the gaze
+    #: the guide also asks the identity batch's output to read like its clean original (to the guide's reader): pixels
+    #: close to the original are not enough, a one-pixel iris or pupil shift moves the gaze or the pupil centre
     gaze_keeps_identity: bool = True
     #: share of the identity batch whose mask gets one deliberate error (:func:`maskpurify.degradation.corrupt_mask`:
     #: iris moved, a second iris, pupil or iris missing, another eye's mask, iris resized) while the target stays
@@ -128,6 +135,20 @@ class PurifierTrainConfig(LoopConfig):
     log_every: int = 25
     preview_every: int = 250
     checkpoint_every: int = 100
+
+
+def build_guide(config: PurifierTrainConfig, device: str | torch.device) -> TaskGuide:
+    """The gaze term's guide as ``config`` describes it; the reader's sidecar must say it reads what
+    ``guide_reads`` names (a pupil detector's says ``"target": "pupil_center"``, a gaze net's nothing)."""
+    reads = load_checkpoint(config.gaze_guide)[1].get("target", "gaze")
+    if reads != config.guide_reads:
+        raise UserError(f"guide_reads is {config.guide_reads} but gaze_guide {config.gaze_guide} reads {reads}")
+    target: nn.Module | None = None
+    if config.guide_mask_target:
+        target = LabelMapGaze(load_gaze_net(config.gaze_from_labels, device)) if config.guide_reads == "gaze" \
+            else PupilCentroid()
+    return TaskGuide(load_gaze_net(config.gaze_guide, device), target, config.net.attention_labels,
+                     config.gaze_keeps_identity)
 
 
 def purify_batches(net: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor, style_image: torch.Tensor,
@@ -187,10 +208,8 @@ class PurifierTask(Task):
         if config.loss.gaze > 0:
             if not eye_masks:
                 raise UserError(f"loss.gaze > 0 needs eye masks ({len(EYE_LABELS.names)} labels) but net.num_labels "
-                                f"is {config.net.num_labels}: set loss.gaze=0 -- the gaze guide reads eye label maps")
-            gaze_guide = GazeGuide(load_gaze_net(config.gaze_guide, ctx.device),
-                                   load_gaze_net(config.gaze_from_labels, ctx.device), config.net.attention_labels,
-                                   config.gaze_keeps_identity)
+                                f"is {config.net.num_labels}: set loss.gaze=0 -- the guide reads eye label maps")
+            gaze_guide = build_guide(config, ctx.device)
         if config.data.content_masks == "given" and is_real_standin(
                 config.data.content.path, None if config.data.content.format else "wild"):
             raise UserError("data.content_masks=given: the content source is wild renders, which stand in for real "
