@@ -228,6 +228,10 @@ def test_face_video_without_mediapipe_says_how_to_get_it(tmp_path: Path, ckpts: 
                  str(ckpts["p"]), "--no-eye-check"])
     err = capsys.readouterr().err
     assert code == 0 and "taken as an eye video" in err and "make setup-faces" in err, err
+    code = main(["purify", "--quiet", "--input", str(big), "--out", str(tmp_path / "x.mp4"), "--checkpoint",
+                 str(ckpts["p"]), "--segmenter", "none"])  # nothing to make masks with: one line says both
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "no segmenter" in lines[0] and "MediaPipe" in lines[0], lines
 
 
 def test_face_video_at_480p_and_1080p(tmp_path: Path, ckpts: dict[str, Path], mediapipe: object) -> None:

@@ -330,16 +330,19 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
     shown_frames = 0
     try:
         ordered = iter(frames)
+        no_mediapipe = False  # a video large enough for faces taken as an eye video because MediaPipe is missing
         if pipeline.faces_mode == "auto":  # face video or eye video, decided on the first frames
             head = list(itertools.islice(ordered, PROBE_FRAMES))
-            if not pipeline.settle_video_mode(head) and head and not faces.mediapipe_available() \
-                    and min(head[0].shape[:2]) >= faces.MIN_FACE_IMAGE_SIDE:
-                print(f"{src}: taken as an eye video; if it shows faces, they are found by MediaPipe FaceMesh, "
-                      f"which is not installed ({faces.INSTALL_HINT})", file=sys.stderr)
+            no_mediapipe = not pipeline.settle_video_mode(head) and bool(head) and not faces.mediapipe_available() \
+                and min(head[0].shape[:2]) >= faces.MIN_FACE_IMAGE_SIDE
             ordered = itertools.chain(head, ordered)
         stats.face_video = faces_wanted = pipeline.faces_mode == "always"
+        faces_hint = f"MediaPipe FaceMesh, which finds faces, is not installed ({faces.INSTALL_HINT})"
         if not faces_wanted and pipeline.engine.segmenter is None:
-            raise UserError(f"no mask for {src} and no segmenter; give --segmenter (videos use automatic masks)")
+            raise UserError(f"no mask for {src} and no segmenter; give --segmenter (videos use automatic masks)"
+                            + (f"; for a face video, {faces_hint}" if no_mediapipe else ""))
+        if no_mediapipe:
+            print(f"{src}: taken as an eye video; if it shows faces, {faces_hint}", file=sys.stderr)
         with contextlib.ExitStack() as stack:
             stack.enter_context(_one_torch_thread(pipeline.engine.device))
             writer = stack.enter_context(VideoWriter(out, fps, size, preset))
