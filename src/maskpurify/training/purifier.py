@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from maskpurify.batch import EyeBatch
-from maskpurify.checkpoints import WEIGHTS_DIR, load_checkpoint
+from maskpurify.checkpoints import WEIGHTS_DIR, checkpoint_meta
 from maskpurify.config import command_line, parse_size
 from maskpurify.degradation import DegradationConfig, corrupt_masks, degrade, paint_out_eyes
 from maskpurify.errors import UserError
@@ -140,15 +140,15 @@ class PurifierTrainConfig(LoopConfig):
 def build_guide(config: PurifierTrainConfig, device: str | torch.device) -> TaskGuide:
     """The gaze term's guide as ``config`` describes it; the reader's sidecar must say it reads what
     ``guide_reads`` names (a pupil detector's says ``"target": "pupil_center"``, a gaze net's nothing)."""
-    reads = load_checkpoint(config.gaze_guide)[1].get("target", "gaze")
+    reader = load_gaze_net(config.gaze_guide, device)  # a missing or broken checkpoint is its own error
+    reads = (checkpoint_meta(config.gaze_guide) or {}).get("target", "gaze")  # the sidecar only, no tensors again
     if reads != config.guide_reads:
         raise UserError(f"guide_reads is {config.guide_reads} but gaze_guide {config.gaze_guide} reads {reads}")
     target: nn.Module | None = None
     if config.guide_mask_target:
         target = LabelMapGaze(load_gaze_net(config.gaze_from_labels, device)) if config.guide_reads == "gaze" \
             else PupilCentroid()
-    return TaskGuide(load_gaze_net(config.gaze_guide, device), target, config.net.attention_labels,
-                     config.gaze_keeps_identity)
+    return TaskGuide(reader, target, config.net.attention_labels, config.gaze_keeps_identity)
 
 
 def purify_batches(net: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor, style_image: torch.Tensor,
