@@ -72,6 +72,14 @@ def mediapipe_available() -> bool:
     return importlib.util.find_spec("mediapipe") is not None
 
 
+def mediapipe_missing_for(shape: Sequence[int]) -> str:
+    """What to tell the user about an image (or video frame) of ``shape`` taken as an eye crop only because
+    MediaPipe, which finds faces, is missing: empty when it is too small to be a face photo or MediaPipe is there."""
+    if min(shape[:2]) < MIN_FACE_IMAGE_SIDE or mediapipe_available():
+        return ""
+    return f"its faces are found by MediaPipe FaceMesh, which is not installed ({INSTALL_HINT})"
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
     """Send file descriptor 2 to /dev/null while MediaPipe's C++ code runs: it logs through absl/glog straight

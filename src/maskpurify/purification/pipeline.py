@@ -340,10 +340,8 @@ class Pipeline:
     def _face_hint(self, rgb: np.ndarray) -> str:
         """What to tell the user when an image large enough to be a face photo was taken as an eye crop only
         because MediaPipe is missing."""
-        if self.faces_mode != "auto" or self._finder is not None or min(rgb.shape[:2]) < faces.MIN_FACE_IMAGE_SIDE \
-                or faces.mediapipe_available():
-            return ""
-        return f"; if this is a face photo, its eyes are found by MediaPipe FaceMesh, which is not installed ({faces.INSTALL_HINT})"
+        missing = "" if self.faces_mode != "auto" or self._finder is not None else faces.mediapipe_missing_for(rgb.shape)
+        return f"; if this is a face photo, {missing}" if missing else ""
 
     def _face_jobs(self, i: int, rgb: np.ndarray, name: str) -> tuple[list[_Job], np.ndarray] | None:
         """The eye crops of a face photo with FaceMesh's masks, or None when the image is no face photo."""

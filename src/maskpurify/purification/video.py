@@ -328,19 +328,18 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
     bar = tqdm(total=total if not live else None, unit="frame", desc="purify", disable=not progress, leave=False)
     start = last_shown = time.perf_counter()
     shown_frames = 0
-    no_mediapipe = False  # a video large enough for faces taken as an eye video because MediaPipe is missing
-    faces_hint = f"MediaPipe FaceMesh, which finds faces, is not installed ({faces.INSTALL_HINT})"
+    faces_hint = ""  # a video large enough for faces taken as an eye video because MediaPipe is missing
     try:
         ordered = iter(frames)
         if pipeline.faces_mode == "auto":  # face video or eye video, decided on the first frames
             head = list(itertools.islice(ordered, PROBE_FRAMES))
-            no_mediapipe = not pipeline.settle_video_mode(head) and bool(head) and not faces.mediapipe_available() \
-                and min(head[0].shape[:2]) >= faces.MIN_FACE_IMAGE_SIDE
+            if not pipeline.settle_video_mode(head) and head:
+                faces_hint = faces.mediapipe_missing_for(head[0].shape)
             ordered = itertools.chain(head, ordered)
         stats.face_video = faces_wanted = pipeline.faces_mode == "always"
         if not faces_wanted and pipeline.engine.segmenter is None:
             raise UserError(f"no mask for {src} and no segmenter; give --segmenter (videos use automatic masks)"
-                            + (f"; for a face video, {faces_hint}" if no_mediapipe else ""))
+                            + (f"; if it shows faces, {faces_hint}" if faces_hint else ""))
         with contextlib.ExitStack() as stack:
             stack.enter_context(_one_torch_thread(pipeline.engine.device))
             writer = stack.enter_context(VideoWriter(out, fps, size, preset))
@@ -394,7 +393,7 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
         if isinstance(frames, LiveFrames):
             frames.close()
     stats.input_change, stats.output_change = steadiness.input_change, steadiness.output_change
-    if no_mediapipe:  # said once the run succeeded, so that an error stays one line
+    if faces_hint:  # said once the run succeeded, so that an error stays one line
         print(f"{src}: taken as an eye video; if it shows faces, {faces_hint}", file=sys.stderr)
     return stats
 
