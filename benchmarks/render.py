@@ -2,8 +2,9 @@
 render --domain wild` end to end (the CLI in a subprocess: start-up, rendering, compressing and writing the shards,
 meta.json and the run record), each end-to-end run next to a same-run reference: rendering alone of the same n in
 this process and a 1024x1024 fp32 numpy matmul, timed right before it (a busier machine slows them alike); and, in
-this process, the same shards written the old way (render, then compress and write, one after the other) against
-``write_dataset`` (a writer thread compresses each shard while the next renders). The load average is recorded. Writes benchmarks/results/render.json.
+this process, ``write_dataset`` with ``workers=1`` (rendering here while a writer thread compresses the shard
+before) against its default (a render process per usable core). The load average is recorded. Writes
+benchmarks/results/render.json.
 
 Run: .venv/bin/python benchmarks/render.py [--n 4096] [--repeats 3] [--e2e-n 20000] [--e2e-repeats 3]
 """
@@ -24,26 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from maskpurify.fileio import atomic_write_json
-from maskpurify.world.dataset import write_dataset
+from maskpurify.world.dataset import usable_cores, write_dataset
 from maskpurify.world.renderer import render_samples
 from reference import matmul_gflops
 
 TARGET = 1000.0  # images/s at 36x60, both domains, rendering alone; and `maskpurify render --domain wild` end to end
-
-def serial_write(out: Path, n: int) -> None:
-    """The write before the writer thread, for the same-run comparison: each shard rendered, then compressed and
-    written, one after the other (same shards, same bytes as ``write_dataset``)."""
-    from maskpurify.world.dataset import SHARD_KEYS, save_npz_deterministic, shard_name
-    from maskpurify.world.renderer import CHUNK
-
-    out.mkdir(parents=True, exist_ok=True)
-    for index, start in enumerate(range(0, n, 4096)):
-        stop = min(n, start + 4096)
-        parts = [render_samples("wild", min(stop, lo + CHUNK) - lo, (36, 60), 1, start=lo)
-                 for lo in range(start, stop, CHUNK)]
-        save_npz_deterministic(out / shard_name(index), {k: np.concatenate([getattr(b, k) for b in parts])
-                                                         for k in SHARD_KEYS})
-
 
 def end_to_end(n: int, repeats: int) -> dict[str, object]:
     """`maskpurify render --domain wild --n N` through the CLI, each run after its references."""
@@ -63,23 +49,24 @@ def end_to_end(n: int, repeats: int) -> dict[str, object]:
             seconds = time.perf_counter() - start
             shutil.rmtree(out, ignore_errors=True)
             start = time.perf_counter()
-            serial_write(out, n)
-            serial = n / (time.perf_counter() - start)
+            write_dataset(out, "wild", n, (36, 60), seed=1, progress=False, workers=1)
+            one = n / (time.perf_counter() - start)
             shutil.rmtree(out, ignore_errors=True)
             start = time.perf_counter()
             write_dataset(out, "wild", n, (36, 60), seed=1, progress=False)
-            threaded = n / (time.perf_counter() - start)
+            pool = n / (time.perf_counter() - start)
+            shutil.rmtree(out, ignore_errors=True)
             runs.append({"matmul_1024_gflops": reference, "render_alone_images_per_s": round(alone, 1),
-                         "in_process_serial_write_images_per_s": round(serial, 1),
-                         "in_process_threaded_write_images_per_s": round(threaded, 1),
+                         "in_process_one_worker_images_per_s": round(one, 1),
+                         "in_process_worker_per_core_images_per_s": round(pool, 1),
                          "end_to_end_s": round(seconds, 3), "end_to_end_images_per_s": round(n / seconds, 1),
                          "end_to_end_over_render_alone": round(n / seconds / alone, 3),
                          "load_average": [round(x, 2) for x in os.getloadavg()]})
             print(f"render wild n={n}: end to end {runs[-1]['end_to_end_images_per_s']} img/s, rendering alone "
-                  f"{runs[-1]['render_alone_images_per_s']} img/s, in this process: serial write {serial:.1f}, "
-                  f"writer thread {threaded:.1f} img/s; matmul {reference} GFLOP/s", flush=True)
+                  f"{runs[-1]['render_alone_images_per_s']} img/s, in this process: one worker {one:.1f}, "
+                  f"a worker per core {pool:.1f} img/s; matmul {reference} GFLOP/s", flush=True)
     best = max(r["end_to_end_images_per_s"] for r in runs)
-    return {"command": shlex.join(["maskpurify", *command[1:-3], "--out", "DIR", "--quiet"]), "n": n,
+    return {"usable_cores": usable_cores(), "command": shlex.join(["maskpurify", *command[1:-3], "--out", "DIR", "--quiet"]), "n": n,
             "best_images_per_s": best,
             "median_images_per_s": float(np.median([r["end_to_end_images_per_s"] for r in runs])),
             "meets_target": bool(best >= TARGET), "runs": runs}

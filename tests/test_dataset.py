@@ -123,6 +123,19 @@ def test_parallel_writer_gives_the_bytes_of_a_serial_write(tmp_path):
         assert (out / f"shard-{index:05d}.npz").read_bytes() == serial.read_bytes()
 
 
+def test_render_processes_write_the_bytes_of_one_process(tmp_path):
+    """Chunks rendered by two worker processes, shards that cut chunks in two included, give the same files as a
+    render in this process."""
+    one = write_dataset(tmp_path / "one", "wild", 700, (36, 60), seed=5, shard_size=300, progress=False, workers=1)
+    two = write_dataset(tmp_path / "two", "wild", 700, (36, 60), seed=5, shard_size=300, progress=False, workers=2)
+    assert len(_hashes(one)) == 3 and _hashes(two) == _hashes(one)
+
+
+def test_workers_must_be_a_positive_count(tmp_path):
+    with pytest.raises(UserError, match="--workers must be at least 1, got 0"):
+        write_dataset(tmp_path / "w", "wild", 10, progress=False, workers=0)
+
+
 def test_a_failing_shard_write_stops_the_render_and_the_rerun_finishes_it(tmp_path, monkeypatch):
     """An error in the writer thread reaches the caller; shards already written stay whole, meta.json says
     incomplete, and the same call again finishes byte-identical to an uninterrupted run."""

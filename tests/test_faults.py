@@ -59,7 +59,8 @@ TRAIN = ["--quiet", "--set", f"steps={40 if LONG else 16}", "--set", "batch_size
 
 SCENARIOS = {
     "render": Scenario("render", lambda data, out: ["render", "--quiet", "--n", "1200" if LONG else "400",
-                                                    "--shard-size", "50", "--seed", "5", "--out", str(out)],
+                                                    "--shard-size", "50", "--seed", "5", "--workers", "2",
+                                                    "--out", str(out)],
                        "meta.json", _dataset_files),
     "train-gaze": Scenario("train-gaze", lambda data, out: ["train-gaze", "--data", str(data), "--out", str(out),
                                                             *TRAIN, "--set", "model.hidden=16"],
@@ -123,13 +124,32 @@ def _kill_at_random(argv: list[str], trigger: Path, rng: random.Random, window: 
         time.sleep(rng.uniform(0.05, 0.7) * window)
         if proc.poll() is not None:
             return False
+        children = _children(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "a child outlived its killed parent"
         return True
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc; empty elsewhere). The render's workers among them must
+    end with their parent."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while being read
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def _temp_files(out: Path) -> list[str]:

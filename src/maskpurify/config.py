@@ -51,7 +51,7 @@ DEVICE_PATTERN = re.compile(r"^(?:auto|cpu|mps|cuda(?::[0-9]{1,3})?)$")
 _INT_RULES: dict[str, tuple[int, int | None]] = {
     "steps": (1, MAX_STEPS), "max_steps": (0, MAX_STEPS), "batch_size": (1, MAX_BATCH),
     "n": (1, MAX_SAMPLES), "render_n": (1, MAX_SAMPLES), "reference_n": (1, MAX_SAMPLES),
-    "shard_size": (1, MAX_BATCH), "limit": (1, None), "preview_n": (1, MAX_PREVIEW_ROWS),
+    "shard_size": (1, MAX_BATCH), "limit": (1, None), "preview_n": (1, MAX_PREVIEW_ROWS), "workers": (1, 256),
     "seed": (0, MAX_SEED), "warmup": (0, MAX_STEPS), "num_threads": (0, 4096), "pretrain_d": (0, MAX_STEPS),
     "pretrain_r": (0, MAX_STEPS), "history_size": (1, MAX_SAMPLES), "k_d": (1, 1000), "k_g": (1, 1000),
     "hidden": (1, MAX_CHANNELS), "num_res_blocks": (0, MAX_BLOCKS), "depth": (2, MAX_DEPTH), "levels": (1, 8),

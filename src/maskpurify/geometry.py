@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 
 def pitchyaw_to_vector(pitchyaw: np.ndarray) -> np.ndarray:
@@ -24,13 +23,3 @@ def angular_error_deg(pred_pitchyaw: np.ndarray, true_pitchyaw: np.ndarray) -> n
     cos = np.clip((a * b).sum(-1), -1.0, 1.0)
     return np.degrees(np.arccos(cos))
 
-
-def angular_error_deg_torch(pred_pitchyaw: torch.Tensor, true_pitchyaw: torch.Tensor) -> torch.Tensor:
-    """Torch version of :func:`angular_error_deg` (for logging during training)."""
-
-    def vec(py: torch.Tensor) -> torch.Tensor:
-        p, y = py[..., 0], py[..., 1]
-        return torch.stack([-torch.cos(p) * torch.sin(y), -torch.sin(p), -torch.cos(p) * torch.cos(y)], -1)
-
-    cos = (vec(pred_pitchyaw) * vec(true_pitchyaw)).sum(-1).clamp(-1.0, 1.0)
-    return torch.rad2deg(torch.arccos(cos))

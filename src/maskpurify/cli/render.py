@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "format under DIR/unityeyes/")
     parser.add_argument("--shard-size", type=flag_type("shard_size"), default=4096, help="samples per .npz shard (default 4096)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing, different dataset")
+    parser.add_argument("--workers", type=flag_type("workers"), help="render processes (default: one per usable core "
+                        "for 2,048 images or more; the files are the same for any number)")
     parser.add_argument("--preview", metavar="PNG", help="also write a contact sheet (both domains, same geometry)")
     parser.add_argument("--preview-n", type=flag_type("preview_n"), default=8,
                         help=f"rows in the contact sheet (default 8, at most {MAX_PREVIEW_ROWS})")
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         out = write_dataset(args.out, config.preset(args.domain), args.n, size, args.seed, grey=args.grey,
                             shard_size=args.shard_size, unityeyes=args.unityeyes, overwrite=args.overwrite,
-                            geometry=config.geometry_for(args.domain), progress=not args.quiet)
+                            geometry=config.geometry_for(args.domain), progress=not args.quiet, workers=args.workers)
         save_run_record(out, config, args.seed, {"domain": args.domain, "n": args.n, "size": list(size),
                                                  "grey": args.grey, "shard_size": args.shard_size,
                                                  "unityeyes": args.unityeyes})

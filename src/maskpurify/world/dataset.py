@@ -8,9 +8,11 @@ Layout of a dataset directory::
     ...                  eyelid_landmarks (N,16,2) float32
     unityeyes/1.jpg ...  (``unityeyes=True``) per-sample image + json in the UnityEyes schema, 1-based names
 
-Shards are zip files written with fixed timestamps, so the same seed gives byte-identical files. While one shard
-is rendered, the one before it is compressed and written by a second thread (zlib releases the GIL, so the two use
-both cores; at most one shard waits to be written, so memory holds two shards at most).
+Shards are zip files written with fixed timestamps, so the same seed gives byte-identical files. Chunks are
+rendered by worker processes (one per usable core for large datasets; each chunk has its own random streams, so
+the files do not depend on the number of workers) while a thread of this process compresses and writes the shard
+before (zlib releases the GIL). This process is the folder's only writer; at most two shards of rendered chunks are
+in flight and one waits to be written, so memory stays bounded.
 
 UnityEyes json conventions (as read by GazeML-style loaders): 2-D landmark strings are ``"(x, y, z)"`` with
 ``y`` measured from the *bottom* of the image (``y_unity = H - y``) and ``z = 0``; ``eye_details.look_vec`` is
@@ -24,16 +26,17 @@ from __future__ import annotations
 
 import io
 import math
-from concurrent.futures import Future, ThreadPoolExecutor
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 import zipfile
 import zlib
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from maskpurify.batch import EyeBatch
@@ -45,9 +48,22 @@ from maskpurify.masks import EYE_LABELS
 from maskpurify.world.domains import DomainPreset, GeometryConfig, default_geometry, get_preset
 from maskpurify.world.renderer import CHUNK, RenderedEyes, render_samples
 
+if TYPE_CHECKING:
+    import torch
+
 SHARD_KEYS = ("images", "masks", "gaze", "head_pose", "pupil_center", "iris_landmarks", "eyelid_landmarks")
 FORMAT_VERSION = 1
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+#: Below this many samples a render stays in this process: starting worker processes costs more than it saves.
+PARALLEL_MIN_SAMPLES = 8 * CHUNK
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def shard_name(index: int) -> str:
@@ -106,15 +122,18 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def write_dataset(out_dir: str | Path, domain: str | DomainPreset, n: int, size: tuple[int, int] | str = (36, 60),
                   seed: int = 0, grey: bool = False, shard_size: int = 4096, unityeyes: bool = False,
                   overwrite: bool = False, geometry: GeometryConfig | None = None, progress: bool = True,
-                  command: str | None = None) -> Path:
+                  command: str | None = None, workers: int | None = None) -> Path:
     """Render ``n`` eyes of ``domain`` into ``out_dir`` (see the module docstring); returns the directory.
 
     An existing dataset with the same settings is resumed (complete shards are skipped); one with other
-    settings, or a non-empty directory that is no dataset, is refused unless ``overwrite``.
+    settings, or a non-empty directory that is no dataset, is refused unless ``overwrite``. ``workers``: render
+    processes (None: one per usable core when ``n`` is at least :data:`PARALLEL_MIN_SAMPLES`; 1: in this process);
+    the files are the same for any number.
     """
     check_field("--n", "n", n)
     check_field("--seed", "seed", seed)
     check_field("--shard-size", "shard_size", shard_size)
+    check_field("--workers", "workers", workers)
     size = parse_size(size)
     preset = get_preset(domain)
     geometry = geometry or default_geometry(preset.name)
@@ -143,39 +162,104 @@ def write_dataset(out_dir: str | Path, domain: str | DomainPreset, n: int, size:
     clean_stale_temps(out)  # what a killed run left (this call is the folder's only writer)
     clean_stale_temps(out / "unityeyes")
     atomic_write_json(meta_path, {**meta, "complete": False, "command": command or command_line()})
-    bar = tqdm(total=n, unit="img", desc=f"render {preset.name}", disable=not progress or n < 2 * CHUNK,
-               leave=False)
-    # The writer thread compresses shard k while shard k+1 renders; waiting for it before handing over the next
-    # keeps one shard in the queue. Leaving the block (an error included) waits for the shard being written, which
-    # lands whole (atomic rename) or not at all.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer:
+    todo = []  # (shard index, its chunk-aligned sample ranges) of the shards still to write
+    for index in range(meta["num_shards"]):
+        start, stop = index * shard_size, min(n, (index + 1) * shard_size)
+        if resume and (out / shard_name(index)).is_file() and (
+                not unityeyes or (out / "unityeyes" / f"{stop}.json").is_file()):
+            continue
+        bounds = list(range(start, stop, CHUNK)) if start % CHUNK == 0 else \
+            [start] + list(range(start - start % CHUNK + CHUNK, stop, CHUNK))
+        todo.append((index, list(zip(bounds, bounds[1:] + [stop]))))
+    remaining = sum(hi - lo for _, ranges in todo for lo, hi in ranges)
+    if workers is None:
+        workers = usable_cores() if remaining >= PARALLEL_MIN_SAMPLES else 1
+    workers = max(1, min(workers, sum(len(ranges) for _, ranges in todo)))
+    bar = tqdm(total=n, initial=n - remaining, unit="img", desc=f"render {preset.name}",
+               disable=not progress or n < 2 * CHUNK, leave=False)
+    job = (preset, size, seed, geometry, grey)
+    # The writer thread compresses shard k while the chunks of the next shards render; waiting for it before
+    # handing over the next keeps one shard in its queue. Leaving the block (an error included) waits for the shard
+    # being written, which lands whole (atomic rename) or not at all.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer, \
+            _render_pool(workers) as pool:
         pending: Future[None] | None = None
-        for index in range(meta["num_shards"]):
-            start, stop = index * shard_size, min(n, (index + 1) * shard_size)
-            path = out / shard_name(index)
-            if resume and path.is_file() and (not unityeyes or (out / "unityeyes" / f"{stop}.json").is_file()):
-                bar.update(stop - start)
-                continue
-            parts = []
-            lo = start
-            while lo < stop:
-                hi = min(stop, lo + CHUNK - lo % CHUNK)
-                batch = render_samples(preset, hi - lo, size, seed, start=lo, geometry=geometry, grey=grey)
-                parts.append(batch)
+        for index, parts in _rendered_shards(pool, job, todo):
+            for lo, batch in parts:
                 if unityeyes:
                     _write_unityeyes(out / "unityeyes", batch, lo, size[0])
-                bar.update(hi - lo)
-                lo = hi
-            arrays = {k: np.concatenate([getattr(b, k) for b in parts]) for k in SHARD_KEYS}
+                bar.update(len(batch))
+            arrays = {k: np.concatenate([getattr(b, k) for _, b in parts]) for k in SHARD_KEYS}
             del parts
             if pending is not None:
                 pending.result()  # raises the writer's error here, in the caller's thread
-            pending = writer.submit(save_npz_deterministic, path, arrays)
+            pending = writer.submit(save_npz_deterministic, out / shard_name(index), arrays)
         if pending is not None:
             pending.result()
     bar.close()
     atomic_write_json(meta_path, {**meta, "complete": True, "command": command or command_line()})
     return out
+
+
+class _InProcess(Executor):
+    """An executor that runs each call at once, in this process (``workers=1``: no process to start)."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the caller by result(), as a pool would
+            future.set_exception(exc)
+        return future
+
+
+def _render_pool(workers: int) -> Executor:
+    if workers == 1:
+        return _InProcess()
+    # spawn, not fork: the caller may hold OpenMP or OpenCV thread pools that a forked child would inherit broken.
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_render_worker_setup)
+
+
+def _render_worker_setup() -> None:
+    """Worker set-up: one thread each, since there is a worker per core; and the worker ends with its parent (a
+    parent killed with SIGKILL would otherwise leave it waiting for work forever)."""
+    import threading
+
+    import cv2
+    from multiprocessing.connection import wait
+
+    cv2.setNumThreads(1)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (wait([parent.sentinel]), os._exit(1)), daemon=True).start()
+
+
+def _render_chunk(job: tuple[DomainPreset, tuple[int, int], int, GeometryConfig, bool], lo: int,
+                  hi: int) -> RenderedEyes:
+    preset, size, seed, geometry, grey = job
+    return render_samples(preset, hi - lo, size, seed, start=lo, geometry=geometry, grey=grey)
+
+
+def _rendered_shards(pool: Executor, job: Any, todo: list[tuple[int, list[tuple[int, int]]]]
+                     ) -> Iterator[tuple[int, list[tuple[int, RenderedEyes]]]]:
+    """(shard index, its rendered chunks in order with their first samples) for each shard of ``todo``, with the chunks of the next shard
+    already rendering while this one is handed over (at most two shards' chunks in flight)."""
+    queued: deque[tuple[int, list[tuple[int, Future[RenderedEyes]]]]] = deque()
+    shards = iter(todo)
+
+    def queue_next() -> None:
+        for index, ranges in shards:
+            queued.append((index, [(lo, pool.submit(_render_chunk, job, lo, hi)) for lo, hi in ranges]))
+            return
+
+    queue_next()
+    queue_next()
+    while queued:
+        index, futures = queued.popleft()
+        parts = [(lo, future.result()) for lo, future in futures]
+        queue_next()
+        yield index, parts
 
 
 def _write_unityeyes(folder: Path, batch: RenderedEyes, start: int, height: int) -> None:
@@ -364,8 +448,8 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
-class EyeDataset(Dataset):
-    """Lazy torch view of a dataset directory (one shard cached at a time).
+class EyeDataset:
+    """Lazy torch view of a dataset directory (one shard cached at a time), for a ``torch.utils.data.DataLoader``.
 
     Items: image float32 (C,H,W) in [0,1], mask int64 (H,W), gaze float32 (2,) pitch/yaw radians,
     head_pose float32 (2,), pupil_center float32 (2,) x/y pixels.
@@ -387,6 +471,8 @@ class EyeDataset(Dataset):
         return self._cached[1]
 
     def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+        import torch  # here, so that rendering a dataset does not import torch
+
         if idx < 0:
             idx += self.n
         if not 0 <= idx < self.n:
