@@ -243,3 +243,19 @@ def test_gaze_guide_keeps_the_identity_batchs_gaze() -> None:
     value.backward()
     assert changed.grad is not None and changed.grad.abs().sum() > 0
     assert float(plain(LossInputs(image, image, mask, style, mask, changed))) == pytest.approx(base, abs=1e-6)
+
+
+def test_guide_mask_weight_scales_only_the_mask_part() -> None:
+    """mask_weight multiplies what the mask implies; the identity part keeps its own weight."""
+    from maskpurify.losses import LabelMapGaze, TaskGuide
+
+    torch.manual_seed(0)
+    reader, from_labels = build_gaze_net(GazeNetConfig(hidden=8)), \
+        build_gaze_net(GazeNetConfig(hidden=8, inputs="labels"))
+    mask, image, style = _mask(2), torch.rand(2, 3, 36, 60), torch.rand(2, 3, 36, 60)
+    inputs = LossInputs(image, image, mask, style, mask, style.flip(-1))
+    full = float(TaskGuide(reader, LabelMapGaze(from_labels), keep_identity=True)(inputs))
+    identity = float(TaskGuide(reader, None, keep_identity=True)(inputs))
+    quarter = float(TaskGuide(reader, LabelMapGaze(from_labels), keep_identity=True, mask_weight=0.25)(inputs))
+    assert full > identity > 0
+    assert quarter == pytest.approx(identity + 0.25 * (full - identity), rel=1e-5)

@@ -295,13 +295,14 @@ class TaskGuide(nn.Module):
     other than the net the results are scored with. Gradients of the mask part reach only the attention region:
     the guide may re-render the eye, but it cannot steer the reader with patterns painted on the skin.
 
-    ``keep_identity``: the pixel identity term alone lets an imperfect mask move a clean iris or pupil by a pixel,
+    ``mask_weight`` scales the mask part against the identity part. ``keep_identity``: the pixel identity term alone lets an imperfect mask move a clean iris or pupil by a pixel,
     which the L1 barely sees and the task reader does.
     """
 
     def __init__(self, reader: nn.Module, target: nn.Module | None, attention_labels: Sequence[int] = (1, 2, 3),
-                 keep_identity: bool = False) -> None:
+                 keep_identity: bool = False, mask_weight: float = 1.0) -> None:
         super().__init__()
+        self.mask_weight = float(mask_weight)
         if reader.config.inputs != "image":
             raise UserError("guide: its reader must be a gaze net or pupil detector that reads images (inputs: image)")
         if target is None and not keep_identity:
@@ -324,7 +325,7 @@ class TaskGuide(nn.Module):
                 target, present = self.target(x.mask, output.dtype)
             seen = output * region + output.detach() * (1 - region)
             per_sample = (self.reader(seen) - target).abs().mean(1)
-            loss = loss + _mean_over_present(per_sample, present)
+            loss = loss + self.mask_weight * _mean_over_present(per_sample, present)
         if self.keep_identity and x.style_output is not None:
             with torch.no_grad():
                 original = self.reader(x.identity_target)

@@ -110,6 +110,9 @@ class PurifierTrainConfig(LoopConfig):
     #: the guide asks the content batch's output to show what its mask implies (off: only the identity batch is
     #: guided, with gaze_keeps_identity)
     guide_mask_target: bool = True
+    #: the mask part's weight in the guide, relative to the identity part (both scaled by loss.gaze): below 1 the
+    #: purifier is asked less to paint what the mask implies than to keep what a clean eye shows
+    guide_mask_weight: float = 1.0
     #: paired training: the identity batch (synthetic eyes) goes through this degradation model, with masks
     #: inferred by the segmenter from the degraded eye, and the identity term asks for the clean original back
     #: (strength 0: plain identity, clean synthetic in and out, exact masks)
@@ -148,7 +151,8 @@ def build_guide(config: PurifierTrainConfig, device: str | torch.device) -> Task
     if config.guide_mask_target:
         target = LabelMapGaze(load_gaze_net(config.gaze_from_labels, device)) if config.guide_reads == "gaze" \
             else PupilCentroid()
-    return TaskGuide(reader, target, config.net.attention_labels, config.gaze_keeps_identity)
+    return TaskGuide(reader, target, config.net.attention_labels, config.gaze_keeps_identity,
+                     config.guide_mask_weight)
 
 
 def purify_batches(net: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor, style_image: torch.Tensor,
