@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import maskpurify
+from maskpurify.errors import UserError
 from maskpurify.evaluation.real_eyes import load_real_eyes
 from maskpurify.evaluation.real_photos import load_real_photos, working_crops
 from maskpurify.fileio import read_image, save_image
@@ -160,6 +161,19 @@ def test_closed_real_eyes_pass_through(shipped: Pipeline, real_crops: np.ndarray
     results = shipped.run([real_crops[i] for i in (0, 1, 2, 8, 11)], eye="left")
     assert [r.purified for r in results] == [True, True, False, False, False]
     assert all(r.eyes[0].reason.startswith("eye closed") for r in results[2:])
+
+
+def test_run_stream_gives_what_run_gives_chunk_by_chunk(shipped: Pipeline, real_crops: np.ndarray) -> None:
+    """run_stream (the video path: the next chunk prepared in a second thread) returns, per chunk and in order,
+    the tags and the results run gives; an error in a chunk's preparation reaches the caller."""
+    chunks = [list(real_crops[i:i + 3]) for i in range(0, 9, 3)]
+    streamed = list(shipped.run_stream(((c, [f"c{k}/{j}" for j in range(len(c))], k) for k, c in enumerate(chunks))))
+    assert [tag for tag, _ in streamed] == [0, 1, 2]
+    for chunk, (_, results) in zip(chunks, streamed):
+        for got, want in zip(results, shipped.run(chunk)):
+            assert np.array_equal(got.image, want.image) and np.array_equal(got.mask, want.mask)
+    with pytest.raises(UserError, match="eye 'up'"):
+        list(shipped.run_stream([(chunks[0], ["a", "b", "c"], 0)], eye="up"))
 
 
 def test_bad_inputs_are_one_clear_error(shipped: Pipeline) -> None:

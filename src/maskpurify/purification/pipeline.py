@@ -22,9 +22,11 @@ for single images, folders, rendered datasets and videos, ``maskpurify gaze`` an
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -92,6 +94,23 @@ class _Job:
     closed: str | None = None  # why the eye is known closed before any mask is looked at (face photos)
     hint: str = ""  # added to the reason when the eye is passed through
     track: tuple[int, str] | None = None  # video: the tracked face's number and the eye's side
+
+
+@dataclass
+class _Plan:
+    """A chunk of images after :meth:`Pipeline._plan`: what :meth:`Pipeline._finish` needs."""
+
+    images: Sequence[np.ndarray]
+    given: list[np.ndarray | None]
+    rgbs: list[np.ndarray]
+    greys: list[bool]
+    methods: list[str]
+    jobs: list[_Job]
+    face_masks: dict[int, np.ndarray]
+
+
+_T = TypeVar("_T")
+_Tag = TypeVar("_Tag")
 
 
 def whole_image_box(height: int, width: int, working_size: tuple[int, int]) -> CropBox:
@@ -250,25 +269,56 @@ class Pipeline:
         eye: which eye the eye crops show (``left``, ``right``, or ``auto``: the canonical ``left``), one for all
         or one per image; a face photo's eyes take their side from FaceMesh. Running out of memory (numpy's or
         OpenCV's MemoryError, torch's allocation RuntimeError) is a one-line UserError naming the image(s)."""
+        names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
+        return self._guarded(names, lambda: self._finish(self._plan(images, masks, names, eye)))
+
+    def run_stream(self, chunks: Iterable[tuple[Sequence[np.ndarray], Sequence[str], _Tag]], eye: str = "auto"
+                   ) -> Iterator[tuple[_Tag, list[Result]]]:
+        """:meth:`run` over a stream of ``(images, names, tag)`` chunks, in order: ``(tag, results)`` per chunk.
+
+        The faces of the next chunk are found (FaceMesh, which releases the GIL) by a second thread while this
+        chunk's eyes go through the networks, so a video's two heaviest stages share the two cores. At most two
+        chunks are held."""
+        source = iter(chunks)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-finder") as finder:
+            def plan_next() -> tuple[_Tag, list[str], Any] | None:
+                item = next(source, None)
+                if item is None:
+                    return None
+                images, names, tag = item
+                names = list(names)
+                return tag, names, finder.submit(self._guarded, names,
+                                                 lambda: self._plan(images, None, names, eye))
+
+            pending = plan_next()
+            while pending is not None:
+                tag, names, planned = pending
+                plan = planned.result()
+                pending = plan_next()  # the next chunk's faces are found while this one is finished
+                yield tag, self._guarded(names, lambda: self._finish(plan))
+
+    @staticmethod
+    def _guarded(names: Sequence[str], work: Callable[[], _T]) -> _T:
+        """``work()``, with running out of memory (numpy's or OpenCV's MemoryError, torch's allocation
+        RuntimeError) turned into a one-line UserError naming the image(s)."""
         try:
-            return self._run(images, masks, names, eye)
+            return work()
         except (MemoryError, RuntimeError, cv2.error) as exc:
             text = str(exc)
             if not isinstance(exc, MemoryError) and not any(
                     word in text.lower() for word in ("memory", "alloc", "oom")):
                 raise
-            if names:
-                where = str(names[0]) if len(names) == 1 else f"{names[0]} (and {len(names) - 1} more)"
-            else:
-                where = f"{len(images)} images"
+            where = str(names[0]) if len(names) == 1 else f"{names[0]} (and {len(names) - 1} more)" if names \
+                else "0 images"
             detail = (text.strip().splitlines() or [type(exc).__name__])[-1][:160]
             raise UserError(f"{where}: out of memory while purifying ({detail}); try a smaller --batch-size or "
                             "a smaller image") from None
 
-    def _run(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | None,
-             names: Sequence[str] | None, eye: str | Sequence[str]) -> list[Result]:
+    def _plan(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | None,
+              names: list[str], eye: str | Sequence[str]) -> _Plan:
+        """Everything before the networks: the images as RGB, and their eye crops (a face photo's found by
+        FaceMesh) as jobs."""
         n = len(images)
-        names = list(names) if names is not None else [f"image {i}" for i in range(n)]
         given = list(masks) if masks is not None else [None] * n
         sides = [eye] * n if isinstance(eye, str) else list(eye)
         if len(given) != n or len(names) != n or len(sides) != n:
@@ -297,6 +347,13 @@ class Pipeline:
             side = CANONICAL_EYE if sides[i] == "auto" else sides[i]
             methods.append("given" if mask is not None else "segmenter")
             jobs.append(_Job(i, box, side, mask, mask is None, names[i], 0.0, hint=self._face_hint(rgb)))
+        return _Plan(images, given, rgbs, greys, methods, jobs, face_masks)
+
+    def _finish(self, plan: _Plan) -> list[Result]:
+        """The jobs through the networks, and each image's purified eyes pasted back."""
+        images, given, rgbs, greys, methods, jobs, face_masks = (
+            plan.images, plan.given, plan.rgbs, plan.greys, plan.methods, plan.jobs, plan.face_masks)
+        n = len(images)
         outputs = self._purify_jobs(jobs, rgbs)
         per_image: list[list[tuple[_Job, EyeResult]]] = [[] for _ in range(n)]
         for job, out in zip(jobs, outputs):

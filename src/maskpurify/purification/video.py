@@ -354,10 +354,15 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
             try:
                 dropped_before = 0
                 with contextlib.suppress(KeyboardInterrupt) if camera else contextlib.nullcontext():
-                    for chunk in _chunks(ordered, per_chunk):
-                        dropped = frames.dropped if isinstance(frames, LiveFrames) else 0
-                        names = [f"{src} frame {stats.frames + i}" for i in range(len(chunk))]
-                        results = pipeline.run(chunk, None, names, eye)
+                    def tagged() -> Iterator[tuple[list[np.ndarray], list[str], tuple[int, int]]]:
+                        taken = 0
+                        for chunk in _chunks(ordered, per_chunk):
+                            dropped = frames.dropped if isinstance(frames, LiveFrames) else 0
+                            yield chunk, [f"{src} frame {taken + i}" for i in range(len(chunk))], (len(chunk), dropped)
+                            taken += len(chunk)
+
+                    # FaceMesh finds the faces of the next chunk while this chunk's eyes are purified
+                    for (count, dropped), results in pipeline.run_stream(tagged(), eye):
                         for result in results:
                             report_passed_through(notes, result, "written unchanged")
                             stats.not_purified += not result.purified
@@ -367,15 +372,15 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
                             dropped_before = dropped
                             encoder.put(result.image, result.mask if mwriter is not None else None,
                                         frames.claim_index() if isinstance(frames, LiveFrames) else None)
-                        stats.frames += len(chunk)
+                        stats.frames += count
                         stats.dropped = dropped
-                        bar.update(len(chunk))
+                        bar.update(count)
                         now = time.perf_counter()
                         if now - last_shown >= 0.5:
                             bar.set_postfix(fps=f"{(stats.frames - shown_frames) / (now - last_shown):.1f}",
                                             faces=stats.face_frames, dropped=stats.dropped, refresh=False)
                             last_shown, shown_frames = now, stats.frames
-                        del chunk, results
+                        del results
                         if on_frames is not None:
                             on_frames(stats.frames)
             finally:

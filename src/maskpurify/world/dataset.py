@@ -243,8 +243,9 @@ def _render_chunk(job: tuple[DomainPreset, tuple[int, int], int, GeometryConfig,
 
 def _rendered_shards(pool: Executor, job: Any, todo: list[tuple[int, list[tuple[int, int]]]]
                      ) -> Iterator[tuple[int, list[tuple[int, RenderedEyes]]]]:
-    """(shard index, its rendered chunks in order with their first samples) for each shard of ``todo``, with the chunks of the next shard
-    already rendering while this one is handed over (at most two shards' chunks in flight)."""
+    """(shard index, its rendered chunks in order with their first samples) for each shard of ``todo``, with the
+    chunks of the next shard already rendering while this one is handed over (at most two shards' chunks in
+    flight)."""
     queued: deque[tuple[int, list[tuple[int, Future[RenderedEyes]]]]] = deque()
     shards = iter(todo)
 
