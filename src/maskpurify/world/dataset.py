@@ -180,22 +180,27 @@ def write_dataset(out_dir: str | Path, domain: str | DomainPreset, n: int, size:
     job = (preset, size, seed, geometry, grey)
     # The writer thread compresses shard k while the chunks of the next shards render; waiting for it before
     # handing over the next keeps one shard in its queue. Leaving the block (an error included) waits for the shard
-    # being written, which lands whole (atomic rename) or not at all.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer, \
-            _render_pool(workers) as pool:
-        pending: Future[None] | None = None
-        for index, parts in _rendered_shards(pool, job, todo):
-            for lo, batch in parts:
-                if unityeyes:
-                    _write_unityeyes(out / "unityeyes", batch, lo, size[0])
-                bar.update(len(batch))
-            arrays = {k: np.concatenate([getattr(b, k) for _, b in parts]) for k in SHARD_KEYS}
-            del parts
+    # being written, which lands whole (atomic rename) or not at all; chunks not yet rendered are cancelled.
+    pool = _render_pool(workers)
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer:
+            pending: Future[None] | None = None
+            for index, parts in _rendered_shards(pool, job, todo):
+                for lo, batch in parts:
+                    if unityeyes:
+                        _write_unityeyes(out / "unityeyes", batch, lo, size[0])
+                    bar.update(len(batch))
+                arrays = {k: np.concatenate([getattr(b, k) for _, b in parts]) for k in SHARD_KEYS}
+                del parts
+                if pending is not None:
+                    pending.result()  # raises the writer's error here, in the caller's thread
+                pending = writer.submit(save_npz_deterministic, out / shard_name(index), arrays)
             if pending is not None:
-                pending.result()  # raises the writer's error here, in the caller's thread
-            pending = writer.submit(save_npz_deterministic, out / shard_name(index), arrays)
-        if pending is not None:
-            pending.result()
+                pending.result()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     bar.close()
     atomic_write_json(meta_path, {**meta, "complete": True, "command": command or command_line()})
     return out
@@ -222,13 +227,15 @@ def _render_pool(workers: int) -> Executor:
 
 
 def _render_worker_setup() -> None:
-    """Worker set-up: one thread each, since there is a worker per core; and the worker ends with its parent (a
-    parent killed with SIGKILL would otherwise leave it waiting for work forever)."""
+    """Worker set-up: one thread each, since there is a worker per core; Ctrl-C left to the parent; and the worker
+    ends with its parent (a parent killed with SIGKILL would otherwise leave it waiting for work forever)."""
+    import signal
     import threading
 
     import cv2
     from multiprocessing.connection import wait
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops the workers
     cv2.setNumThreads(1)
     parent = multiprocessing.parent_process()
     if parent is not None:
