@@ -234,3 +234,29 @@ def test_kill_9_of_a_video_run_then_rerun_gives_the_same_video(tmp_path, data):
         assert _video_frames(out) == reference_frames
         out.unlink()
     assert killed >= 1  # at least one kill landed while the command was writing
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_parallel_render_is_one_line_and_leaves_no_worker(tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) of a render with two worker processes: exit
+    130 with one line, no worker traceback, no worker left, and the same command finishes the dataset."""
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "maskpurify", "render", "--quiet", "--domain", "wild", "--n", "3000",
+            "--shard-size", "256", "--seed", "5", "--workers", "2", "--out", str(out)]
+    proc = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not (out / "shard-00000.npz").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    children = _children(proc.pid)
+    assert children, "the render started no worker"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip().splitlines() == [
+        "maskpurify render: interrupted (partial outputs are resumable)"], err
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    _run(argv[3:])
+    assert len(list(out.glob("shard-*.npz"))) == 12 and _temp_files(out) == []
