@@ -12,7 +12,7 @@ import torch
 from maskpurify.batch import EyeBatch
 from maskpurify.config import from_dict
 from maskpurify.errors import UserError
-from maskpurify.losses import GazeGuide, LossInputs
+from maskpurify.losses import LabelMapGaze, LossInputs, TaskGuide
 from maskpurify.masks import EYE_LABELS, LABEL_GREY, label_image
 from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net, load_gaze_net
 from maskpurify.training.gaze import GazeTrainConfig, train_gaze
@@ -66,7 +66,7 @@ def test_gaze_guide_is_zero_when_the_reader_agrees_and_has_gradients() -> None:
     # a reader identical to the label reader, fed the label drawing, agrees exactly
     twin = build_gaze_net(GazeNetConfig(hidden=16))
     twin.load_state_dict(from_labels.state_dict())
-    guide = GazeGuide(twin, from_labels)
+    guide = TaskGuide(twin, LabelMapGaze(from_labels))
     region = (mask > 0).unsqueeze(1).float()
     drawn = labels_drawn.clone()
     assert guide(LossInputs(drawn, drawn, mask, drawn, mask)).item() == pytest.approx(0.0, abs=1e-6)
@@ -78,4 +78,4 @@ def test_gaze_guide_is_zero_when_the_reader_agrees_and_has_gradients() -> None:
     assert inside.abs().sum() > 0 and outside.abs().sum() == 0  # the skin cannot be used to steer the reader
     assert all(not p.requires_grad for p in guide.parameters())
     with pytest.raises(UserError, match="label-map gaze net"):
-        GazeGuide(from_labels, twin)
+        TaskGuide(from_labels, LabelMapGaze(twin))

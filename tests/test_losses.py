@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from maskpurify.errors import UserError
-from maskpurify.losses import (TERMS, GazeGuide, LossConfig, LossInputs, content_loss, masked_gram, region_weights,
-                               style_loss_region, task_loss, total_variation)
+from maskpurify.losses import (TERMS, LabelMapGaze, LossConfig, LossInputs, TaskGuide, content_loss, masked_gram,
+                               region_weights, style_loss_region, task_loss, total_variation)
 from maskpurify.nets.encoders import build_encoder
 from maskpurify.nets.gaze import GazeNetConfig, build_gaze_net
 
@@ -145,7 +145,8 @@ def test_purifier_loss_logs_every_term_and_ablates() -> None:
                         identity=4, gaze=2, colour=1.5, style_per_label=False)
     style_output = (style * 0.8).requires_grad_(True)
     torch.manual_seed(0)
-    guide = GazeGuide(build_gaze_net(GazeNetConfig(hidden=8)), build_gaze_net(GazeNetConfig(hidden=8, inputs="labels")))
+    guide = TaskGuide(build_gaze_net(GazeNetConfig(hidden=8)),
+                      LabelMapGaze(build_gaze_net(GazeNetConfig(hidden=8, inputs="labels"))))
     inputs = LossInputs(output, image, mask, style, style_mask, style_output)
     total, logs = purifier_loss(config, enc, segmenter=_Oracle(), gaze_guide=guide)(inputs)
     total.backward()
@@ -232,8 +233,8 @@ def test_gaze_guide_keeps_the_identity_batchs_gaze() -> None:
     reader, from_labels = build_gaze_net(GazeNetConfig(hidden=8)), \
         build_gaze_net(GazeNetConfig(hidden=8, inputs="labels"))
     mask, image, style = _mask(2), torch.rand(2, 3, 36, 60), torch.rand(2, 3, 36, 60)
-    plain = GazeGuide(reader, from_labels)
-    keeping = GazeGuide(reader, from_labels, keep_identity=True)
+    plain = TaskGuide(reader, LabelMapGaze(from_labels))
+    keeping = TaskGuide(reader, LabelMapGaze(from_labels), keep_identity=True)
     base = float(plain(LossInputs(image, image, mask, style, mask)))
     assert float(keeping(LossInputs(image, image, mask, style, mask, style.clone()))) == pytest.approx(base, abs=1e-6)
     changed = style.flip(-1).requires_grad_(True)
@@ -247,8 +248,6 @@ def test_gaze_guide_keeps_the_identity_batchs_gaze() -> None:
 
 def test_guide_mask_weight_scales_only_the_mask_part() -> None:
     """mask_weight multiplies what the mask implies; the identity part keeps its own weight."""
-    from maskpurify.losses import LabelMapGaze, TaskGuide
-
     torch.manual_seed(0)
     reader, from_labels = build_gaze_net(GazeNetConfig(hidden=8)), \
         build_gaze_net(GazeNetConfig(hidden=8, inputs="labels"))

@@ -295,8 +295,10 @@ class TaskGuide(nn.Module):
     other than the net the results are scored with. Gradients of the mask part reach only the attention region:
     the guide may re-render the eye, but it cannot steer the reader with patterns painted on the skin.
 
-    ``mask_weight`` scales the mask part against the identity part. ``keep_identity``: the pixel identity term alone lets an imperfect mask move a clean iris or pupil by a pixel,
-    which the L1 barely sees and the task reader does.
+    ``mask_weight`` scales the mask part against the identity part. ``keep_identity``: the pixel identity term
+    alone lets an imperfect mask move a clean iris or pupil by a pixel, which the L1 barely sees and the task reader
+    does. The eye world's guide reads gaze (target :class:`LabelMapGaze`), the near-IR world's the pupil centre
+    (target :class:`PupilCentroid`).
     """
 
     def __init__(self, reader: nn.Module, target: nn.Module | None, attention_labels: Sequence[int] = (1, 2, 3),
@@ -360,15 +362,6 @@ class PupilCentroid(nn.Module):
         ys = torch.arange(height, dtype=dtype, device=mask.device)
         centre = torch.stack([(pupil.sum(1) * xs).sum(1) / width, (pupil.sum(2) * ys).sum(1) / height], 1)
         return centre / area.clamp_min(1.0).unsqueeze(1), (area > 0).to(dtype)
-
-
-class GazeGuide(TaskGuide):
-    """The eye world's guide: a gaze reader must see the gaze the mask implies as a label-map gaze net reads it
-    (:class:`LabelMapGaze`)."""
-
-    def __init__(self, reader: nn.Module, from_labels: nn.Module, attention_labels: Sequence[int] = (1, 2, 3),
-                 keep_identity: bool = False) -> None:
-        super().__init__(reader, LabelMapGaze(from_labels), attention_labels, keep_identity)
 
 
 class RegionColour(nn.Module):
