@@ -4,8 +4,9 @@ in the same run, and how far the int8 outputs move.
 Each shipped export (``weights/onnx``) is quantised with ``onnxruntime.quantization.quantize_static`` (per-channel
 int8 weights, uint8 activations calibrated on 512 wild renders of seed 7001, neither a training nor a test set) in
 both of ONNX Runtime's formats (QOperator, QDQ). Rates: 36x60, batch 64, ``--threads`` intra-op threads, fp32 and
-int8 sessions timed in interleaved rounds (each the median seconds per call over at least ``--min-time`` s), a
-1024x1024 fp32 matmul at the start of each round as the reference for how busy the machine was. Fidelity: on 512
+int8 sessions (the engine's session options) timed in interleaved rounds (each the median seconds per call over at
+least ``--min-time`` s, as ``onnx_speed.py`` times them), a 1024x1024 fp32 matmul at the start of each round as the
+reference for how busy the machine was. Fidelity: on 512
 other wild renders (seed 7002), the share of pixels whose segmenter label changes and the purifier's mean and
 largest absolute change in grey levels (both fed the fp32 segmenter's labels).
 
@@ -22,7 +23,6 @@ import shlex
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +31,9 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from maskpurify.fileio import atomic_write_json
-from maskpurify.purification.onnx_backend import SHIPPED_DIR
+from maskpurify.purification.onnx_backend import SHIPPED_DIR, session_options
 from maskpurify.world.renderer import render_samples
+from onnx_speed import seconds_per_call
 from reference import matmul_gflops
 
 BATCH = 64
@@ -55,21 +56,14 @@ class Calibration(CalibrationDataReader):
 
 
 def session(path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    """A session with the engine's own options."""
+    return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def rate(sess: ort.InferenceSession, feed: dict[str, np.ndarray], min_time: float) -> float:
     names = {i.name for i in sess.get_inputs()}
     feed = {k: v for k, v in feed.items() if k in names}
-    sess.run(None, feed)
-    times, start = [], time.perf_counter()
-    while time.perf_counter() - start < min_time or len(times) < 5:
-        t = time.perf_counter()
-        sess.run(None, feed)
-        times.append(time.perf_counter() - t)
-    return BATCH / statistics.median(times)
+    return BATCH / seconds_per_call(lambda: sess.run(None, feed), min_time)
 
 
 def main() -> int:

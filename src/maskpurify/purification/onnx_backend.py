@@ -289,18 +289,26 @@ class _Network:
             if size not in self.sessions:
                 import onnxruntime as ort
 
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = self.threads
-                options.inter_op_num_threads = 1
-                options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 path = self.path_for(size)
                 try:
-                    self.sessions[size] = ort.InferenceSession(str(path), options,
+                    self.sessions[size] = ort.InferenceSession(str(path), session_options(self.threads),
                                                                providers=["CPUExecutionProvider"])
                 except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
                     raise UserError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
             return self.sessions[size]
+
+
+def session_options(threads: int) -> Any:
+    """The ONNX Runtime session options of the engine: ``threads`` intra-op threads, sequential, and no spinning
+    (spinning threads compete with the drivers' reader and writer threads, docs/results.md, Speed)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 class OnnxNets:
