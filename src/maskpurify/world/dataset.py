@@ -257,9 +257,10 @@ def _rendered_shards(pool: Executor, job: Any, todo: list[tuple[int, list[tuple[
     shards = iter(todo)
 
     def queue_next() -> None:
-        for index, ranges in shards:
+        shard = next(shards, None)
+        if shard is not None:
+            index, ranges = shard
             queued.append((index, [(lo, pool.submit(_render_chunk, job, lo, hi)) for lo, hi in ranges]))
-            return
 
     queue_next()
     queue_next()
