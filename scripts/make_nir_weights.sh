@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Make the near-infrared world's shipped networks (weights/nir/) from fixed seeds, one CPU thread per job: the
 # segmenter, the purifier, its pupil guide, and the scored pupil detectors (synthetic-trained and domain-randomised,
-# seeds 0, 1, 2).
+# seeds 0, 1, 2, 4, 5; seed 3 is the guide's).
 #
-#   scripts/make_nir_weights.sh        # about 80 minutes on 2 cores (3000-step detectors ~11 min each, two at a
+#   scripts/make_nir_weights.sh        # about 2 hours on 2 cores (3000-step detectors ~11 min each, two at a
 #                                      # time; the purifier ~20 min beside another job)
 #
 # 1. render 20k nir-synthetic training frames (seed 4001) and 6k nir-wild frames (seed 4002; images only: their
@@ -12,9 +12,9 @@
 #    frames through the degradation model, then 500 steps of self-training on the unlabelled nir-wild frames;
 # 3. the purifier's pupil guide: a detector of train-pupil's defaults (1000 steps x 32 on the synthetic frames),
 #    seed 3, so that it is none of the detectors the results are scored with;
-# 4. the scored pupil detectors: 3000 steps x 32 each on the synthetic frames, three seeds, and three more with
-#    every batch through the degradation model (the domain-randomised baseline), two at a time (at 1000 steps
-#    seed 1 was 20 points behind seed 0 even on clean frames: docs/tuning.md);
+# 4. the scored pupil detectors: 3000 steps x 32 each on the synthetic frames, five seeds (0, 1, 2, 4, 5), and
+#    five more with every batch through the degradation model (the domain-randomised baseline), two at a time (at
+#    1000 steps seed 1 was 20 points behind seed 0 even on clean frames: docs/tuning.md);
 # 5. the purifier: train-purifier's recipe (600 steps) with content = the nir-wild frames (masks from the segmenter
 #    above), style = the nir-synthetic frames, at 48x64, guided by the pupil guide (guide_reads=pupil_center): the
 #    identity batch's output must show the pupil where the guide finds it in the clean original (keep_identity),
@@ -45,7 +45,7 @@ wait
 for kind in s randomised_s; do
   extra=""
   [ "$kind" = randomised_s ] && extra="--set degradation.strength=1.0"
-  (for s in 0 1 2; do
+  (for s in 0 1 2 4 5; do
      $MP train-pupil --data "$SYN" --out "$RUN/pupil_$kind$s" $T --set seed=$s --set eval_every=250 \
        --set steps=3000 $extra
    done) &
@@ -65,7 +65,7 @@ ship() {  # ship RUN_DIR/NAME TARGET
 ship segmenter/segmenter segmenter
 ship purifier/purifier purifier
 ship pupil_guide/pupil pupil_guide
-for s in 0 1 2; do
+for s in 0 1 2 4 5; do
   ship "pupil_s$s/pupil" "pupil_s$s"
   ship "pupil_randomised_s$s/pupil" "pupil_randomised_s$s"
 done

@@ -111,3 +111,23 @@ def test_the_classical_detector_finds_the_pupil_on_clean_frames(frames: tuple) -
 def test_annotations_keep_two_decimals(tmp_path: Path) -> None:
     write_lpw_video(tmp_path, "1", np.zeros((2, 16, 16, 3), np.uint8), np.array([[1.234, 5.0], [2.0, 3.0]]), 95.0)
     assert np.allclose(read_annotations(tmp_path / "1.txt"), [[1.23, 5.0], [2.0, 3.0]])
+
+
+def test_margins_are_paired_by_detector_seed() -> None:
+    """A seed that reads every wild frame worse moves raw and purified alike: the paired margin's spread is that of
+    the per-seed differences, not of either row."""
+    from maskpurify.evaluation.lpw import lpw_table, paired_margins
+
+    rows = [{"name": "raw", "rates": [0.15, 0.03, 0.08]},
+            {"name": "purified", "rates": [0.27, 0.12, 0.23]},
+            {"name": "synthetic (floor)", "rates": [0.97, 0.89, 0.96]}]
+    margins = {m["name"]: m for m in paired_margins(rows)}
+    assert set(margins) == {"purified - raw"}  # rows missing from the table give no margin
+    m = margins["purified - raw"]
+    assert m["per_seed"] == pytest.approx([0.12, 0.09, 0.15])
+    assert m["margin"] == pytest.approx(0.12) and m["smallest"] == pytest.approx(0.09)
+    assert m["spread"] == pytest.approx(0.06)  # the rows' own spreads are 0.12 and 0.15
+    table = lpw_table({"rows": [], "margins": [m]})
+    assert "purified - raw" in table and "+12.0" in table and "spread  6.0" in table
+    with pytest.raises(ValueError):  # rows scored over different numbers of seeds cannot be paired
+        paired_margins([{"name": "raw", "rates": [0.1, 0.2]}, {"name": "purified", "rates": [0.3]}])

@@ -20,6 +20,10 @@ curve 1..15 px; the learned detectors over their seeds (mean, and the spread: ma
   control: clean purified  the nir-synthetic twins purified (must stay within 1 point of the floor)
   oracle: exact mask       the exact mask's pupil centroid
 
+Paired by detector seed (:func:`paired_margins`): each seed's detector reads raw and purified frames alike, so a
+seed that reads every nir-wild frame worse moves both rows; the margin purified - raw is taken per seed, with its own
+spread, beside the purified - grey control and clean purified - floor margins.
+
 Then raw, purified, mask alone and domain-randomised again under conditions outside the nir-wild preset, and a
 short LPW-layout video (``K.avi`` + ``K.txt``) purified with the LPW driver and read back with its labels.
 """
@@ -68,7 +72,8 @@ class LPWConfig:
     size: str = "48x64"
     weights: str = str(NIR_WEIGHTS)
     #: the learned detectors' training seeds (``pupil_s{seed}``, ``pupil_randomised_s{seed}``)
-    detector_seeds: tuple[int, ...] = (0, 1, 2)
+    #: (seed 3 is the purifier's pupil guide, ``pupil_guide``: never a scored detector)
+    detector_seeds: tuple[int, ...] = (0, 1, 2, 4, 5)
     conditions: bool = True
     conditions_n: int = 500
     conditions_seed: int = 7411
@@ -179,7 +184,8 @@ def run_lpw_experiment(config: LPWConfig, out: Path) -> dict[str, Any]:
         clean.pupil_center)
     row("oracle: exact mask's pupil centroid", "oracle", [mask_pupil_centres(wild.masks)])
     results: dict[str, Any] = {
-        "rows": rows, "n": config.n, "size": list(size), "threshold_lpw_px": LPW_THRESHOLD,
+        "rows": rows, "margins": paired_margins(rows), "n": config.n, "size": list(size),
+        "threshold_lpw_px": LPW_THRESHOLD,
         "curve_lpw_px": list(LPW_CURVE), "lpw_px_per_px": 640 / width, "passed_through": passed,
         "clean_passed_through": clean_passed, "notes": notes,
         "segmenter_pupil_found": float(np.isfinite(mask_pupil_centres(masks)[:, 0]).mean())}
@@ -191,6 +197,27 @@ def run_lpw_experiment(config: LPWConfig, out: Path) -> dict[str, Any]:
     results["video"] = _video(config, nets, out)
     results["seconds"] = round(time.time() - start, 1)
     return results
+
+
+#: The paired margins: (name, row, reference row), both rows read by the same synthetic-trained detectors.
+MARGINS = (("purified - raw", "purified", "raw"),
+           ("purified - grey control", "purified", "control: grey image, same masks, purified"),
+           ("clean purified - floor", "control: clean nir-synthetic purified", "synthetic (floor)"))
+
+
+def paired_margins(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per detector seed, the rate of one row minus its reference's (:data:`MARGINS`): the mean margin, each seed's,
+    its spread (max - min) and the smallest; a margin larger than its own spread, positive on every seed, is one
+    the detector's seed does not explain."""
+    by_name = {r["name"]: r for r in rows}
+    out = []
+    for name, row, reference in MARGINS:
+        if row not in by_name or reference not in by_name:
+            continue
+        per_seed = [a - b for a, b in zip(by_name[row]["rates"], by_name[reference]["rates"], strict=True)]
+        out.append({"name": name, "margin": float(np.mean(per_seed)), "per_seed": per_seed,
+                    "spread": float(max(per_seed) - min(per_seed)), "smallest": float(min(per_seed))})
+    return out
 
 
 def _conditions_rows(config: LPWConfig, nets: _Nets, size: tuple[int, int]) -> list[dict[str, Any]]:
@@ -258,6 +285,12 @@ def lpw_table(results: dict[str, Any]) -> str:
         spread = f"{100 * r['spread']:.1f}" if r["seeds"] > 1 else "-"
         lines.append(f"{r['name']:<44} {100 * r['rate']:>8.1f}% {spread:>7} {r['seeds']:>5} "
                      f"{r['median_err_lpw_px']:>8.1f}px {100 * r['curve'][9]:>5.1f}% {100 * r['curve'][14]:>5.1f}%")
+    if results.get("margins"):
+        lines.append("paired by detector seed (points at 5 px):")
+        for m in results["margins"]:
+            seeds = " ".join(f"{100 * x:+.1f}" for x in m["per_seed"])
+            lines.append(f"  {m['name']:<26} {100 * m['margin']:+6.1f}  spread {100 * m['spread']:4.1f}  "
+                         f"smallest {100 * m['smallest']:+5.1f}  per seed {seeds}")
     return "\n".join(lines)
 
 
@@ -271,4 +304,4 @@ def conditions_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["LPWConfig", "conditions_table", "lpw_table", "mask_pupil_centres", "run_lpw_experiment"]
+__all__ = ["LPWConfig", "conditions_table", "lpw_table", "mask_pupil_centres", "paired_margins", "run_lpw_experiment"]
