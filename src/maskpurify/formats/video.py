@@ -225,7 +225,7 @@ class VideoWriter:
         at = self._next_pts if index is None else max(index, self._next_pts)
         # A gap is filled by repeating the frame: a constant frame rate every reader (and frame count) agrees on
         for pts in range(self._next_pts, at + 1):
-            picture = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            picture = av.VideoFrame.from_numpy_buffer(yuv, format="yuv420p")  # no copy: the encoder copies
             picture.pts, picture.time_base = pts, self._time_base
             for packet in self._stream.encode(picture):
                 self._container.mux(packet)

@@ -27,7 +27,9 @@ networks and mirrored back before pasting. Which crop needs it is read from wher
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -174,16 +176,24 @@ class RotatedCrop:
         return self.out_width / self.width, self.out_height / self.height
 
     def matrix(self) -> np.ndarray:
-        """The 2x3 affine map from photo pixels to crop pixels (pixel centres, as cv2 uses them)."""
-        sx, sy = self.scale
-        theta = np.radians(self.angle)
-        cos, sin = np.cos(theta), np.sin(theta)
-        rotate = np.array([[cos, sin], [-sin, cos]])  # turns the box's axis level
-        linear = np.diag([sx, sy]) @ rotate
-        shift = np.array([(self.out_width - 1) / 2, (self.out_height - 1) / 2]) - linear @ np.array(self.centre)
-        return np.hstack([linear, shift[:, None]])
+        """The 2x3 affine map from photo pixels to crop pixels (pixel centres, as cv2 uses them); read-only."""
+        return self._matrix
 
-    @property
+    @functools.cached_property
+    def _matrix(self) -> np.ndarray:
+        # computed once per crop: a video frame's eyes map points, cut, mask and paste through it many times
+        sx, sy = self.scale
+        theta = math.radians(self.angle)
+        cos, sin = math.cos(theta), math.sin(theta)
+        cx, cy = self.centre
+        # scale x rotation (which turns the box's axis level), then the box centre to the crop centre
+        a, b, c, d = sx * cos, sx * sin, -sy * sin, sy * cos
+        matrix = np.array([[a, b, (self.out_width - 1) / 2 - (a * cx + b * cy)],
+                           [c, d, (self.out_height - 1) / 2 - (c * cx + d * cy)]], np.float64)
+        matrix.setflags(write=False)
+        return matrix
+
+    @functools.cached_property
     def bounds(self) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) of the photo pixels the turned box touches (may overhang the photo)."""
         corners = np.array([[0, 0], [self.out_width - 1, 0], [0, self.out_height - 1],
@@ -317,6 +327,17 @@ def feather_weights(height: int, width: int, feather: float = FEATHER) -> np.nda
     return np.clip(np.minimum(dy, dx) / band, 0.0, 1.0)
 
 
+@functools.lru_cache(maxsize=16)
+def _paste_weights(height: int, width: int, feather: float) -> np.ndarray:
+    """:func:`feather_weights` with a zero rim, so resampling leaks nothing past the crop's border; read-only,
+    shared by every paste of a crop size."""
+    weights = feather_weights(height, width, feather)
+    weights[[0, -1], :] = 0.0
+    weights[:, [0, -1]] = 0.0
+    weights.setflags(write=False)
+    return weights
+
+
 class FaceFinder:
     """A FaceMesh instance (refined landmarks: iris included). static=False tracks faces across video frames."""
 
@@ -370,10 +391,7 @@ def paste(photo: np.ndarray, change: np.ndarray, crop: RotatedCrop, feather: flo
     size = (x1 - x0, y1 - y0)
     big = cv2.warpAffine(np.asarray(change, np.float32), inverse, size, flags=cv2.INTER_CUBIC,
                          borderMode=cv2.BORDER_REPLICATE)
-    weights = feather_weights(crop.out_height, crop.out_width, feather)
-    weights[[0, -1], :] = 0.0  # a zero rim, so resampling leaks nothing past the crop's border
-    weights[:, [0, -1]] = 0.0
-    alpha = cv2.warpAffine(weights, inverse, size,
+    alpha = cv2.warpAffine(_paste_weights(crop.out_height, crop.out_width, feather), inverse, size,
                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
     region = photo[y0:y1, x0:x1].astype(np.float32)
     blended = region + alpha * big
