@@ -39,13 +39,17 @@ GREY_LEVEL = 128
 
 
 def rates(inputs: np.ndarray, outputs: np.ndarray, masks: np.ndarray) -> dict[str, float]:
-    """Share of eyes damaged by (a), (b), (a or b), (c), and the median corner ratio."""
+    """Share of eyes damaged by (a), (b) (and by (b) with an extra blob at the iris edge, or at its centre), (a or
+    b), (c), and the median corner ratio."""
     rows = [artefacts(i, o, m) for i, o, m in zip(inputs, outputs, masks)]
     a = np.array([r["damaged_a"] for r in rows])
     b = np.array([r["damaged_b"] for r in rows])
     c = np.array([r["damaged_c"] for r in rows])
     ratio = np.array([r["corner_ratio"] for r in rows], dtype=np.float64)
+    edge = np.array([r["damaged_b_edge"] for r in rows])
+    centre = np.array([r["damaged_b_centre"] for r in rows])
     return {"damaged_a": round(float(a.mean()), 4), "damaged_b": round(float(b.mean()), 4),
+            "damaged_b_edge": round(float(edge.mean()), 4), "damaged_b_centre": round(float(centre.mean()), 4),
             "damaged_a_or_b": round(float((a | b).mean()), 4), "damaged_c": round(float(c.mean()), 4),
             "corner_ratio_median": round(float(np.nanmedian(ratio)), 3)}
 
@@ -100,7 +104,8 @@ def main() -> None:
               "summary": summary, "per_seed": per_seed}
     atomic_write_json(Path(args.out), result)
     width = max(map(len, names))
-    keys = ("damaged_a", "damaged_b", "damaged_a_or_b", "damaged_c", "corner_ratio_median")
+    keys = ("damaged_a", "damaged_b", "damaged_b_edge", "damaged_b_centre", "damaged_a_or_b", "damaged_c",
+            "corner_ratio_median")
     print(f"{'row (mean over seeds, spread in brackets)':<{width}}  " + "  ".join(f"{k:>18}" for k in keys))
     for name in names:
         print(f"{name:<{width}}  " + "  ".join(f"{summary[name][k]['mean']:>9.3f} ({summary[name][k]['spread']:.3f})"

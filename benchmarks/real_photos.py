@@ -162,7 +162,8 @@ def main() -> None:
         for way, r in rows[name].items():
             print(f"{name} [{way}] open passed through {1 - r['open_passed']:.3f}, closed purified "
                   f"{r['not_open_passed']:.3f}, blank/noise purified {r['blank_noise_purified']:.3f}; damaged (a) "
-                  f"{r['damaged_a']:.3f} (b) {r['damaged_b']:.3f}; corner ratio {r['corner_ratio_mean']:.2f}; "
+                  f"{r['damaged_a']:.3f} (b) {r['damaged_b']:.3f} (at the iris edge {r['damaged_b_edge']:.3f}, at its "
+                  f"centre {r['damaged_b_centre']:.3f}); corner ratio {r['corner_ratio_mean']:.2f}; "
                   f"binocular yaw gap {r['binocular_yaw_gap_before']:.2f} -> {r['binocular_yaw_gap_after']:.2f} "
                   f"(mask alone {r['binocular_yaw_gap_mask_alone']:.2f})"
                   + (f"; IoU iris {r['mask_iou_vs_facemesh']['iris']:.3f} sclera "

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from maskpurify.evaluation.real_photos import (
-    REAL_PHOTOS, artefacts, contact_sheet, corner_colour_ratio, extra_dark_blobs, load_real_photos,
-    new_dark_outside_iris, score_purifier, working_crops, working_masks,
+    REAL_PHOTOS, artefacts, contact_sheet, corner_colour_ratio, extra_dark_blobs, extra_dark_blobs_by_zone,
+    load_real_photos, new_dark_outside_iris, score_purifier, working_crops, working_masks,
 )
 from maskpurify.masks import IRIS, PUPIL, SCLERA, SKIN
 
@@ -120,6 +120,23 @@ def test_split_pupil_or_second_blob_is_damage_b():
     cv2.circle(second, (33, 13), 1, (10, 10, 10), -1)  # a second dark spot in the iris
     assert extra_dark_blobs(image, second, mask) == 1
     assert artefacts(image, second, mask)["damaged_b"]
+
+
+def test_damage_b_says_whether_its_blobs_are_at_the_iris_edge_or_centre():
+    """A limbal ring cut by the lids gives two dark bars at the iris edge; a split pupil gives two blobs at the
+    centre: both are damage (b), told apart by where they lie."""
+    image, mask = synthetic_eye()
+    bars = image.copy()
+    for x in (24, 36):  # 6 px from the centre of an iris 15 px wide: 0.8 of its half-width
+        bars[14:23, x] = np.where(np.isin(mask[14:23, x], (IRIS, PUPIL))[:, None], 12, bars[14:23, x])
+    result = artefacts(image, bars, mask)
+    assert result["extra_dark_blobs"] == 2 and result["damaged_b_edge"] and not result["damaged_b_centre"]
+    assert extra_dark_blobs_by_zone(image, bars, mask) == (0, 2)
+    split = image.copy()
+    split[:, 29:31] = np.where(mask[:, 29:31, None] == PUPIL, 200, split[:, 29:31])
+    result = artefacts(image, split, mask)
+    assert result["damaged_b_centre"] and not result["damaged_b_edge"]
+    assert not any(artefacts(image, image, mask)[k] for k in ("damaged_b_centre", "damaged_b_edge"))
 
 
 def test_corner_blotch_raises_ratio_c_but_a_global_shift_does_not():

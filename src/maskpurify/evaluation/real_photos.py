@@ -16,7 +16,9 @@ viewer notices at once, each of which no global image metric catches:
 (a) :func:`new_dark_outside_iris`: dark spots painted where there is no iris (a "second pupil" on the sclera,
     dark smudges on the lids);
 (b) :func:`extra_dark_blobs`: the iris broken into several dark blobs (a split pupil, a second dark spot in the
-    iris), which reads as a broken eye and also moves any gaze estimate;
+    iris), which reads as a broken eye and also moves any gaze estimate; :func:`extra_dark_blobs_by_zone` says
+    where the extra blobs lie: near the iris edge (the synthetic style's dark limbal ring, which the lids cut into
+    bars) or near its centre (a doubled or moved pupil);
 (c) :func:`corner_colour_ratio`: colour blotches at the eye corners (the caruncle and the outer corner, where the
     renderer's eyes look least like real ones), measured as the colour change there relative to the change over
     the whole eye region.
@@ -68,6 +70,9 @@ DAMAGE_A_FRACTION = 0.01
 BLOB_AREA_PX = 4
 #: Dark blobs inside the iris smaller than this (px) are noise, not blobs (measure b).
 MIN_IRIS_BLOB_PX = 2
+#: Measure (b)'s zones: a blob whose centroid lies beyond this fraction of the reference iris's half-width from its
+#: centre is at the iris edge (where the limbal ring is), else at its centre (where the pupil is).
+IRIS_EDGE_FRACTION = 0.55
 #: Corner regions: the outer fraction of the eye's width at each end (measure c).
 CORNER_FRACTION = 0.2
 #: Damaged (c): corner/whole ratio above this AND a visible mean change (CIE76 delta E) in the corners.
@@ -207,16 +212,28 @@ def new_dark_outside_iris(image: np.ndarray, output: np.ndarray, mask: np.ndarra
             "damaged": bool(fraction > DAMAGE_A_FRACTION or largest >= min_blob)}
 
 
-def dark_blobs_in_iris(image: np.ndarray, mask: np.ndarray, ref: float) -> int:
+def dark_blob_radii(image: np.ndarray, mask: np.ndarray, ref: float) -> np.ndarray:
     """Separate (8-connected) very dark blobs of at least MIN_IRIS_BLOB_PX (scaled) inside the reference iris +
-    pupil; "very dark" as in measure (a), relative to ``ref``."""
+    pupil ("very dark" as in measure (a), relative to ``ref``): each blob's centroid distance from the reference
+    iris's centre, over the iris's half-width (the lids cut its height, not its width)."""
     disc = np.isin(mask, (IRIS, PUPIL))
     dark = disc & (luma(image) < DARK_FRACTION * ref)
     if not dark.any():
-        return 0
+        return np.zeros(0)
     labels, n = ndimage.label(dark, structure=np.ones((3, 3)))
-    sizes = np.bincount(labels.ravel())[1:]
-    return int((sizes >= MIN_IRIS_BLOB_PX * _scale(mask) ** 2).sum())
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    keep = np.nonzero(sizes >= MIN_IRIS_BLOB_PX * _scale(mask) ** 2)[0] + 1
+    if not keep.size:
+        return np.zeros(0)
+    ys, xs = np.nonzero(disc)
+    half_width = (xs.max() - xs.min() + 1) / 2
+    centres = np.array(ndimage.center_of_mass(dark, labels, keep), np.float64).reshape(-1, 2)
+    return np.hypot(centres[:, 0] - ys.mean(), centres[:, 1] - xs.mean()) / half_width
+
+
+def dark_blobs_in_iris(image: np.ndarray, mask: np.ndarray, ref: float) -> int:
+    """How many separate very dark blobs lie inside the reference iris + pupil (:func:`dark_blob_radii`)."""
+    return len(dark_blob_radii(image, mask, ref))
 
 
 def extra_dark_blobs(image: np.ndarray, output: np.ndarray, mask: np.ndarray) -> int:
@@ -225,6 +242,17 @@ def extra_dark_blobs(image: np.ndarray, output: np.ndarray, mask: np.ndarray) ->
     (b). Negative when the output merges blobs."""
     ref = reference_luma(image, mask)
     return dark_blobs_in_iris(output, mask, ref) - dark_blobs_in_iris(image, mask, ref)
+
+
+def extra_dark_blobs_by_zone(image: np.ndarray, output: np.ndarray, mask: np.ndarray) -> tuple[int, int]:
+    """Measure (b) by where the blobs lie: (extra blobs near the iris centre, extra blobs near its edge), each the
+    output's count minus the input's in that zone (IRIS_EDGE_FRACTION), never below 0. Edge blobs are what the
+    synthetic style's dark limbal ring gives where the lids cut it; centre ones a doubled or moved pupil."""
+    ref = reference_luma(image, mask)
+    before, after = dark_blob_radii(image, mask, ref), dark_blob_radii(output, mask, ref)
+    centre = int((after <= IRIS_EDGE_FRACTION).sum() - (before <= IRIS_EDGE_FRACTION).sum())
+    edge = int((after > IRIS_EDGE_FRACTION).sum() - (before > IRIS_EDGE_FRACTION).sum())
+    return max(0, centre), max(0, edge)
 
 
 def lab(image: np.ndarray) -> np.ndarray:
@@ -263,14 +291,17 @@ def corner_colour_ratio(image: np.ndarray, output: np.ndarray, mask: np.ndarray)
 
 def artefacts(image: np.ndarray, output: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
     """All three measures for one eye: {new_dark_fraction, new_dark_blob_px, damaged_a, extra_dark_blobs,
-    damaged_b, corner_ratio, corner_delta_e, damaged_c}."""
+    damaged_b, damaged_b_centre, damaged_b_edge (damaged b with an extra blob in that zone), corner_ratio,
+    corner_delta_e, damaged_c}."""
     if not (image.shape == output.shape and image.shape[:2] == mask.shape):
         raise ValueError(f"input {image.shape}, output {output.shape} and mask {mask.shape} must share H and W")
     a = new_dark_outside_iris(image, output, mask)
     b = extra_dark_blobs(image, output, mask)
+    b_centre, b_edge = extra_dark_blobs_by_zone(image, output, mask)
     c = corner_colour_ratio(image, output, mask)
     return {"new_dark_fraction": a["fraction"], "new_dark_blob_px": a["largest_blob_px"], "damaged_a": a["damaged"],
-            "extra_dark_blobs": b, "damaged_b": b > 0, "corner_ratio": c["ratio"],
+            "extra_dark_blobs": b, "damaged_b": b > 0, "damaged_b_centre": b > 0 and b_centre > 0,
+            "damaged_b_edge": b > 0 and b_edge > 0, "corner_ratio": c["ratio"],
             "corner_delta_e": c["corner_delta_e"], "damaged_c": c["damaged"]}
 
 
@@ -314,8 +345,8 @@ def score_purifier(purify_fn: PurifyFn, half: str | None = "tune", size: tuple[i
     ``gaze_fn``: optional, see :func:`binocular_yaw_gap`; adds the binocular check before and after.
 
     Returns {n, n_open, open_passed (rate of open eyes purified), not_open_passed (rate of the others: ideally 0),
-    damaged_a, damaged_b, damaged_c (rates over the purified eyes), damaged_any, new_dark_fraction_mean,
-    corner_ratio_mean (over purified eyes that changed), binocular_yaw_gap_before/after, binocular_pitch_gap_*,
+    damaged_a, damaged_b, damaged_c, damaged_b_centre, damaged_b_edge (rates over the purified eyes), damaged_any,
+    new_dark_fraction_mean, corner_ratio_mean (over purified eyes that changed), binocular_yaw_gap_before/after, binocular_pitch_gap_*,
     binocular_faces, per_eye (name, purified, measures)}.
     """
     data = data if data is not None else load_real_photos(half)
@@ -337,6 +368,7 @@ def score_purifier(purify_fn: PurifyFn, half: str | None = "tune", size: tuple[i
         "n_purified": int(purified.sum()),
         "open_passed": _rate(purified[is_open]), "not_open_passed": _rate(purified[~is_open]),
         "damaged_a": rate("damaged_a"), "damaged_b": rate("damaged_b"), "damaged_c": rate("damaged_c"),
+        "damaged_b_centre": rate("damaged_b_centre"), "damaged_b_edge": rate("damaged_b_edge"),
         "damaged_any": _rate(np.array([rows[i]["damaged_a"] or rows[i]["damaged_b"] or rows[i]["damaged_c"]
                                        for i in np.nonzero(purified)[0]], dtype=bool)),
         "new_dark_fraction_mean": float(np.mean([r["new_dark_fraction"] for r in rows])) if rows else float("nan"),
