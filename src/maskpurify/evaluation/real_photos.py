@@ -346,8 +346,8 @@ def score_purifier(purify_fn: PurifyFn, half: str | None = "tune", size: tuple[i
 
     Returns {n, n_open, open_passed (rate of open eyes purified), not_open_passed (rate of the others: ideally 0),
     damaged_a, damaged_b, damaged_c, damaged_b_centre, damaged_b_edge (rates over the purified eyes), damaged_any,
-    new_dark_fraction_mean, corner_ratio_mean (over purified eyes that changed), binocular_yaw_gap_before/after, binocular_pitch_gap_*,
-    binocular_faces, per_eye (name, purified, measures)}.
+    new_dark_fraction_mean, corner_ratio_mean (over purified eyes that changed), binocular_yaw_gap_before/after,
+    binocular_pitch_gap_*, binocular_faces, per_eye (name, purified, measures)}.
     """
     data = data if data is not None else load_real_photos(half)
     crops, masks = working_crops(data.images, size), working_masks(data.masks, size)
