@@ -231,25 +231,29 @@ def dark_blob_radii(image: np.ndarray, mask: np.ndarray, ref: float) -> np.ndarr
     return np.hypot(centres[:, 0] - ys.mean(), centres[:, 1] - xs.mean()) / half_width
 
 
-def dark_blobs_in_iris(image: np.ndarray, mask: np.ndarray, ref: float) -> int:
-    """How many separate very dark blobs lie inside the reference iris + pupil (:func:`dark_blob_radii`)."""
-    return len(dark_blob_radii(image, mask, ref))
+def iris_blob_radii(image: np.ndarray, output: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`dark_blob_radii` of the input and of the output, both against the input's reference luma: what
+    measure (b) compares, computed once per eye."""
+    ref = reference_luma(image, mask)
+    return dark_blob_radii(image, mask, ref), dark_blob_radii(output, mask, ref)
 
 
 def extra_dark_blobs(image: np.ndarray, output: np.ndarray, mask: np.ndarray) -> int:
     """Measure (b): dark blobs inside the reference iris in the output minus in the input (one reference luma,
     the input's, for both). A pupil split by a bright bar, or a second dark spot in the iris, gives > 0: damaged
     (b). Negative when the output merges blobs."""
-    ref = reference_luma(image, mask)
-    return dark_blobs_in_iris(output, mask, ref) - dark_blobs_in_iris(image, mask, ref)
+    before, after = iris_blob_radii(image, output, mask)
+    return len(after) - len(before)
 
 
 def extra_dark_blobs_by_zone(image: np.ndarray, output: np.ndarray, mask: np.ndarray) -> tuple[int, int]:
-    """Measure (b) by where the blobs lie: (extra blobs near the iris centre, extra blobs near its edge), each the
-    output's count minus the input's in that zone (IRIS_EDGE_FRACTION), never below 0. Edge blobs are what the
-    synthetic style's dark limbal ring gives where the lids cut it; centre ones a doubled or moved pupil."""
-    ref = reference_luma(image, mask)
-    before, after = dark_blob_radii(image, mask, ref), dark_blob_radii(output, mask, ref)
+    """Measure (b) by where the blobs lie: (extra blobs near the iris centre, extra blobs near its edge)."""
+    return _extra_by_zone(*iris_blob_radii(image, output, mask))
+
+
+def _extra_by_zone(before: np.ndarray, after: np.ndarray) -> tuple[int, int]:
+    """Each zone's count in the output minus the input's (IRIS_EDGE_FRACTION), never below 0. Edge blobs are what
+    the synthetic style's dark limbal ring gives where the lids cut it; centre ones a doubled or moved pupil."""
     centre = int((after <= IRIS_EDGE_FRACTION).sum() - (before <= IRIS_EDGE_FRACTION).sum())
     edge = int((after > IRIS_EDGE_FRACTION).sum() - (before > IRIS_EDGE_FRACTION).sum())
     return max(0, centre), max(0, edge)
@@ -296,8 +300,9 @@ def artefacts(image: np.ndarray, output: np.ndarray, mask: np.ndarray) -> dict[s
     if not (image.shape == output.shape and image.shape[:2] == mask.shape):
         raise ValueError(f"input {image.shape}, output {output.shape} and mask {mask.shape} must share H and W")
     a = new_dark_outside_iris(image, output, mask)
-    b = extra_dark_blobs(image, output, mask)
-    b_centre, b_edge = extra_dark_blobs_by_zone(image, output, mask)
+    before, after = iris_blob_radii(image, output, mask)
+    b = len(after) - len(before)
+    b_centre, b_edge = _extra_by_zone(before, after)
     c = corner_colour_ratio(image, output, mask)
     return {"new_dark_fraction": a["fraction"], "new_dark_blob_px": a["largest_blob_px"], "damaged_a": a["damaged"],
             "extra_dark_blobs": b, "damaged_b": b > 0, "damaged_b_centre": b > 0 and b_centre > 0,
