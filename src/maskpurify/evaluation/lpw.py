@@ -185,8 +185,8 @@ def run_lpw_experiment(config: LPWConfig, out: Path) -> dict[str, Any]:
     row("oracle: exact mask's pupil centroid", "oracle", [mask_pupil_centres(wild.masks)])
     results: dict[str, Any] = {
         "rows": rows, "margins": paired_margins(rows), "n": config.n, "size": list(size),
-        "threshold_lpw_px": LPW_THRESHOLD,
-        "curve_lpw_px": list(LPW_CURVE), "lpw_px_per_px": 640 / width, "passed_through": passed,
+        "threshold_lpw_px": LPW_THRESHOLD, "curve_lpw_px": list(LPW_CURVE), "lpw_px_per_px": 640 / width,
+        "passed_through": passed,
         "clean_passed_through": clean_passed, "notes": notes,
         "segmenter_pupil_found": float(np.isfinite(mask_pupil_centres(masks)[:, 0]).mean())}
     if config.conditions:
@@ -304,4 +304,5 @@ def conditions_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["LPWConfig", "conditions_table", "lpw_table", "mask_pupil_centres", "paired_margins", "run_lpw_experiment"]
+__all__ = ["LPWConfig", "conditions_table", "lpw_table", "mask_pupil_centres", "paired_margins",
+           "run_lpw_experiment"]
