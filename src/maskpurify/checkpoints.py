@@ -25,15 +25,16 @@ import secrets
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as load_bytes, load_file, save as save_bytes
 
 from maskpurify.errors import UserError
 from maskpurify.fileio import atomic_write_bytes, atomic_write_json, current_umask, fsync_dir, json_bytes, parse_json, \
     read_json, sha256_file
+
+if TYPE_CHECKING:  # PyTorch is imported where tensors are read or written, so that reading a sidecar needs none
+    import torch
 
 
 #: The shipped checkpoints, the one place every default checkpoint path starts from: ``$MASKPURIFY_WEIGHTS`` when
@@ -59,6 +60,8 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def _tensor_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    from safetensors.torch import save as save_bytes
+
     return save_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
 
 
@@ -79,12 +82,14 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: di
     return weights
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint of either layout; a missing, corrupt or mismatched file is a UserError naming it."""
+def verified_sidecar(path: str | Path) -> dict[str, Any] | None:
+    """The sidecar of a plain checkpoint, checked against its weights file (``weights_sha256``) without reading a
+    tensor, so without PyTorch; None for a committed checkpoint (training state). A missing, unreadable or
+    mismatched file is a UserError naming it."""
     weights, sidecar = checkpoint_paths(path)
     meta = read_json(sidecar) if sidecar.is_file() else None
     if isinstance(meta, dict) and meta.get("format") == POINTER_FORMAT:
-        return load_committed(sidecar.with_suffix(""))
+        return None
     if not weights.is_file():
         raise UserError(f"{weights}: no such checkpoint")
     if meta is None:
@@ -95,6 +100,17 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if expected is not None and sha256_file(weights) != expected:
         raise UserError(f"{weights}: does not match its sidecar {sidecar.name} (weights_sha256 differs; an "
                         "interrupted save or a replaced file): save it again")
+    return meta
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint of either layout; a missing, corrupt or mismatched file is a UserError naming it."""
+    meta = verified_sidecar(path)
+    if meta is None:
+        return load_committed(checkpoint_paths(path)[1].with_suffix(""))
+    weights = checkpoint_paths(path)[0]
+    from safetensors.torch import load_file
+
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -214,6 +230,8 @@ def _verified(directory: Path, entry: Any) -> tuple[dict[str, torch.Tensor], dic
             return None
         blobs[file_name] = data
     try:
+        from safetensors.torch import load as load_bytes
+
         tensors = load_bytes(blobs[_WEIGHTS])
         meta = parse_json(blobs[_META], str(folder / _META))
     except (SafetensorError, ValueError, UserError):
@@ -298,6 +316,8 @@ def checkpoint_exists(path: str | Path) -> bool:
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split an optimizer's state dict into safetensors-able tensors and JSON-able metadata."""
+    import torch
+
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, Any] = {}
@@ -359,6 +379,8 @@ def _build_checked(path: str | Path, build: Callable[[dict[str, Any]], torch.nn.
     the state dict's shapes instead of the module."""
     if not isinstance(config, dict):
         raise UserError(f"{path}: sidecar 'config' must be a JSON object, got {type(config).__name__}")
+    import torch
+
     try:
         if meta_device:
             with torch.device("meta"):

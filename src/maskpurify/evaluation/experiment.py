@@ -127,7 +127,7 @@ def purifier_transform(path: Path, device: str, batch_size: int) -> Transform:
     def apply(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
         return engine.purify_arrays(images, masks)
 
-    apply.reads_masks = engine.purifier.config.use_mask  # type: ignore[attr-defined]
+    apply.reads_masks = engine.reads_masks  # type: ignore[attr-defined]
     return apply
 
 

@@ -337,7 +337,7 @@ def purify_dataset(pipeline: Pipeline, src: Path, out: Path, overwrite: bool = F
                         "give --masks auto for the segmenter's")
     auto = masks.kind == "auto"
     engine = pipeline.engine
-    if auto and engine.segmenter is None:
+    if auto and not engine.has_segmenter:
         raise UserError(f"--masks auto: no segmenter for {src}; give --segmenter CKPT")
     run_settings = dict(settings or {})
     run_settings.update({"input": str(src.resolve()), "kind": "dataset"})

@@ -14,19 +14,26 @@ its reason is returned, so each caller can say so.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from maskpurify.checkpoints import WEIGHTS_DIR, checkpoint_paths
 from maskpurify.errors import UserError
 from maskpurify.masks import (BINARY_LABELS, CANONICAL_EYE, EYE_LABELS, EYE_PALETTE, LabelSet, eye_problems,
                               mirror_eyes, mirror_flags, validate_mask)
-from maskpurify.nets.purifier import Purifier, load_purifier
-from maskpurify.nets.segmenter import Segmenter, load_segmenter, predict_masks
+from maskpurify.purification.networks import NetworkCheckpoint, open_network
+
+if TYPE_CHECKING:
+    import torch
+
+    from maskpurify.nets.purifier import Purifier
+    from maskpurify.nets.segmenter import Segmenter
 
 #: The shipped purifier and segmenter (see :data:`maskpurify.checkpoints.WEIGHTS_DIR`).
 DEFAULT_PURIFIER = WEIGHTS_DIR / "purifier"
@@ -58,8 +65,18 @@ def eye_check(masks: np.ndarray | Sequence[np.ndarray], labels: LabelSet = EYE_L
     return eye_problems(np.asarray(masks)) if len(masks) else []
 
 
+def _no_gpu_here() -> bool:
+    """True when this Linux machine has no NVIDIA or AMD GPU device node, so CUDA cannot be available: ``auto`` is
+    then the CPU without importing PyTorch (about 2 s) to ask."""
+    return sys.platform.startswith("linux") and not any(os.path.exists(node) for node in ("/dev/nvidiactl", "/dev/kfd"))
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> cuda when available, else cpu; an unusable device is a UserError naming the flag."""
+    if device == "cpu" or (device == "auto" and _no_gpu_here()):
+        return "cpu"
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -83,7 +100,7 @@ def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
         return "torch"
     from maskpurify.purification.onnx_backend import onnx_available
 
-    cpu = torch.device(device).type == "cpu"
+    cpu = str(device).split(":")[0] == "cpu"
     if backend == "auto":
         return "onnx" if cpu and onnx_available(("onnxruntime",)) is None else "torch"
     if not cpu:
@@ -142,24 +159,28 @@ class Purification:
     plausible eye (:func:`eye_check`); masks a user gives are trusted.
     """
 
-    def __init__(self, purifier: Purifier, segmenter: Segmenter | None = None, device: str | torch.device = "cpu",
-                 batch_size: int = 64, check_eyes: bool = True, backend: str = "torch",
-                 onnx_dir: str | Path | None = None) -> None:
+    def __init__(self, purifier: Purifier | NetworkCheckpoint, segmenter: Segmenter | NetworkCheckpoint | None = None,
+                 device: str | torch.device = "cpu", batch_size: int = 64, check_eyes: bool = True,
+                 backend: str = "torch", onnx_dir: str | Path | None = None) -> None:
         if batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-        self.device = torch.device(device)
-        self.purifier = purifier.to(self.device).eval()
-        self.segmenter = segmenter.to(self.device).eval() if segmenter is not None else None
+        #: the torch device the PyTorch backend runs on, as a string ('cpu', 'cuda:1')
+        self.device = str(device)
+        # a NetworkCheckpoint stays one until PyTorch has to run it (:attr:`purifier`, :attr:`segmenter`)
+        self._nets: dict[str, Any] = {"purifier": self._on_device(purifier),
+                                      "segmenter": self._on_device(segmenter) if segmenter is not None else None}
         self.batch_size = batch_size
         config = purifier.config
         self.labels = purifier.spec.labels
         #: (height, width) the purifier was trained at
         self.working_size = purifier.spec.size
+        #: whether the purifier reads a mask at all (the no-mask ablation does not)
+        self.reads_masks = bool(config.use_mask)
         if self.labels.num_labels != config.num_labels:
             raise UserError(f"the purifier's checkpoint names {self.labels.num_labels} labels but its network "
                             f"reads {config.num_labels}")
-        if self.segmenter is not None and self.segmenter.config.num_classes != config.num_labels:
-            raise UserError(f"the segmenter predicts {self.segmenter.config.num_classes} labels but the purifier "
+        if segmenter is not None and segmenter.config.num_classes != config.num_labels:
+            raise UserError(f"the segmenter predicts {segmenter.config.num_classes} labels but the purifier "
                             f"expects {config.num_labels}; use a matching segmenter or give masks")
         #: Number of purifier forward passes so far (for progress reporting and tests).
         self.forward_passes = 0
@@ -172,12 +193,36 @@ class Purification:
             from maskpurify.purification.onnx_backend import OnnxNets
 
             automatic = backend == "auto"
-            self._onnx = OnnxNets(self.purifier, self.segmenter, onnx_dir, export=not automatic)
+            self._onnx = OnnxNets(self._nets["purifier"], self._nets["segmenter"], onnx_dir, export=not automatic)
             if automatic:  # only networks exported already (the shipped ones): choosing writes nothing
                 try:
                     self._onnx.warm_up(self.working_size)
                 except UserError:
                     self.backend, self._onnx = "torch", None
+
+    def _on_device(self, net: Any) -> Any:
+        return net if isinstance(net, NetworkCheckpoint) else net.to(self.device).eval()
+
+    def _module(self, kind: str) -> Any:
+        net = self._nets[kind]
+        if isinstance(net, NetworkCheckpoint):
+            net = self._nets[kind] = net.build(self.device)
+        return net
+
+    @property
+    def purifier(self) -> Purifier:
+        """The purifier as a PyTorch module (built from its checkpoint on first use: the ONNX backend needs none)."""
+        return self._module("purifier")  # type: ignore[no-any-return]
+
+    @property
+    def segmenter(self) -> Segmenter | None:
+        """The segmenter as a PyTorch module, or None (built from its checkpoint on first use, as :attr:`purifier`)."""
+        return self._module("segmenter") if self._nets["segmenter"] is not None else None
+
+    @property
+    def has_segmenter(self) -> bool:
+        """Whether automatic masks can be made (without building a PyTorch module to find out)."""
+        return self._nets["segmenter"] is not None
 
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, segmenter: str | Path | None | bool = None,
@@ -186,23 +231,25 @@ class Purification:
         """Load checkpoints. checkpoint None: the shipped ``weights/purifier``. segmenter None: the shipped
         ``weights/segmenter`` when present (else no segmenter); False: none; a path: that checkpoint.
         backend: 'torch', 'onnx' (ONNX Runtime, CPU; networks exported to ``onnx_dir`` or the cache on first use)
-        or 'auto' (:func:`resolve_backend`)."""
+        or 'auto' (:func:`resolve_backend`). With ONNX Runtime, PyTorch is imported only when a network has no
+        export yet (:mod:`maskpurify.purification.networks`)."""
         device = resolve_device(device)
+        lazy = resolve_backend(backend, device) == "onnx"
         if checkpoint is None:
             if not checkpoint_exists(DEFAULT_PURIFIER):
                 raise UserError(f"no purifier checkpoint given and none shipped at {DEFAULT_PURIFIER}.safetensors; "
                                 "give --checkpoint CKPT")
             checkpoint = DEFAULT_PURIFIER
-        purifier = load_purifier(checkpoint, device)
-        seg: Segmenter | None = None
+        purifier = open_network(checkpoint, "purifier", device, lazy)
+        seg = None
         if segmenter is None:
             if checkpoint_exists(DEFAULT_SEGMENTER):
-                candidate = load_segmenter(DEFAULT_SEGMENTER, device)
+                candidate = open_network(DEFAULT_SEGMENTER, "segmenter", device, lazy)
                 # The shipped eye segmenter only serves purifiers with the same label count.
                 if candidate.config.num_classes == purifier.config.num_labels:
                     seg = candidate
         elif segmenter is not False:
-            seg = load_segmenter(segmenter, device)  # type: ignore[arg-type]
+            seg = open_network(segmenter, "segmenter", device, lazy)
         return cls(purifier, seg, device, batch_size, check_eyes, backend, onnx_dir)
 
     # -- masks ---------------------------------------------------------------------------------------------
@@ -213,7 +260,7 @@ class Purification:
         eye: which eye each image shows (``left``/``right``, see :data:`maskpurify.masks.CANONICAL_EYE`); crops
         of the other eye are segmented mirrored (the segmenter only knows the canonical side) and the masks
         mirrored back."""
-        if self.segmenter is None:
+        if not self.has_segmenter:
             what = names[0] if names else "the input"
             raise UserError(f"no mask for {what} and no segmenter; give --masks DIR or --segmenter")
         flags = mirror_flags(eye, len(images))
@@ -225,6 +272,8 @@ class Purification:
                                     for start in range(0, len(images), self.batch_size)]) \
                 if len(images) else np.zeros(images.shape[:3], np.uint8)
         else:
+            from maskpurify.nets.segmenter import predict_masks
+
             masks = predict_masks(self.segmenter, images, batch_size=self.batch_size)
         return mirror_eyes(masks, flags) if flags.any() else masks
 
@@ -265,6 +314,8 @@ class Purification:
                 y *= np.float32(255.0)
                 out[start:stop] = np.rint(y, out=y).astype(np.uint8).transpose(0, 2, 3, 1)
             return mirror_eyes(out, flags, channels=True) if flags.any() else out
+        import torch
+
         with torch.inference_mode():
             for start in range(0, len(rgb), self.batch_size):
                 stop = min(len(rgb), start + self.batch_size)
@@ -295,7 +346,7 @@ class Purification:
         def label(i: int) -> str:
             return names[i] if names is not None else f"image {i}"
 
-        if masks is None and not self.purifier.config.use_mask:
+        if masks is None and not self.reads_masks:
             masks = np.zeros((n, h, w), np.uint8)
         elif masks is None:
             masks = self.auto_masks(rgb, names, eye)

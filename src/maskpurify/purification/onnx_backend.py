@@ -20,34 +20,39 @@ The batch axis is dynamic; height and width are fixed at export (the networks pa
 a trace freezes), so the backend exports one file per image size it meets.
 
 Backend: :class:`OnnxNets` runs the segmenter and the purifier in ``onnxruntime.InferenceSession`` (CPU execution
-provider, ``torch.get_num_threads()`` intra-op threads). Files are looked up in the folder given, then among the
+provider, :func:`default_threads` intra-op threads). Files are looked up in the folder given, then among the
 shipped exports (:data:`SHIPPED_DIR`, the shipped networks at their working size), then in the cache
 (``$MASKPURIFY_ONNX_CACHE`` or ``~/.cache/maskpurify/onnx``, ``$XDG_CACHE_HOME`` honoured; a sub-folder per
 network named by its :func:`network_sha256`). A file is used only when its sidecar says it was exported from this
-very network, at this size, and the file's sha256 matches. With ``export=True`` a missing file is exported (to the
+very network, at this size, and the file's sha256 matches: for a network the engine read from a checkpoint, the
+sidecar's record of the checkpoint's weights (:func:`exported_from`, no PyTorch needed), else its
+:func:`network_sha256`. With ``export=True`` a missing file is exported (to the
 folder given, else the cache); with ``export=False`` (the engine's ``auto`` backend) it is a UserError instead, so
 that choosing a backend never writes anything.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from safetensors.torch import save as save_tensors
-from torch import nn
 
 from maskpurify.errors import UserError
 from maskpurify.fileio import atomic_write_bytes, atomic_write_json, json_bytes, read_json, sha256_file
+from maskpurify.purification.networks import NetworkCheckpoint
+
+if TYPE_CHECKING:  # PyTorch is imported only to export or hash a network (see networks.py)
+    from torch import nn
 
 #: ONNX opset of the exported graphs (onnxruntime >= 1.13 runs it).
 OPSET = 17
@@ -113,6 +118,9 @@ def network_meta(model: nn.Module) -> dict[str, Any]:
 def network_sha256(model: nn.Module) -> str:
     """sha256 of what the exported graph depends on: the weights (safetensors bytes of the state dict), the
     config, the torch version and the export recipe. Names the network's cache folder."""
+    import torch
+    from safetensors.torch import save as save_tensors
+
     digest = hashlib.sha256()
     digest.update(save_tensors({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}))
     digest.update(json_bytes({"kind": kind_of(model), "config": _config_dict(model), "torch": torch.__version__,
@@ -137,15 +145,20 @@ def _io_spec(model: nn.Module, size: tuple[int, int]) -> tuple[list[dict[str, An
     return inputs, [{"name": "gaze", "dtype": "float32", "shape": ["batch", 2]}]
 
 
-class _GazeWithPose(nn.Module):
+def _gaze_with_pose(gaze_net: nn.Module) -> nn.Module:
     """A gaze net whose head pose is a positional input (the exporter passes positional arguments)."""
+    import torch
+    from torch import nn
 
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
+    class GazeWithPose(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = gaze_net
 
-    def forward(self, image: torch.Tensor, head_pose: torch.Tensor) -> torch.Tensor:
-        return self.net(image, head_pose)  # type: ignore[no-any-return]
+        def forward(self, image: torch.Tensor, head_pose: torch.Tensor) -> torch.Tensor:
+            return self.net(image, head_pose)  # type: ignore[no-any-return]
+
+    return GazeWithPose()
 
 
 def onnx_bytes(model: nn.Module, size: tuple[int, int]) -> tuple[bytes, list[dict[str, Any]], list[dict[str, Any]]]:
@@ -157,6 +170,8 @@ def onnx_bytes(model: nn.Module, size: tuple[int, int]) -> tuple[bytes, list[dic
     h, w = (int(v) for v in size)
     if h < 1 or w < 1:
         raise UserError(f"ONNX export: size must be positive, got {h}x{w}")
+    import torch
+
     inputs, outputs = _io_spec(model, (h, w))
     example: list[torch.Tensor] = []
     for spec in inputs:
@@ -167,7 +182,7 @@ def onnx_bytes(model: nn.Module, size: tuple[int, int]) -> tuple[bytes, list[dic
             example.append(torch.rand(shape))
     net: nn.Module = model
     if kind_of(model) == "gaze" and len(inputs) == 2:
-        net = _GazeWithPose(model)
+        net = _gaze_with_pose(model)
     was_training, device = model.training, next(model.parameters()).device
     buffer = io.BytesIO()
     try:
@@ -208,6 +223,8 @@ def export_network(model: nn.Module, path: str | Path, size: tuple[int, int] | N
     """Write ``model`` as ``path`` (``.onnx``) and its sidecar ``path`` with ``.json``, each atomically, the sidecar
     last. size: (H, W), default the network's working size. meta: the original checkpoint sidecar (default:
     :func:`network_meta`). Returns the ``.onnx`` path. Overwrites: the caller decides whether it may."""
+    import torch
+
     path = Path(path).with_suffix(".onnx")
     size = tuple(size) if size is not None else tuple(model.spec.size)  # type: ignore[attr-defined, assignment]
     data, inputs, outputs = onnx_bytes(model, size)  # type: ignore[arg-type]
@@ -245,26 +262,61 @@ def default_cache_dir() -> Path:
     return base / "maskpurify" / "onnx"
 
 
-class _Network:
-    """One network's ONNX sessions, one per image size, exported on first use."""
+def exported_from(path: str | Path, checkpoint: NetworkCheckpoint, size: tuple[int, int]) -> bool:
+    """Whether ``path`` (.onnx) and its sidecar hold ``checkpoint``'s network at ``size``, intact: the sidecar
+    names the same kind, config and weights (the sha256 both sidecars record for the weights file). The check
+    that needs no PyTorch, so the shipped exports start without it."""
+    path = Path(path)
+    sidecar = path.with_suffix(".json")
+    if not (path.is_file() and sidecar.is_file()):
+        return False
+    try:
+        meta = read_json(sidecar)
+    except UserError:
+        return False
+    entry = meta.get("onnx") if isinstance(meta, dict) else None
+    return (isinstance(entry, dict) and meta.get("kind") == checkpoint.kind
+            and meta.get("config") == checkpoint.meta["config"]
+            and meta.get("weights_sha256") == checkpoint.weights_sha256
+            and entry.get("export_version") == EXPORT_VERSION and entry.get("size") == [int(size[0]), int(size[1])]
+            and entry.get("sha256") == sha256_file(path))
 
-    def __init__(self, model: nn.Module, folder: Path | None, threads: int, export: bool = True) -> None:
-        self.model = model
+
+class _Network:
+    """One network's ONNX sessions, one per image size, exported on first use.
+
+    net: a PyTorch network, or a :class:`NetworkCheckpoint` (built in PyTorch only when no export is found by its
+    weights' hash: to be hashed, looked up in the cache and exported)."""
+
+    def __init__(self, net: nn.Module | NetworkCheckpoint, folder: Path | None, threads: int,
+                 export: bool = True) -> None:
+        self.net = net
         self.export = export
-        self.kind = kind_of(model)
-        self.sha = network_sha256(model)
-        #: a given folder holds every network (the sidecars tell them apart); the cache, one folder per network
-        self.folder = folder if folder is not None else default_cache_dir() / self.sha
-        self.shared = folder is not None
+        self.kind = net.kind if isinstance(net, NetworkCheckpoint) else kind_of(net)
+        self.given = folder
         self.threads = threads
         self.sessions: dict[tuple[int, int], Any] = {}
         self.paths: dict[tuple[int, int], Path | None] = {}  # what path_for found (None: nothing, no export)
         self.lock = threading.Lock()
 
+    @functools.cached_property
+    def model(self) -> nn.Module:
+        """The PyTorch network (built from the checkpoint when it is one)."""
+        return self.net.build("cpu") if isinstance(self.net, NetworkCheckpoint) else self.net
+
+    @functools.cached_property
+    def sha(self) -> str:
+        return network_sha256(self.model)
+
+    @property
+    def folder(self) -> Path:
+        """A given folder holds every network (the sidecars tell them apart); the cache, one folder per network."""
+        return self.given if self.given is not None else default_cache_dir() / self.sha
+
     def path_for(self, size: tuple[int, int]) -> Path:
-        """The file for ``size``: ``KIND.onnx`` (what ``maskpurify export`` writes) in the folder, then the shipped
-        one, when it matches; else ``KIND_HxW.onnx`` in the folder (exported now, when ``export``, if it does not
-        exist or does not match)."""
+        """The file for ``size``: ``KIND.onnx`` (what ``maskpurify export`` writes) in the folder given, then the
+        shipped one, when it matches; else ``KIND_HxW.onnx`` in the folder (exported now, when ``export``, if it
+        does not exist or does not match)."""
         if size not in self.paths:
             self.paths[size] = self._find(size)
         found = self.paths[size]
@@ -274,9 +326,14 @@ class _Network:
 
     def _find(self, size: tuple[int, int]) -> Path | None:
         """The matching file for ``size``, exported now when allowed; None when there is none (no export)."""
-        for plain in (self.folder / f"{self.kind}.onnx", SHIPPED_DIR / f"{self.kind}.onnx"):
-            if exported_matches(plain, self.sha, size):
-                return plain
+        plain = [p for p in (self.given, SHIPPED_DIR) if p is not None]
+        if isinstance(self.net, NetworkCheckpoint):
+            for folder in plain:
+                if exported_from(folder / f"{self.kind}.onnx", self.net, size):
+                    return folder / f"{self.kind}.onnx"
+        for folder in plain:
+            if exported_matches(folder / f"{self.kind}.onnx", self.sha, size):
+                return folder / f"{self.kind}.onnx"
         sized = self.folder / f"{self.kind}_{size[0]}x{size[1]}.onnx"
         if not exported_matches(sized, self.sha, size):
             if not self.export:
@@ -298,6 +355,13 @@ class _Network:
             return self.sessions[size]
 
 
+def default_threads() -> int:
+    """PyTorch's intra-op threads when PyTorch is loaded (a caller may have set them), else 0: ONNX Runtime's own
+    default, one per physical core, which is PyTorch's default too."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else 0
+
+
 def session_options(threads: int) -> Any:
     """The ONNX Runtime session options of the engine: ``threads`` intra-op threads, sequential, and no spinning
     (spinning threads compete with the drivers' reader and writer threads, docs/results.md, Speed)."""
@@ -315,15 +379,15 @@ class OnnxNets:
     """The engine's ONNX Runtime backend: the purifier and (optional) segmenter as InferenceSessions.
 
     folder: where exported files are looked up and written (None: the shipped exports, then the per-network
-    cache, see the module docstring). threads: intra-op threads (default ``torch.get_num_threads()``). export:
+    cache, see the module docstring). threads: intra-op threads (default :func:`default_threads`). export:
     export a network that has no file yet (False: a UserError instead; nothing is written)."""
 
-    def __init__(self, purifier: nn.Module, segmenter: nn.Module | None = None, folder: str | Path | None = None,
-                 threads: int | None = None, export: bool = True) -> None:
+    def __init__(self, purifier: nn.Module | NetworkCheckpoint, segmenter: nn.Module | NetworkCheckpoint | None = None,
+                 folder: str | Path | None = None, threads: int | None = None, export: bool = True) -> None:
         reason = onnx_available(("onnxruntime",))  # exporting (on first use) also needs onnx; it says so then
         if reason is not None:
             raise UserError(f"--backend onnx: {reason}")
-        threads = threads or torch.get_num_threads()
+        threads = threads or default_threads()
         where = Path(folder).expanduser() if folder is not None else None
         self.purifier = _Network(purifier, where, threads, export)
         self.segmenter = _Network(segmenter, where, threads, export) if segmenter is not None else None

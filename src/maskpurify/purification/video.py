@@ -13,7 +13,8 @@
 - **Threads**: while a video runs on the CPU, the networks use one intra-op thread: the decoder, the encoder and
   FaceMesh keep the other core busy, and PyTorch's OpenMP threads spin-wait and stall whenever a core is taken
   (measured on the 2-core machine under load: 2 eyes in 596 ms with 2 threads, 12 ms with 1). The setting is
-  restored afterwards.
+  restored afterwards. ONNX Runtime's sessions do not spin (:func:`~maskpurify.purification.onnx_backend.
+  session_options`).
 - **Readout and summary**: the progress bar shows the frames/s of the last second, the frames with a face and the
   frames dropped. :class:`VideoStats` says in how many frames a face was found and how many eyes were purified;
   a face video (``--masks faces``) in which no face is ever found is refused (nothing written).
@@ -51,12 +52,16 @@ __all__ = ["VideoStats", "EyeSteadiness", "LiveFrames", "purify_video", "LPWStat
 
 
 @contextlib.contextmanager
-def _one_torch_thread(device: Any) -> Iterator[None]:
-    """PyTorch on one intra-op thread inside the block when ``device`` is the CPU (see the module doc)."""
+def _one_torch_thread(backend: str, device: Any) -> Iterator[None]:
+    """PyTorch on one intra-op thread inside the block when it runs the networks on the CPU (see the module doc;
+    with ONNX Runtime, PyTorch is not even imported)."""
+    if backend != "torch":
+        yield
+        return
     import torch
 
     before = torch.get_num_threads()
-    if getattr(device, "type", str(device)) == "cpu":
+    if str(device).split(":")[0] == "cpu":
         torch.set_num_threads(1)
     try:
         yield
@@ -337,11 +342,11 @@ def purify_video(pipeline: Pipeline, src: Path | int, out: Path, mask_video: Pat
                 faces_hint = faces.mediapipe_missing_for(head[0].shape)
             ordered = itertools.chain(head, ordered)
         stats.face_video = faces_wanted = pipeline.faces_mode == "always"
-        if not faces_wanted and pipeline.engine.segmenter is None:
+        if not faces_wanted and not pipeline.engine.has_segmenter:
             raise UserError(f"no mask for {src} and no segmenter; give --segmenter (videos use automatic masks)"
                             + (f"; if it shows faces, {faces_hint}" if faces_hint else ""))
         with contextlib.ExitStack() as stack:
-            stack.enter_context(_one_torch_thread(pipeline.engine.device))
+            stack.enter_context(_one_torch_thread(pipeline.engine.backend, pipeline.engine.device))
             writer = stack.enter_context(VideoWriter(out, fps, size, preset))
             mwriter = stack.enter_context(VideoWriter(mask_video, fps, size, preset)) if mask_video else None
 
