@@ -5,6 +5,11 @@ dataset, for 30,000 wild eyes at 36x60 (rendered once under ``--work``), timed a
 Backends run in interleaved rounds (torch, auto, torch, auto, ...), each round preceded by a 2048² fp32 matmul
 timed in the same process as the same-run reference, because this machine's speed drifts; the load average is
 recorded. ``auto`` is the default: ONNX Runtime on the shipped exports when it is installed.
+
+Each round also times, in this process on the first 4,096 eyes, the two networks alone (segmenter, then purifier
+on its masks, batch 64, float input ready, nothing else): in ONNX Runtime (``networks_onnx``: the ceiling of
+``auto``, what it would reach if reading, the eye check, pasting and writing cost nothing) and in PyTorch eager
+(``networks_torch_eager``: the same run's PyTorch eager chain).
 Run: .venv/bin/python benchmarks/purify_cli_speed.py [--n 30000] [--rounds 3] [--out PATH]
 """
 
@@ -28,6 +33,40 @@ from reference import matmul_gflops
 
 BACKENDS = ("torch", "auto")
 
+def networks_alone(data: Path, n: int = 4096, batch: int = 64, min_time: float = 3.0) -> dict[str, float]:
+    """Eyes/s of the segmenter and the purifier alone, in ONNX Runtime and in PyTorch eager (see the docstring)."""
+    import torch
+
+    from maskpurify.purification import Purification
+    from maskpurify.world.dataset import load_shard
+
+    images = load_shard(data, 0)["images"][:n]
+    x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+    onnx = Purification.load(backend="onnx")._onnx
+    eager = Purification.load(backend="torch")
+
+    def run_onnx(lo: int) -> None:
+        chunk = x[lo:lo + batch]
+        onnx.purify(chunk, onnx.segment(chunk).astype(np.int64))
+
+    def run_eager(lo: int) -> None:
+        with torch.inference_mode():
+            chunk = torch.from_numpy(x[lo:lo + batch])
+            masks = eager.segmenter(chunk.contiguous(memory_format=torch.channels_last)).argmax(1)
+            eager.purifier(chunk, masks)
+
+    rates = {}
+    for name, step in (("networks_onnx", run_onnx), ("networks_torch_eager", run_eager)):
+        step(0)
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < min_time:
+            for lo in range(0, len(x), batch):
+                step(lo)
+            done += len(x)
+        rates[name] = round(done / (time.perf_counter() - start), 1)
+    return rates
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=30000)
@@ -50,7 +89,9 @@ def main() -> int:
             if done.returncode != 0:
                 sys.exit(f"{shlex.join(command)} failed: {done.stderr.strip().splitlines()[-1:]}")
             row[backend] = round(args.n / (time.perf_counter() - start), 1)
+        row.update(networks_alone(data))
         row["auto_over_torch"] = round(row["auto"] / row["torch"], 3)
+        row["auto_over_torch_eager_chain"] = round(row["auto"] / row["networks_torch_eager"], 3)
         rounds.append(row)
         print(f"round {r}: " + ", ".join(f"{k} {v}" for k, v in row.items()), flush=True)
     summary = {k: float(np.median([row[k] for row in rounds])) for k in rounds[0]}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,9 +263,9 @@ def map_shards(src: Path, out: Path, settings: dict[str, Any], transform: Callab
 
     Every shard is checked by :func:`maskpurify.world.dataset.shard_batch` (and against the first shard's
     types and shapes) before anything is written, so a bad input is one line and leaves no output. Memory holds
-    one shard at a time. ``out`` is an :class:`~maskpurify.purification.output.OutputDir` for ``settings`` (which name
-    the input): an
-    interrupted run resumes at the first missing shard (a shard whose input changed since is done again);
+    two shards at a time (one transformed while the one before is written). ``out`` is an
+    :class:`~maskpurify.purification.output.OutputDir` for ``settings`` (which name the input): an interrupted run
+    resumes at the first missing shard (a shard whose input changed since is done again);
     meta.json (``out_meta()`` plus ``complete`` and the command) is written only at the end.
     """
     from tqdm import tqdm
@@ -294,22 +295,38 @@ def map_shards(src: Path, out: Path, settings: dict[str, Any], transform: Callab
     target = OutputDir(out, settings, overwrite=overwrite, resume=resume)
     count = 0
     bar = tqdm(total=int(meta["n"]), unit="img", desc="purify", disable=not progress, leave=False)
-    try:
-        for index in range(num_shards):
-            name = shard_name(index)
-            dest = out / name
-            source = input_fingerprint(src / name)
-            if not overwrite and target.is_done(name, dest, source):
-                bar.update(min(int(meta["shard_size"]), int(meta["n"]) - index * int(meta["shard_size"])))
-                continue
-            shard = transform(name, load(index))
-            target.begin()
-            save_npz_deterministic(dest, shard)
+    pending: tuple[Future[None], str, Path, Any, int] | None = None
+
+    def finish() -> None:
+        """Wait for the shard being written, then record it as done."""
+        nonlocal count, pending
+        if pending is not None:
+            written, name, dest, source, samples = pending
+            pending = None
+            written.result()
             target.mark(name, dest, source)
             target.save()
-            count += len(shard["images"])
-            bar.update(len(shard["images"]))
-            del shard
+            count += samples
+            bar.update(samples)
+
+    try:
+        # One shard is compressed and written (zlib and the file system release the GIL) while the next is
+        # transformed; it is marked done only once written, so a killed run redoes it.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer:
+            for index in range(num_shards):
+                name = shard_name(index)
+                dest = out / name
+                source = input_fingerprint(src / name)
+                if not overwrite and target.is_done(name, dest, source):
+                    bar.update(min(int(meta["shard_size"]), int(meta["n"]) - index * int(meta["shard_size"])))
+                    continue
+                shard = transform(name, load(index))
+                target.begin()
+                finish()
+                pending = (writer.submit(save_npz_deterministic, dest, shard), name, dest, source,
+                           len(shard["images"]))
+                del shard
+            finish()
         atomic_write_json(out / "meta.json", {**out_meta(), "complete": True, "command": command_line()})
         target.save(complete=True)
     finally:
