@@ -238,8 +238,15 @@ class Purifier(nn.Module):
         n, _, h, w = image.shape
         pad_h, pad_w = -h % self.STRIDE, -w % self.STRIDE
         if self.config.use_mask:
-            onehot = F.one_hot(mask.long(), self.config.num_labels).permute(0, 3, 1, 2).to(image.dtype)
-            region = self._region_lut.to(image.dtype)[mask.long()].permute(0, 3, 1, 2)
+            # one-hot by comparison, and the regions as sums of its planes: the same 0/1 maps as F.one_hot and a
+            # lookup table, without ONNX Runtime's slow OneHot and Gather
+            labels = torch.arange(self.config.num_labels, device=mask.device).view(1, -1, 1, 1)
+            onehot = (mask.long().unsqueeze(1) == labels).to(image.dtype)
+            if self.config.norm_regions == "labels":
+                region = onehot
+            else:
+                attention = onehot[:, list(self.config.attention_labels)].sum(1, keepdim=True)
+                region = torch.cat([attention, 1.0 - attention], 1)
         else:
             onehot = image.new_zeros(n, self.config.num_labels, h, w)
             region = None
