@@ -308,3 +308,25 @@ def test_purifying_with_the_shipped_exports_never_imports_pytorch(tmp_path):
     for i in range(4):
         out = np.asarray(Image.open(tmp_path / "out" / f"eye{i}.png"))
         assert np.abs(out.astype(int) - reference[i].astype(int)).max() <= GREY_LEVELS_CHAIN
+
+
+def test_a_sidecar_the_fast_path_cannot_read_falls_back_to_pytorchs_loader(ckpts, tmp_path):
+    """A checkpoint without a weights hash, or whose config lacks what the engine reads, is built in PyTorch,
+    whose loader accepts it or names the problem; one of another kind is refused in one line either way."""
+    import shutil
+
+    from maskpurify.purification.networks import NetworkCheckpoint
+
+    for part in ("safetensors", "json"):
+        shutil.copy(ckpts["p"].with_suffix(f".{part}"), tmp_path / f"nohash.{part}")
+    sidecar = json.loads((tmp_path / "nohash.json").read_text())
+    (tmp_path / "nohash.json").write_text(json.dumps({k: v for k, v in sidecar.items() if k != "weights_sha256"}))
+    assert NetworkCheckpoint.read(tmp_path / "nohash", "purifier") is None
+    assert Purification.load(checkpoint=tmp_path / "nohash", segmenter=False, backend="auto").backend == "torch"
+    partial = {**sidecar, "config": {k: v for k, v in sidecar["config"].items() if k != "use_mask"}}
+    (tmp_path / "nohash.json").write_text(json.dumps(partial))
+    assert NetworkCheckpoint.read(tmp_path / "nohash", "purifier") is None
+    with pytest.raises(UserError, match="missing keys"):
+        Purification.load(checkpoint=tmp_path / "nohash", segmenter=False, backend="auto")
+    with pytest.raises(UserError, match="not a purifier checkpoint"):
+        Purification.load(checkpoint=ckpts["s"], segmenter=False, backend="auto")

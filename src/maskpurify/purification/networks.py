@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 #: The kinds the engine runs: the sidecar's ``kind`` -> the config key of its label count, and its attention labels
 _LABELS = {"purifier": ("num_labels", "attention_labels"), "segmenter": ("num_classes", None)}
+#: What the engine reads of each kind's config before running it
+_READ = {"purifier": ("num_labels", "attention_labels", "use_mask"), "segmenter": ("num_classes",)}
 
 
 class NetworkCheckpoint:
@@ -35,6 +37,9 @@ class NetworkCheckpoint:
         if meta.get("kind") != kind or not isinstance(config, dict):
             raise UserError(f"{path}: not a {kind} checkpoint (sidecar kind is {meta.get('kind')!r})")
         count, attention = _LABELS[kind]
+        missing = [key for key in _READ[kind] if key not in config]
+        if missing:
+            raise UserError(f"{path}: sidecar config lacks {missing}")
         try:
             labels = label_set_for(int(config[count]), config[attention] if attention else
                                    range(1, int(config[count])))
@@ -48,11 +53,15 @@ class NetworkCheckpoint:
     @classmethod
     def read(cls, path: str | Path, kind: str) -> NetworkCheckpoint | None:
         """The checkpoint at ``path`` when its sidecar records its weights' hash (every checkpoint this package
-        saves); None for one that does not, or a training checkpoint: those are built in PyTorch at once."""
+        saves) and describes a ``kind``; None otherwise (a training checkpoint, an older or foreign sidecar): those
+        are built in PyTorch at once, whose loader names any problem."""
         meta = verified_sidecar(path)
         if meta is None or not isinstance(meta.get("weights_sha256"), str):
             return None
-        return cls(path, kind, meta)
+        try:
+            return cls(path, kind, meta)
+        except UserError:  # not this kind, or a config it cannot read: PyTorch's loader says what is wrong
+            return None
 
     def build(self, device: Any = "cpu") -> nn.Module:
         """The PyTorch network, loaded from the checkpoint (which checks that the weights fit the config)."""
