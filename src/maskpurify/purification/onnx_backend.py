@@ -239,19 +239,28 @@ def export_network(model: nn.Module, path: str | Path, size: tuple[int, int] | N
     return path
 
 
-def exported_matches(path: str | Path, network: str, size: tuple[int, int]) -> bool:
-    """Whether ``path`` (.onnx) and its sidecar hold the network hashed ``network`` at ``size``, intact."""
+def _export_sidecar(path: str | Path, size: tuple[int, int]) -> dict[str, Any] | None:
+    """The sidecar of the export ``path`` (.onnx) when it is for ``size`` and the file is intact (its sha256 as
+    recorded), else None."""
     path = Path(path)
     sidecar = path.with_suffix(".json")
     if not (path.is_file() and sidecar.is_file()):
-        return False
+        return None
     try:
         meta = read_json(sidecar)
     except UserError:
-        return False
+        return None
     entry = meta.get("onnx") if isinstance(meta, dict) else None
-    return (isinstance(entry, dict) and entry.get("network_sha256") == network
-            and entry.get("size") == [int(size[0]), int(size[1])] and entry.get("sha256") == sha256_file(path))
+    if not (isinstance(entry, dict) and entry.get("size") == [int(size[0]), int(size[1])]
+            and entry.get("sha256") == sha256_file(path)):
+        return None
+    return meta  # type: ignore[no-any-return]
+
+
+def exported_matches(path: str | Path, network: str, size: tuple[int, int]) -> bool:
+    """Whether ``path`` (.onnx) and its sidecar hold the network hashed ``network`` at ``size``, intact."""
+    meta = _export_sidecar(path, size)
+    return meta is not None and meta["onnx"].get("network_sha256") == network
 
 
 def default_cache_dir() -> Path:
@@ -266,20 +275,11 @@ def exported_from(path: str | Path, checkpoint: NetworkCheckpoint, size: tuple[i
     """Whether ``path`` (.onnx) and its sidecar hold ``checkpoint``'s network at ``size``, intact: the sidecar
     names the same kind, config and weights (the sha256 both sidecars record for the weights file). The check
     that needs no PyTorch, so the shipped exports start without it."""
-    path = Path(path)
-    sidecar = path.with_suffix(".json")
-    if not (path.is_file() and sidecar.is_file()):
-        return False
-    try:
-        meta = read_json(sidecar)
-    except UserError:
-        return False
-    entry = meta.get("onnx") if isinstance(meta, dict) else None
-    return (isinstance(entry, dict) and meta.get("kind") == checkpoint.kind
+    meta = _export_sidecar(path, size)
+    return (meta is not None and meta.get("kind") == checkpoint.kind
             and meta.get("config") == checkpoint.meta["config"]
             and meta.get("weights_sha256") == checkpoint.weights_sha256
-            and entry.get("export_version") == EXPORT_VERSION and entry.get("size") == [int(size[0]), int(size[1])]
-            and entry.get("sha256") == sha256_file(path))
+            and meta["onnx"].get("export_version") == EXPORT_VERSION)
 
 
 class _Network:
