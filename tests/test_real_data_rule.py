@@ -1,5 +1,7 @@
 """The real-data rule: wild renders stand in for real images, so no trainer learns from their labels."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -136,3 +138,38 @@ def test_segmenter_self_trains_on_a_folder_of_unlabelled_crops(tmp_path, dataset
     assert summary["finished"]
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert "self_training" in rows[0] and len(rows) == 3
+
+
+def test_segmenter_distils_a_fixed_teacher_into_a_cheaper_network(tmp_path, datasets):
+    """With ``teacher`` a fixed segmenter labels the unlabelled wild images (their own labels still unread: the
+    tampered copy trains the same weights); the network it distils into, here the half-resolution one, is what
+    is saved, and the teacher's file is left as it was."""
+    from maskpurify.nets.segmenter import SegmenterConfig
+
+    torch.manual_seed(0)
+    teacher = save_segmenter(tmp_path / "teacher", build_segmenter(SegmenterTrainConfig().model))
+    before = teacher.read_bytes()
+    synthetic = load_source(SourceConfig(path=str(datasets["synthetic"])), "synthetic", (36, 60),
+                            Run(DistContext(), tmp_path, progress=False), "data.path", supervised=True)
+    weights = []
+    for name in ("wild", "tampered"):
+        config = SegmenterTrainConfig(steps=2, batch_size=4, log_every=1, checkpoint_every=100, eval_every=0,
+                                      device="cpu", num_threads=1, self_training=1.0, seed=3,
+                                      model=SegmenterConfig(base_channels=8, levels=4, stem=2),
+                                      teacher=str(teacher).removesuffix(".safetensors"),
+                                      unlabelled=SourceConfig(path=str(datasets[name])))
+        train_segmenter(config, tmp_path / name, arrays=synthetic, progress=False)
+        student = load_segmenter(tmp_path / name / "segmenter")
+        assert student.config.stem == 2
+        sidecar = json.loads((tmp_path / name / "segmenter.json").read_text())
+        assert sidecar["trained"]["teacher"] == config.teacher
+        weights.append(student.state_dict())
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key])
+    assert teacher.read_bytes() == before
+    with pytest.raises(UserError, match="predicts 4 labels"):
+        train_segmenter(SegmenterTrainConfig(steps=1, batch_size=4, device="cpu", num_threads=1, self_training=1.0,
+                                             model=SegmenterConfig(num_classes=2, base_channels=4, levels=2),
+                                             teacher=str(teacher).removesuffix(".safetensors"),
+                                             unlabelled=SourceConfig(path=str(datasets["wild"]))),
+                        tmp_path / "mismatch", arrays=synthetic, progress=False)

@@ -6,6 +6,8 @@ Optionally (``self_training > 0``) it also learns from *unlabelled* real images,
 could: a mean teacher (Tarvainen & Valpola 2017; an exponential moving average of the network) labels each real
 image, and the network learns those labels, where the teacher is confident, on a degraded copy of the image
 (FixMatch-style consistency, Sohn et al. 2020). The real images' own labels are never read (the real-data rule).
+With ``teacher`` a fixed segmenter checkpoint labels them instead: distillation, e.g. of the shipped segmenter into
+the cheaper half-resolution network (``model.stem=2``).
 
 Outputs in the out dir: ``segmenter.safetensors`` + ``segmenter.json``, ``last`` (resumable state),
 ``log.csv``, ``config.yaml`` + ``run.json``.
@@ -65,6 +67,9 @@ class SegmenterTrainConfig(LoopConfig):
     confidence: float = 0.9
     #: decay of the teacher's moving average of the network's weights
     teacher_decay: float = 0.999
+    #: a segmenter checkpoint that labels the unlabelled images instead of the moving average, and stays fixed
+    #: (distillation, e.g. into a cheaper ``model``); None = the mean teacher
+    teacher: str | None = None
     #: strength of the degradation model on the network's copy of each real image (they are degraded already)
     unlabelled_strength: float = 0.5
 
@@ -126,8 +131,14 @@ class SegmenterTask(SupervisedTask):
             self.real = torch.from_numpy(np.ascontiguousarray(real.images))
             self.real_sampler = MinibatchSampler(len(self.real), config.batch_size, config.seed + 1, run.ctx.rank,
                                                  run.ctx.world_size)
-            self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False)  # its data spec too
-            self.models["teacher"] = self.teacher
+            if config.teacher:  # fixed: loaded again on resume, never saved with the run
+                self.teacher = load_segmenter(config.teacher, ctx.device).requires_grad_(False)
+                if self.teacher.config.num_classes != config.model.num_classes:
+                    raise UserError(f"teacher {config.teacher}: predicts {self.teacher.config.num_classes} labels, "
+                                    f"model.num_classes is {config.model.num_classes}")
+            else:
+                self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False)  # its data spec too
+                self.models["teacher"] = self.teacher
 
     def step(self, step: int) -> dict[str, float]:
         config, ctx, train = self.config, self.ctx, self.train
@@ -148,7 +159,7 @@ class SegmenterTask(SupervisedTask):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        if config.self_training > 0:
+        if config.self_training > 0 and not config.teacher:
             self.update_teacher()
         return {"loss": loss.item(), **terms, "lr": lr}
 
@@ -184,8 +195,9 @@ class SegmenterTask(SupervisedTask):
 
     @property
     def final(self) -> torch.nn.Module:
-        """The network to validate and ship: the teacher when self-training (the steadier average)."""
-        return self.teacher if self.config.self_training > 0 else self.model
+        """The network to validate and ship: the mean teacher when self-training (the steadier average); the
+        network itself when a fixed teacher distils into it."""
+        return self.teacher if self.config.self_training > 0 and not self.config.teacher else self.model
 
     def evaluate(self) -> dict[str, float]:
         if len(self.val["images"]) == 0:
@@ -198,7 +210,7 @@ class SegmenterTask(SupervisedTask):
         save_segmenter(run.out / "segmenter", self.final, {"trained": {
             "command": command_line(), "seed": config.seed, "steps": config.steps,
             "data": describe_data(config.data), "val_miou": scores.get("val_miou"), "init": config.init,
-            "self_training": config.self_training}})
+            "self_training": config.self_training, "teacher": config.teacher}})
         return scores
 
 
