@@ -17,12 +17,11 @@ import shlex
 import sys
 
 import numpy as np
-import torch
 
 from maskpurify.checkpoints import WEIGHTS_DIR
 from maskpurify.fileio import atomic_write_json
-from maskpurify.metrics.gaze import angular_error_deg
-from maskpurify.nets.gaze import load_gaze_net, predict_gaze
+from maskpurify.metrics.gaze import mean_error_deg
+from maskpurify.nets.gaze import load_gaze_net
 from maskpurify.purification.engine import Purification, eye_check
 from maskpurify.world.renderer import render_samples
 
@@ -39,8 +38,7 @@ def main() -> int:
     gaze_net = load_gaze_net(WEIGHTS_DIR / "gaze")
 
     def error(images: np.ndarray) -> float:
-        pred = predict_gaze(gaze_net, torch.from_numpy(images)).numpy().astype(np.float64)
-        return round(float(angular_error_deg(pred, wild.gaze.astype(np.float64)).mean()), 3)
+        return round(mean_error_deg(gaze_net, images, wild.gaze), 3)
 
     rows = {}
     for segmenter in args.segmenters:
