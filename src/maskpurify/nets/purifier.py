@@ -157,7 +157,6 @@ class Purifier(nn.Module):
         #: the data it works on (the sidecar's, once loaded; a trainer sets the size it trains at)
         self.spec = DataSpec(labels=label_set_for(self.config.num_labels, self.config.attention_labels))
         c, m, k = self.config.base_channels, self.config.use_mask, self.config.num_norm_regions
-        self.register_buffer("_region_lut", self._lut(self.config), persistent=False)
         cin = 3 + self.config.num_labels
         self.down1 = _ConvNormAct(cin, c, 2, m, regions=k)            # 1/2
         self.down2 = _ConvNormAct(c, 2 * c, 2, m, regions=k)          # 1/4
@@ -188,16 +187,6 @@ class Purifier(nn.Module):
             self.out.bias.zero_()
         if gaze_prior is not None:
             self.load_gaze_prior(gaze_prior)
-
-    @staticmethod
-    def _lut(config: PurifierConfig) -> torch.Tensor:
-        """(num_labels, K) one-hot map from a label to its normalisation region (attention first)."""
-        if config.norm_regions == "labels":
-            return torch.eye(config.num_labels)
-        lut = torch.zeros(config.num_labels, 2)
-        lut[:, 1] = 1.0
-        lut[list(config.attention_labels)] = torch.tensor([1.0, 0.0])
-        return lut
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Purifier:
@@ -238,8 +227,8 @@ class Purifier(nn.Module):
         n, _, h, w = image.shape
         pad_h, pad_w = -h % self.STRIDE, -w % self.STRIDE
         if self.config.use_mask:
-            # one-hot by comparison, and the regions as sums of its planes: the same 0/1 maps as F.one_hot and a
-            # lookup table, without ONNX Runtime's slow OneHot and Gather
+            # one-hot by comparison, and the regions (one per label, or attention then background) as sums of its
+            # planes: the same 0/1 maps as F.one_hot and a lookup table, without ONNX Runtime's slow OneHot and Gather
             labels = torch.arange(self.config.num_labels, device=mask.device).view(1, -1, 1, 1)
             onehot = (mask.long().unsqueeze(1) == labels).to(image.dtype)
             if self.config.norm_regions == "labels":
