@@ -71,6 +71,11 @@ def _no_gpu_here() -> bool:
     return sys.platform.startswith("linux") and not any(os.path.exists(node) for node in ("/dev/nvidiactl", "/dev/kfd"))
 
 
+def on_cpu(device: object) -> bool:
+    """Whether a torch device ('cpu', 'cuda:1', a ``torch.device``) is the CPU, read without importing PyTorch."""
+    return str(device).split(":")[0] == "cpu"
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> cuda when available, else cpu; an unusable device is a UserError naming the flag."""
     if device == "cpu" or (device == "auto" and _no_gpu_here()):
@@ -100,7 +105,7 @@ def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
         return "torch"
     from maskpurify.purification.onnx_backend import onnx_available
 
-    cpu = str(device).split(":")[0] == "cpu"
+    cpu = on_cpu(device)
     if backend == "auto":
         return "onnx" if cpu and onnx_available(("onnxruntime",)) is None else "torch"
     if not cpu:

@@ -44,7 +44,7 @@ from maskpurify.fileio import MAX_IMAGE_PIXELS, check_outputs
 from maskpurify.masks import colourise
 from maskpurify.purification.drivers import NotPurified, output_file, report_passed_through
 from maskpurify.purification import faces
-from maskpurify.purification.engine import palette_for
+from maskpurify.purification.engine import on_cpu, palette_for
 from maskpurify.purification.inputs import VIDEO_SUFFIXES, MaskSource
 from maskpurify.purification.pipeline import Pipeline, Result
 
@@ -61,7 +61,7 @@ def _one_torch_thread(backend: str, device: Any) -> Iterator[None]:
     import torch
 
     before = torch.get_num_threads()
-    if str(device).split(":")[0] == "cpu":
+    if on_cpu(device):
         torch.set_num_threads(1)
     try:
         yield
