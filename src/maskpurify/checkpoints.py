@@ -105,10 +105,10 @@ def verified_sidecar(path: str | Path) -> dict[str, Any] | None:
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint of either layout; a missing, corrupt or mismatched file is a UserError naming it."""
+    weights, sidecar = checkpoint_paths(path)
     meta = verified_sidecar(path)
     if meta is None:
-        return load_committed(checkpoint_paths(path)[1].with_suffix(""))
-    weights = checkpoint_paths(path)[0]
+        return load_committed(sidecar.with_suffix(""))
     from safetensors.torch import load_file
 
     try:
