@@ -1,7 +1,7 @@
 """What a cheaper segmenter would buy: the shipped segmenter against the same U-Net at half resolution (``stem=2``,
 the cheaper architecture of docs/results.md "Masks from the image"; untrained weights: its speed only), beside the
 shipped purifier, each alone in ONNX Runtime at batch 64 (the engine's batch; 2 intra-op threads, no spinning, as
-the engine runs them), interleaved rounds, a 2048² matmul timed in each round as the same-run reference.
+the engine runs them; the median call, ``onnx_speed.seconds_per_call``), interleaved rounds, a 2048² matmul timed in each round as the same-run reference.
 
 Run: .venv/bin/python benchmarks/half_res_segmenter_speed.py [--rounds 3] [--out PATH]
 """
@@ -13,23 +13,14 @@ import os
 import platform
 import shlex
 import sys
-import time
 
 import numpy as np
 
 from maskpurify.fileio import atomic_write_json
 from maskpurify.nets.segmenter import Segmenter, SegmenterConfig, load_segmenter
 from maskpurify.purification.onnx_backend import SHIPPED_DIR, onnx_bytes, session_options
+from onnx_speed import seconds_per_call
 from reference import matmul_gflops
-
-
-def eyes_per_s(run: object, batch: int, min_time: float) -> float:
-    run()  # type: ignore[operator]
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < min_time:
-        run()  # type: ignore[operator]
-        done += batch
-    return round(done / (time.perf_counter() - start), 1)
 
 
 def main() -> int:
@@ -61,7 +52,8 @@ def main() -> int:
     for r in range(args.rounds):
         row = {"matmul_2048_gflops": matmul_gflops(2048)}
         for name, session in sessions.items():
-            row[name] = eyes_per_s(lambda s=session, f=feeds[name]: s.run(None, f), args.batch, args.min_time)
+            row[name] = round(args.batch / seconds_per_call(lambda s=session, f=feeds[name]: s.run(None, f),
+                                                            args.min_time), 1)
         for seg in ("segmenter", "segmenter_half_res"):  # the two networks alone, one after the other
             row[f"chain_{seg}"] = round(1.0 / (1.0 / row[seg] + 1.0 / row["purifier"]), 1)
         rounds.append(row)
