@@ -1,7 +1,8 @@
 """What a cheaper segmenter would buy: the shipped segmenter against the same U-Net at half resolution (``stem=2``,
 the cheaper architecture of docs/results.md "Masks from the image"; untrained weights: its speed only), beside the
 shipped purifier, each alone in ONNX Runtime at batch 64 (the engine's batch; 2 intra-op threads, no spinning, as
-the engine runs them; the median call, ``onnx_speed.seconds_per_call``), interleaved rounds, a 2048² matmul timed in each round as the same-run reference.
+the engine runs them; the median call, ``onnx_speed.seconds_per_call``), interleaved rounds, a 2048² matmul timed
+in each round as the same-run reference.
 
 Run: .venv/bin/python benchmarks/half_res_segmenter_speed.py [--rounds 3] [--out PATH]
 """
