@@ -382,8 +382,8 @@ class OnnxNets:
     cache, see the module docstring). threads: intra-op threads (default :func:`default_threads`). export:
     export a network that has no file yet (False: a UserError instead; nothing is written)."""
 
-    def __init__(self, purifier: nn.Module | NetworkCheckpoint, segmenter: nn.Module | NetworkCheckpoint | None = None,
-                 folder: str | Path | None = None, threads: int | None = None, export: bool = True) -> None:
+    def __init__(self, purifier: nn.Module | NetworkCheckpoint,
+                 segmenter: nn.Module | NetworkCheckpoint | None = None, folder: str | Path | None = None, threads: int | None = None, export: bool = True) -> None:
         reason = onnx_available(("onnxruntime",))  # exporting (on first use) also needs onnx; it says so then
         if reason is not None:
             raise UserError(f"--backend onnx: {reason}")
